@@ -1,0 +1,9 @@
+//! tailnet-operator: manage a Tailscale tailnet declaratively.
+//!
+//! Layout (see `docs/architecture.md`):
+//! - [`tailscale`]: typed Tailscale API v2 client (auth, rate limit, retries, typed errors).
+//! - [`sim`]: the simulated tailnet, an in-process test double and demo backend of the API.
+//! - [`policy`]: strict HuJSON parsing and the local access evaluator.
+pub mod policy;
+pub mod sim;
+pub mod tailscale;

@@ -1,0 +1,1 @@
+//! Tailscale API v2 client.
