@@ -4,6 +4,10 @@
 //! - [`tailscale`]: typed Tailscale API v2 client (auth, rate limit, retries, typed errors).
 //! - [`sim`]: the simulated tailnet, an in-process test double and demo backend of the API.
 //! - [`policy`]: strict HuJSON parsing and the local access evaluator.
+//! - [`secret`]: the redacting wrapper every secret is held in.
+//! - [`error`]: error categories shared by the client, reconcilers and metrics.
+pub mod error;
 pub mod policy;
+pub mod secret;
 pub mod sim;
 pub mod tailscale;
