@@ -89,7 +89,10 @@ mod tests {
 
     #[test]
     fn only_rate_limits_and_transient_failures_retry() {
-        let retryable: Vec<_> = Category::ALL.into_iter().filter(|c| c.is_retryable()).collect();
+        let retryable: Vec<_> = Category::ALL
+            .into_iter()
+            .filter(|c| c.is_retryable())
+            .collect();
         assert_eq!(retryable, [Category::RateLimited, Category::Transient]);
     }
 }
