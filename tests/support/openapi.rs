@@ -223,7 +223,11 @@ impl Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "at {:?}: {} [{}", self.instance_path, self.message, self.keyword)?;
+        write!(
+            f,
+            "at {:?}: {} [{}",
+            self.instance_path, self.message, self.keyword
+        )?;
         if !self.keyword_location.is_empty() {
             write!(f, " at {}", self.keyword_location)?;
         }
@@ -396,7 +400,9 @@ impl OpenApiSpec {
     /// `skipping: ...`) when the file is absent; the caller should return early.
     pub fn shared() -> Option<&'static OpenApiSpec> {
         static SHARED: OnceLock<Option<OpenApiSpec>> = OnceLock::new();
-        let spec = SHARED.get_or_init(|| OpenApiSpec::load_quiet(&spec_path())).as_ref();
+        let spec = SHARED
+            .get_or_init(|| OpenApiSpec::load_quiet(&spec_path()))
+            .as_ref();
         if spec.is_none() {
             print_skip(&spec_path());
         }
@@ -484,7 +490,10 @@ impl OpenApiSpec {
 
     /// Number of validators compiled so far (for checking the cache).
     pub fn compiled_count(&self) -> usize {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Looks an operation up by method and templated path (`/tailnet/{tailnet}/devices`, with
@@ -519,7 +528,10 @@ impl OpenApiSpec {
             let Some(shape) = match_segments(&op.segments, &concrete) else {
                 continue;
             };
-            if best.as_ref().is_none_or(|(_, best_shape)| shape < *best_shape) {
+            if best
+                .as_ref()
+                .is_none_or(|(_, best_shape)| shape < *best_shape)
+            {
                 best = Some((op, shape));
             }
         }
@@ -657,7 +669,9 @@ impl OpenApiSpec {
             }
             for container in containers {
                 let (location, node) = self.resolve(&container);
-                let content = node.and_then(|n| n.get("content")).and_then(Value::as_object);
+                let content = node
+                    .and_then(|n| n.get("content"))
+                    .and_then(Value::as_object);
                 for (media, media_object) in content.into_iter().flatten() {
                     let schema = format!("{location}/content/{}/schema", escape(media));
                     if media_object.get("schema").is_some() && seen.insert(schema.clone()) {
@@ -672,14 +686,20 @@ impl OpenApiSpec {
     /// Compiles the schema at `location` (a `#/...` fragment of the document), through the
     /// cache. Fails on broken `$ref`s.
     pub fn compile(&self, location: &str) -> Result<Arc<Validator>, ContractError> {
-        self.validator(&format!("{BASE_URI}{}", encode_fragment(location)), location)
+        let location = match location.strip_prefix('#') {
+            Some(_) => location.to_string(),
+            None => format!("#{location}"),
+        };
+        let uri = format!("{BASE_URI}{}", encode_fragment(&location));
+        self.validator(&uri, &location)
     }
 
     // ---- internals -------------------------------------------------------------------------
 
     /// The node at a `#/...` location.
     fn node(&self, location: &str) -> Option<&Value> {
-        self.doc.pointer(location.strip_prefix('#').unwrap_or(location))
+        self.doc
+            .pointer(location.strip_prefix('#').unwrap_or(location))
     }
 
     /// Follows OpenAPI-level `$ref`s (responses, request bodies) from `location`.
@@ -699,7 +719,9 @@ impl OpenApiSpec {
 
     /// The response entry for `status`: exact, then `4XX`-style range, then `default`.
     fn pick_response(&self, op: &Operation, status: u16) -> Option<(String, String)> {
-        let responses = self.node(&format!("{}/responses", op.location))?.as_object()?;
+        let responses = self
+            .node(&format!("{}/responses", op.location))?
+            .as_object()?;
         let exact = status.to_string();
         let range = format!("{}XX", status / 100);
         let key = responses
@@ -755,7 +777,10 @@ impl OpenApiSpec {
                 out.push(Violation::check(
                     content_location,
                     "body",
-                    format!("the spec declares a body ({}) but none was sent", declared.join(", ")),
+                    format!(
+                        "the spec declares a body ({}) but none was sent",
+                        declared.join(", ")
+                    ),
                 ));
             }
             return Ok(None);
@@ -887,7 +912,10 @@ impl OpenApiSpec {
                         if schema.get("properties").and_then(|p| p.get(name)).is_some() {
                             child.push(format!("{loc}/properties/{}", escape(name)));
                         }
-                        if schema.get("additionalProperties").is_some_and(Value::is_object) {
+                        if schema
+                            .get("additionalProperties")
+                            .is_some_and(Value::is_object)
+                        {
                             child.push(format!("{loc}/additionalProperties"));
                         }
                     }
@@ -968,7 +996,10 @@ fn finish(
     let mut tolerated = Vec::new();
     let mut remaining = Vec::new();
     for violation in violations {
-        match KNOWN_DEVIATIONS.iter().find(|d| deviation_applies(d, op, &violation)) {
+        match KNOWN_DEVIATIONS
+            .iter()
+            .find(|d| deviation_applies(d, op, &violation))
+        {
             Some(deviation) => tolerated.push(Tolerated {
                 violation,
                 deviation,
@@ -1172,7 +1203,11 @@ fn index_operations(doc: &Value) -> Result<Vec<Operation>, ContractError> {
                 "path {template:?} does not start with '/'"
             )));
         }
-        let segments = template.split('/').skip(1).map(parse_segment).collect::<Vec<_>>();
+        let segments = template
+            .split('/')
+            .skip(1)
+            .map(parse_segment)
+            .collect::<Vec<_>>();
         for method in HTTP_METHODS {
             let Some(operation) = item.get(*method) else {
                 continue;
@@ -1202,15 +1237,27 @@ fn parse_segment(segment: &str) -> Segment {
 }
 
 /// Chooses the declared media type for a body.
-fn pick_media<'c>(content: &'c Map<String, Value>, actual: Option<&str>) -> Result<&'c str, String> {
+fn pick_media<'c>(
+    content: &'c Map<String, Value>,
+    actual: Option<&str>,
+) -> Result<&'c str, String> {
     let declared = || content.keys().cloned().collect::<Vec<_>>().join(", ");
     let Some(actual) = actual.map(media_essence) else {
         return content
             .keys()
             .find(|k| media_essence(k) == "application/json")
-            .or_else(|| (content.len() == 1).then(|| content.keys().next()).flatten())
+            .or_else(|| {
+                (content.len() == 1)
+                    .then(|| content.keys().next())
+                    .flatten()
+            })
             .map(String::as_str)
-            .ok_or_else(|| format!("no content type given and several are declared ({})", declared()));
+            .ok_or_else(|| {
+                format!(
+                    "no content type given and several are declared ({})",
+                    declared()
+                )
+            });
     };
     let major = actual.split('/').next().unwrap_or_default();
     let wildcard = format!("{major}/*");
@@ -1220,7 +1267,12 @@ fn pick_media<'c>(content: &'c Map<String, Value>, actual: Option<&str>) -> Resu
         .or_else(|| content.keys().find(|k| media_essence(k) == wildcard))
         .or_else(|| content.keys().find(|k| *k == "*/*"))
         .map(String::as_str)
-        .ok_or_else(|| format!("content type {actual} is not declared (declared: {})", declared()))
+        .ok_or_else(|| {
+            format!(
+                "content type {actual} is not declared (declared: {})",
+                declared()
+            )
+        })
 }
 
 /// `application/json; charset=utf-8` -> `application/json`.
@@ -1320,7 +1372,8 @@ fn redact(value: &Value, member: Option<&str>) -> Value {
     match value {
         Value::String(text)
             if text.starts_with("tskey-")
-                || member.is_some_and(|m| SECRET_MEMBERS.contains(&m.to_ascii_lowercase().as_str())) =>
+                || member
+                    .is_some_and(|m| SECRET_MEMBERS.contains(&m.to_ascii_lowercase().as_str())) =>
         {
             Value::String("<redacted>".to_string())
         }
