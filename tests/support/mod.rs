@@ -1,0 +1,4 @@
+//! Shared helpers for the integration tests. Each test binary declares `mod support;` and uses
+//! the modules it needs.
+
+pub mod openapi;
