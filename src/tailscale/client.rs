@@ -619,7 +619,7 @@ impl RawResponse {
             message,
             endpoint: endpoint.to_owned(),
             retry_after,
-            data: parsed.data.filter(|data| !data.is_null()),
+            data: parsed.data.filter(|data| !data.is_null()).map(Box::new),
         }
     }
 

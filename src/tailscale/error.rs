@@ -26,8 +26,9 @@ pub struct ApiError {
     pub endpoint: String,
     /// How long the server asked us to wait (`Retry-After`), if it said.
     pub retry_after: Option<Duration>,
-    /// The error body's `data`, e.g. policy-test failures on `POST /acl`.
-    pub data: Option<Value>,
+    /// The error body's `data`, e.g. policy-test failures on `POST /acl`. Boxed to keep
+    /// `Result<T, ApiError>` small (clippy's `result_large_err`), since every caller returns it.
+    pub data: Option<Box<Value>>,
 }
 
 impl fmt::Display for ApiError {

@@ -14,10 +14,6 @@
 //! - Secrets (credentials, access tokens, new auth keys, webhook secrets) are held in
 //!   [`Secret`](crate::secret::Secret) and never appear in logs or errors.
 //! - Responses tolerate unknown fields, `null` lists, and empty or missing timestamps.
-// `ApiError` is ~150 bytes (its `data: Option<Value>` alone is 80 with `preserve_order`), over
-// clippy's 128-byte `result_large_err` threshold. Its fields are a fixed interface, and errors
-// are the cold path, so the lint is allowed here rather than boxing fields.
-#![allow(clippy::result_large_err)]
 
 mod auth;
 mod client;
