@@ -61,7 +61,11 @@ pub fn parse_strict(text: &str) -> Result<Value, HujsonError> {
         .collect();
     check_whitespace(text, &token_ranges)?;
     let Some(root) = parsed.value else {
-        return Err(error_at(text, text.len(), "empty document: expected a JSON value"));
+        return Err(error_at(
+            text,
+            text.len(),
+            "empty document: expected a JSON value",
+        ));
     };
     convert(text, &root)
 }
@@ -81,7 +85,10 @@ fn check_whitespace(text: &str, tokens: &[Range]) -> Result<(), HujsonError> {
             .char_indices()
             .find(|(_, c)| !matches!(c, ' ' | '\t' | '\n' | '\r'))
         {
-            let message = format!("character U+{:04X} is not allowed outside strings", c as u32);
+            let message = format!(
+                "character U+{:04X} is not allowed outside strings",
+                c as u32
+            );
             return Err(error_at(text, start + offset, &message));
         }
     }
@@ -120,7 +127,11 @@ fn convert_object(text: &str, object: &Object<'_>) -> Result<Value, HujsonError>
     for prop in &object.properties {
         let ObjectPropName::String(name) = &prop.name else {
             // Unreachable with loose property names disabled; kept as an error, not a panic.
-            return Err(error_at(text, prop.range.start, "object keys must be strings"));
+            return Err(error_at(
+                text,
+                prop.range.start,
+                "object keys must be strings",
+            ));
         };
         check_string_chars(text, name.range)?;
         let key = name.value.to_string();
@@ -199,8 +210,8 @@ mod tests {
 
     #[test]
     fn preserves_key_order_and_plain_json_values() {
-        let value = parse_strict(r#"{"z": 1, "a": [true, false, null, -1.5e3, "x\n\u00e9"]}"#)
-            .unwrap();
+        let value =
+            parse_strict(r#"{"z": 1, "a": [true, false, null, -1.5e3, "x\n\u00e9"]}"#).unwrap();
         let keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["z", "a"]);
         assert_eq!(value["a"], json!([true, false, null, -1500.0, "x\né"]));
@@ -230,7 +241,14 @@ mod tests {
     #[test]
     fn rejects_non_json_numbers() {
         for text in [
-            "[0x1F]", "[+1]", "[NaN]", "[Infinity]", "[-Infinity]", "[.5]", "[5.]", "[01]",
+            "[0x1F]",
+            "[+1]",
+            "[NaN]",
+            "[Infinity]",
+            "[-Infinity]",
+            "[.5]",
+            "[5.]",
+            "[01]",
         ] {
             err(text);
         }
