@@ -274,7 +274,8 @@ fn device_findings(
             ));
         }
     }
-    if let (Some(version), Some(baseline)) = (ClientVersion::parse(&device.client_version), baseline)
+    if let (Some(version), Some(baseline)) =
+        (ClientVersion::parse(&device.client_version), baseline)
         && version < baseline
     {
         findings.push(finding(
@@ -548,7 +549,11 @@ mod tests {
         let report = audit(&[old, recent], &[], now(), &AuditOptions::default());
         assert_eq!(kinds(&report, "old"), [FindingKind::Stale]);
         assert!(kinds(&report, "recent").is_empty());
-        assert!(report.findings[0].detail.starts_with("last seen 45 days ago"));
+        assert!(
+            report.findings[0]
+                .detail
+                .starts_with("last seen 45 days ago")
+        );
     }
 
     #[test]
@@ -610,8 +615,8 @@ mod tests {
         assert_eq!(kinds(&report, "behind"), [FindingKind::UpdateAvailable]);
         assert_eq!(kinds(&report, "server"), [FindingKind::MissingTags]);
         assert!(kinds(&report, "tagged").is_empty());
-        let tagged_owner = audit(&[device("x")], &[], now(), &AuditOptions::default());
-        assert!(tagged_owner.findings.is_empty());
+        let server = report.findings.iter().find(|f| f.name == "server").unwrap();
+        assert_eq!(server.owner, "alice@example.com");
     }
 
     #[test]
@@ -620,7 +625,12 @@ mod tests {
         shared.is_external = true;
         shared.authorized = false;
         shared.client_version = "1.2.0".to_owned();
-        let report = audit(&[shared, device("mine")], &[], now(), &AuditOptions::default());
+        let report = audit(
+            &[shared, device("mine")],
+            &[],
+            now(),
+            &AuditOptions::default(),
+        );
         assert_eq!(kinds(&report, "shared"), [FindingKind::External]);
         // An external device's old client must not drag the baseline down either.
         assert_eq!(report.client_version_baseline.as_deref(), Some("1.82.0"));
@@ -667,9 +677,11 @@ mod tests {
         let table = render_table(&report);
         assert!(table.starts_with("KIND"));
         assert!(table.contains("Unauthorized"));
-        assert!(table.trim_end().ends_with(
-            "audited 2 devices and 0 auth keys: 1 unauthorized, 1 updates available"
-        ));
+        assert!(
+            table.trim_end().ends_with(
+                "audited 2 devices and 0 auth keys: 1 unauthorized, 1 updates available"
+            )
+        );
 
         let csv = render_csv(&report);
         let lines: Vec<&str> = csv.lines().collect();
@@ -683,6 +695,11 @@ mod tests {
         assert_eq!(json["summary"]["Unauthorized"], 1);
         assert_eq!(json["summary"]["Stale"], 0);
         assert_eq!(json["devices"], 2);
-        assert!(json["summaryLine"].as_str().unwrap().contains("1 unauthorized"));
+        assert!(
+            json["summaryLine"]
+                .as_str()
+                .unwrap()
+                .contains("1 unauthorized")
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! - [`policy`]: strict HuJSON parsing and the local access evaluator.
 //! - [`secret`]: the redacting wrapper every secret is held in.
 //! - [`error`]: error categories shared by the client, reconcilers and metrics.
+pub mod audit;
 pub mod error;
 pub mod policy;
 pub mod secret;
