@@ -7,6 +7,7 @@
 //! - [`secret`]: the redacting wrapper every secret is held in.
 //! - [`error`]: error categories shared by the client, reconcilers and metrics.
 pub mod audit;
+pub mod cli;
 pub mod error;
 pub mod policy;
 pub mod secret;

@@ -1,0 +1,209 @@
+//! The `tailnet-operator` command line.
+mod connection;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use chrono::{Duration, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use connection::{Connection, ConnectionArgs, ConnectionError, connect};
+
+use crate::audit::{self, AuditOptions, ClientVersion, Format};
+use crate::sim::{SimConfig, SimServer};
+use crate::tailscale::{ApiError, DeviceListOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "tailnet-operator", version, about = "Manage a Tailscale tailnet declaratively")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `tailnet_operator=debug`.
+    #[arg(long, global = true, default_value = "warn", env = "RUST_LOG")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the simulated tailnet (a test double and demo backend of the Tailscale API).
+    Sim(SimArgs),
+    /// Audit a tailnet's devices and auth keys: stale, outdated, unauthorized, expiring.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    /// Address to listen on. Keep it on loopback: the simulated tailnet is not hardened.
+    #[arg(long, default_value = "127.0.0.1:4141")]
+    pub listen: SocketAddr,
+    /// Generated devices to add to the demo tailnet (scales to 10,000 and more).
+    #[arg(long, default_value_t = 0)]
+    pub devices: usize,
+    /// Seed for the generated tailnet (same seed, same tailnet).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Devices not seen for more than this many days are stale.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub stale_days: u32,
+    /// Node keys and auth keys expiring within this many days are reported.
+    #[arg(long, default_value_t = 14)]
+    pub expiry_days: u32,
+    /// Clients older than this version are outdated (default: more than --outdated-minors
+    /// minor versions behind the newest client in the tailnet).
+    #[arg(long, value_parser = parse_client_version)]
+    pub min_client_version: Option<ClientVersion>,
+    /// How many minor versions behind the newest client counts as outdated.
+    #[arg(long, default_value_t = 6)]
+    pub outdated_minors: u32,
+}
+
+fn parse_client_version(text: &str) -> Result<ClientVersion, String> {
+    ClientVersion::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a client version; use MAJOR.MINOR[.PATCH], e.g. 1.80.0"))
+}
+
+/// Errors that end a command; `main` prints them and exits non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error("Tailscale API: {0}")]
+    Api(#[from] ApiError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Sim(args) => run_sim(args).await,
+        Command::Audit(args) => run_audit(args).await,
+    }
+}
+
+async fn run_audit(args: AuditArgs) -> Result<(), CliError> {
+    let connection = connect(&args.connection).await?;
+    // One device-list read and one key-list read, whatever the size of the tailnet.
+    let devices = connection
+        .client
+        .list_devices(&DeviceListOptions::default())
+        .await?;
+    let keys = connection.client.list_keys(true).await?;
+    let options = AuditOptions {
+        stale_after: Duration::days(i64::from(args.stale_days)),
+        expiry_window: Duration::days(i64::from(args.expiry_days)),
+        min_client_version: args.min_client_version,
+        outdated_minor_versions: args.outdated_minors,
+    };
+    let report = audit::audit(&devices, &keys, Utc::now(), &options);
+    let output = audit::render(&report, args.format);
+    write_stdout(&output)?;
+    // Table output already ends with the summary; for machine formats it goes to stderr so
+    // stdout stays parseable.
+    if args.format != Format::Table {
+        eprintln!("{}", report.summary_line());
+    }
+    Ok(())
+}
+
+async fn run_sim(args: SimArgs) -> Result<(), CliError> {
+    let config = SimConfig {
+        devices: args.devices,
+        seed: args.seed,
+        ..SimConfig::default()
+    };
+    let server = SimServer::start(config, args.listen)
+        .await
+        .map_err(|source| CliError::Io {
+            context: format!("could not listen on {}", args.listen),
+            source,
+        })?;
+    let credentials = server.tailnet().credentials();
+    // These are the simulated tailnet's own demo credentials, printed on purpose so a user can
+    // point commands at it; they open nothing but this process.
+    let banner = format!(
+        "simulated tailnet (test double of the Tailscale API v2) listening on {url}\n\
+         demo credentials of this simulated tailnet:\n  \
+         TS_API_URL={url}\n  TS_API_KEY={key}\n  \
+         TS_OAUTH_CLIENT_ID={client_id}\n  TS_OAUTH_CLIENT_SECRET={client_secret}\n\
+         e.g.: TS_API_URL={url} TS_API_KEY={key} tailnet-operator audit\n\
+         admin (not part of the real API): {url}/sim/calls, {url}/sim/faults, {url}/sim/console/...\n\
+         press Ctrl-C to stop\n",
+        url = server.base_url(),
+        key = credentials.api_key.expose(),
+        client_id = credentials.oauth_client_id,
+        client_secret = credentials.oauth_client_secret.expose(),
+    );
+    write_stdout(&banner)?;
+    shutdown_signal().await;
+    eprintln!("stopping the simulated tailnet");
+    server.shutdown().await;
+    Ok(())
+}
+
+fn write_stdout(text: &str) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|source| CliError::Io {
+            context: "could not write to stdout".to_owned(),
+            source,
+        })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Sets up `tracing` on stderr in the chosen format.
+pub fn init_tracing(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
