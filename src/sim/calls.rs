@@ -22,8 +22,8 @@ pub const EXCHANGE_CAPACITY: usize = 5_000;
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// API calls per `"METHOD /api/v2/templated/path"` key, e.g.
-/// `"GET /api/v2/tailnet/{tailnet}/devices"`. Requests matching no route count under
-/// `"METHOD <unmatched>"`. Admin (`/sim/...`) requests are not counted.
+/// `"GET /api/v2/tailnet/{tailnet}/devices"`, including calls answered with an error or a
+/// fault. Requests matching no API route and admin (`/sim/...`) requests are not counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CallCounts {
     counts: BTreeMap<String, u64>,
@@ -69,7 +69,8 @@ pub struct Exchange {
     /// The raw query string, if any.
     pub query: Option<String>,
     /// The templated OpenAPI path, without the `/api/v2` prefix, e.g. `/device/{deviceId}/tags`
-    /// (a key of the document's `paths`). `<unmatched>` when no route matched.
+    /// (a key of the document's `paths`; `/oauth/token` and `/tailnet/{tailnet}/vip-services...`
+    /// are sim extras the document does not list).
     pub route: String,
     /// The response status; 0 when the connection was dropped by a fault (no response sent).
     pub status: u16,

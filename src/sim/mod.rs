@@ -216,9 +216,9 @@ impl SimTailnet {
         self.inner.faults().rules.clear();
     }
 
-    /// The router serving `/api/v2/...` and `/sim/...`. Serve it with
-    /// `into_make_service_with_connect_info::<ConnHandle>()` over [`server::SimListener`] (as
-    /// [`SimServer`] does) for dropped-connection faults to close real connections.
+    /// The router serving `/api/v2/...` and `/sim/...`. Serve it through [`SimServer`] for
+    /// dropped-connection faults to close real connections; served any other way (e.g. with
+    /// `tower::ServiceExt::oneshot`), a drop fault answers 502 instead.
     pub fn router(&self) -> Router {
         let api = Router::new()
             .merge(devices::routes())
