@@ -360,13 +360,24 @@ fn key_finding(key: &Key, now: DateTime<Utc>, options: &AuditOptions) -> Option<
         } else {
             key.description.clone()
         },
-        owner: if key.tags.is_empty() {
-            "-".to_owned()
-        } else {
-            key.tags.join(" ")
-        },
+        owner: key_tags(key),
         detail,
     })
+}
+
+/// The tags devices registered with this key get (auth keys carry them in their capabilities;
+/// trust credentials at the top level).
+fn key_tags(key: &Key) -> String {
+    let tags = key
+        .device_create()
+        .map(|create| &create.tags)
+        .filter(|tags| !tags.is_empty())
+        .unwrap_or(&key.tags);
+    if tags.is_empty() {
+        "-".to_owned()
+    } else {
+        tags.join(" ")
+    }
 }
 
 fn device_name(device: &Device) -> String {
@@ -649,12 +660,22 @@ mod tests {
         revoked.revoked = Some(now() - Duration::days(1));
         let mut client = key("client", 1);
         client.key_type = "client".to_owned();
-        let keys = [key("soon", 2), key("later", 60), revoked, client];
+        let mut tagged = key("soon", 2);
+        tagged.capabilities = Some(crate::tailscale::KeyCapabilities {
+            devices: Some(crate::tailscale::DeviceCapabilities {
+                create: Some(crate::tailscale::DeviceCreateCapabilities {
+                    tags: vec!["tag:ci".to_owned()],
+                    ..Default::default()
+                }),
+            }),
+        });
+        let keys = [tagged, key("later", 60), revoked, client];
         let report = audit(&[], &keys, now(), &AuditOptions::default());
         assert_eq!(report.auth_keys, 2);
         let ids: Vec<&str> = report.findings.iter().map(|f| f.id.as_str()).collect();
         assert_eq!(ids, ["soon"]);
         assert_eq!(report.findings[0].subject, SubjectKind::Key);
+        assert_eq!(report.findings[0].owner, "tag:ci");
     }
 
     #[test]

@@ -4,7 +4,7 @@ mod sim_common;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sim_common::{Sim, error_message, evaluator_is_real, hujson_parser_is_real, ok_json};
+use sim_common::{Sim, error_message, ok_json};
 
 const ACL: &str = "/tailnet/-/acl";
 const PRECONDITION_FAILED: &str = "precondition failed, invalid old hash";
@@ -240,13 +240,8 @@ async fn validate_answers_an_empty_object_for_a_good_policy() {
     assert_eq!(ok_json(resp).await, json!({}));
 }
 
-// Depends on the real access evaluator (skips while the interface stub is in place).
 #[tokio::test]
 async fn failing_policy_tests_block_a_save_and_are_reported_by_validate() {
-    if !evaluator_is_real() {
-        eprintln!("skipped: the access evaluator is still the interface stub");
-        return;
-    }
     let sim = Sim::start().await;
     let policy = json!({
         "groups": {"group:eng": ["carol@example.com"]},
@@ -279,13 +274,8 @@ async fn failing_policy_tests_block_a_save_and_are_reported_by_validate() {
     assert_eq!(validated["data"][0]["user"], "carol@example.com");
 }
 
-// Depends on the real access evaluator (skips while the interface stub is in place).
 #[tokio::test]
 async fn validate_runs_a_test_array_against_the_current_policy() {
-    if !evaluator_is_real() {
-        eprintln!("skipped: the access evaluator is still the interface stub");
-        return;
-    }
     let sim = Sim::start().await;
     let validate = |tests: Value| sim.post(&format!("{ACL}/validate")).json(&tests).send();
     let passing = ok_json(
@@ -304,13 +294,9 @@ async fn validate_runs_a_test_array_against_the_current_policy() {
     assert_eq!(failing["data"][0]["user"], "carol@example.com");
 }
 
-// Depends on the real access evaluator: the seed policy's own tests pass against the seed.
+// The seed policy's own tests pass against the seed.
 #[tokio::test]
 async fn the_seed_policy_tests_pass() {
-    if !evaluator_is_real() {
-        eprintln!("skipped: the access evaluator is still the interface stub");
-        return;
-    }
     let sim = Sim::start().await;
     let doc = ok_json(
         sim.get(ACL)
@@ -331,13 +317,9 @@ async fn the_seed_policy_tests_pass() {
     assert_eq!(body, json!({}));
 }
 
-// Depends on the real HuJSON parser: comments survive a round trip through the API.
+// Comments survive a round trip through the API.
 #[tokio::test]
 async fn commented_hujson_round_trips_byte_for_byte() {
-    if !hujson_parser_is_real() {
-        eprintln!("skipped: the HuJSON parser is still the interface stub");
-        return;
-    }
     let sim = Sim::start().await;
     let (text, etag) = get_policy(&sim).await;
     let edited = text.replace(

@@ -221,6 +221,9 @@ mod tests {
             ..args()
         };
         let debug = format!("{with_secrets:?}");
-        assert!(!debug.contains("SECRET1") && !debug.contains("SECRET2"), "{debug}");
+        assert!(
+            !debug.contains("SECRET1") && !debug.contains("SECRET2"),
+            "{debug}"
+        );
     }
 }

@@ -14,7 +14,11 @@ use crate::sim::{SimConfig, SimServer};
 use crate::tailscale::{ApiError, DeviceListOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "tailnet-operator", version, about = "Manage a Tailscale tailnet declaratively")]
+#[command(
+    name = "tailnet-operator",
+    version,
+    about = "Manage a Tailscale tailnet declaratively"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
@@ -76,8 +80,9 @@ pub struct AuditArgs {
 }
 
 fn parse_client_version(text: &str) -> Result<ClientVersion, String> {
-    ClientVersion::parse(text)
-        .ok_or_else(|| format!("`{text}` is not a client version; use MAJOR.MINOR[.PATCH], e.g. 1.80.0"))
+    ClientVersion::parse(text).ok_or_else(|| {
+        format!("`{text}` is not a client version; use MAJOR.MINOR[.PATCH], e.g. 1.80.0")
+    })
 }
 
 /// Errors that end a command; `main` prints them and exits non-zero.

@@ -3,9 +3,7 @@
 #![allow(dead_code)] // Each test crate uses a different subset.
 
 use reqwest::{Client, Method, RequestBuilder, Response};
-use serde_json::{Value, json};
-use tailnet_operator::policy::access::{Policy, TailnetView};
-use tailnet_operator::policy::hujson::parse_strict;
+use serde_json::Value;
 use tailnet_operator::sim::{SimConfig, SimServer, SimTailnet};
 
 pub struct Sim {
@@ -103,18 +101,4 @@ pub async fn error_message(resp: Response, status: u16) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("error body has a message: {body}"))
         .to_owned()
-}
-
-/// Whether the real access evaluator has landed (the interface stub reports no test failures).
-/// Tests of test-failure behaviour skip themselves until then.
-pub fn evaluator_is_real() -> bool {
-    let doc = json!({"acls": [], "tests": [{"src": "a@example.com", "accept": ["100.64.0.1:80"]}]});
-    Policy::compile(&doc)
-        .map(|p| !p.run_tests(None, &TailnetView::default()).is_empty())
-        .unwrap_or(false)
-}
-
-/// Whether the real HuJSON parser has landed (the interface stub is plain JSON).
-pub fn hujson_parser_is_real() -> bool {
-    parse_strict("// comment\n{\"a\": [1,],}").is_ok()
 }
