@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub use connection::{Connection, ConnectionArgs, ConnectionError, connect};
 
 use crate::audit::{self, AuditOptions, ClientVersion, Format};
+use crate::error::Category;
 use crate::sim::{SimConfig, SimServer};
 use crate::tailscale::{ApiError, DeviceListOptions};
 
@@ -98,6 +99,23 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl CliError {
+    /// What to do about the error, when there is something specific to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            CliError::Api(err) if err.category == Category::Auth => Some(
+                "check the credentials (TS_API_KEY, or TS_OAUTH_CLIENT_ID and \
+                 TS_OAUTH_CLIENT_SECRET) and, for an OAuth client, its scopes: audit needs \
+                 devices:core:read and auth_keys:read",
+            ),
+            CliError::Api(err) if err.category == Category::NotFound => {
+                Some("check TS_TAILNET (use `-` for the credential's own tailnet) and TS_API_URL")
+            }
+            _ => None,
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -206,6 +224,7 @@ pub fn init_tracing(format: LogFormat, filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
