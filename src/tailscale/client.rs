@@ -175,8 +175,11 @@ impl TailscaleClient {
                 .await;
             let (err, retryable) = match outcome {
                 Ok(response) if response.is_success() => return Ok(response),
+                // Only for requests that carried a token: a 401 from the token endpoint
+                // itself means the client credentials are wrong, and asking again cannot help.
                 Ok(response)
                     if response.status == 401
+                        && authenticated
                         && !reauthenticated
                         && self.inner.auth.refreshable() =>
                 {
