@@ -577,9 +577,12 @@ impl Webhook {
         let mut m = Map::new();
         m.insert("endpointId".into(), json!(self.endpoint_id));
         m.insert("endpointUrl".into(), json!(self.endpoint_url));
-        if let Some(p) = &self.provider_type {
-            m.insert("providerType".into(), json!(p));
-        }
+        // Always present: the spec's Webhook.providerType is "an empty string if none are
+        // applicable" (and Tailscale's Go client models that as `""`, not as an omitted field).
+        m.insert(
+            "providerType".into(),
+            json!(self.provider_type.as_deref().unwrap_or_default()),
+        );
         m.insert("creatorLoginName".into(), json!(self.creator_login_name));
         m.insert("created".into(), json!(ts(self.created)));
         m.insert("lastModified".into(), json!(ts(self.last_modified)));
