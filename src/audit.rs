@@ -17,8 +17,9 @@ pub struct AuditOptions {
     pub stale_after: Duration,
     /// Node keys and auth keys expiring within this window are reported.
     pub expiry_window: Duration,
-    /// Clients older than this are outdated. When `None`, a client is outdated when it is
-    /// `outdated_minor_versions` or more minor versions behind the newest client in the tailnet.
+    /// Clients older than this are outdated. When `None`, the baseline is the newest client in
+    /// the tailnet minus `outdated_minor_versions` minor versions (at patch 0), so a client is
+    /// outdated when it is more than that many minor versions behind.
     pub min_client_version: Option<ClientVersion>,
     pub outdated_minor_versions: u32,
 }

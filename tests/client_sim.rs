@@ -94,6 +94,29 @@ async fn a_retry_after_beyond_max_delay_is_returned_to_the_caller_instead_of_wai
     );
 }
 
+#[tokio::test]
+async fn a_429_the_caller_gives_up_on_still_slows_the_next_call_on_that_tailnet() {
+    let server = start_sim().await;
+    let sim = server.tailnet();
+    sim.set_fault(FaultRule::route(DEVICES_ROUTE).rate_limited(2).times(1));
+    let mut config = api_key_config(&server);
+    config.retry.max_delay = Duration::from_secs(1);
+    let client = client(config);
+
+    let err = client.list_devices(&all_devices()).await.unwrap_err();
+    assert_eq!(err.status, Some(429));
+
+    // The server asked the whole tailnet to wait 2 s; a different endpoint on the same client
+    // must honour that even though the first caller returned at once.
+    let started = Instant::now();
+    client.list_keys(true).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "the next call went out after {waited:?}, before the Retry-After"
+    );
+}
+
 // ----- 2. 5xx --------------------------------------------------------------------------------
 
 fn sim_message(status: u16) -> &'static str {

@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::secret::Secret;
 use crate::sim::{SimConfig, SimServer};
-use crate::tailscale::{ApiError, ClientConfig, Credentials, TailscaleClient};
+use crate::tailscale::{ApiError, ClientConfig, Credentials, DEFAULT_TAILNET, TailscaleClient};
 
 /// Tailscale connection settings, from flags or the environment. Prefer the environment for
 /// secrets: flags are visible to other users in the process list.
@@ -67,6 +67,12 @@ pub enum ConnectionError {
          TS_OAUTH_CLIENT_SECRET"
     )]
     UrlWithoutCredentials { url: String },
+    #[error(
+        "TS_TAILNET is set to {tailnet} but no credentials are: set TS_API_KEY or \
+         TS_OAUTH_CLIENT_ID and TS_OAUTH_CLIENT_SECRET for that tailnet, or unset TS_TAILNET \
+         to use the embedded simulated tailnet"
+    )]
+    TailnetWithoutCredentials { tailnet: String },
     #[error("could not start the embedded simulated tailnet: {0}")]
     Simulator(#[source] std::io::Error),
     #[error("could not create the Tailscale API client: {0}")]
@@ -93,12 +99,20 @@ fn credentials(args: &ConnectionArgs) -> Result<Option<Credentials>, ConnectionE
             present: "TS_OAUTH_CLIENT_SECRET",
             missing: "TS_OAUTH_CLIENT_ID",
         }),
-        (None, None, None) => match args.api_url.as_deref().filter(|url| !url.is_empty()) {
-            Some(url) => Err(ConnectionError::UrlWithoutCredentials {
-                url: url.to_owned(),
-            }),
-            None => Ok(None),
-        },
+        (None, None, None) => {
+            if let Some(url) = args.api_url.as_deref().filter(|url| !url.is_empty()) {
+                return Err(ConnectionError::UrlWithoutCredentials {
+                    url: url.to_owned(),
+                });
+            }
+            // A named tailnet means a real one was meant; the simulated tailnet would ignore it.
+            if !args.tailnet.is_empty() && args.tailnet != DEFAULT_TAILNET {
+                return Err(ConnectionError::TailnetWithoutCredentials {
+                    tailnet: args.tailnet.clone(),
+                });
+            }
+            Ok(None)
+        }
     }
 }
 
@@ -211,6 +225,13 @@ mod tests {
         };
         let err = credentials(&url_only).unwrap_err().to_string();
         assert!(err.contains("TS_API_KEY"), "{err}");
+
+        let tailnet_only = ConnectionArgs {
+            tailnet: "T1234CNTRL".to_owned(),
+            ..args()
+        };
+        let err = credentials(&tailnet_only).unwrap_err().to_string();
+        assert!(err.contains("TS_TAILNET is set to T1234CNTRL"), "{err}");
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub struct AuditArgs {
     /// minor versions behind the newest client in the tailnet).
     #[arg(long, value_parser = parse_client_version)]
     pub min_client_version: Option<ClientVersion>,
-    /// How many minor versions behind the newest client counts as outdated.
+    /// Clients more than this many minor versions behind the newest client are outdated.
     #[arg(long, default_value_t = 6)]
     pub outdated_minors: u32,
 }

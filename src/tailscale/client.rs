@@ -202,6 +202,14 @@ impl TailscaleClient {
                 }
             };
             failed += 1;
+            if err.status == Some(429) && authenticated {
+                // One client is one tailnet: everyone sharing it should slow down, not just
+                // this call, and also when this call gives up rather than waiting.
+                let pause = err.retry_after.unwrap_or_else(|| {
+                    retry::backoff_delay(&self.inner.retry, failed, fastrand::f64())
+                });
+                self.inner.limiter.pause_for(pause);
+            }
             if !retryable {
                 return Err(err);
             }
@@ -218,10 +226,6 @@ impl TailscaleClient {
                     return Err(err);
                 }
             };
-            if err.status == Some(429) && authenticated {
-                // One client is one tailnet: everyone sharing it should slow down, not just us.
-                self.inner.limiter.pause_for(delay);
-            }
             warn!(endpoint = %endpoint, attempt, status = ?err.status, category = %err.category,
                 delay_ms = delay.as_millis() as u64, message = %err.message, "retrying Tailscale API call");
             tokio::time::sleep(delay).await;

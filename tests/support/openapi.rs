@@ -1312,19 +1312,7 @@ fn check_text_body(media: &str, schema_location: &str, body: &Value, out: &mut V
 
 /// HuJSON is JSON plus comments and trailing commas; nothing else is relaxed.
 fn parse_hujson(text: &str) -> Result<(), String> {
-    let options = jsonc_parser::ParseOptions {
-        allow_comments: true,
-        allow_trailing_commas: true,
-        allow_loose_object_property_names: false,
-        allow_missing_commas: false,
-        allow_single_quoted_strings: false,
-        allow_hexadecimal_numbers: false,
-        allow_unary_plus_numbers: false,
-        allow_bare_decimal_point_numbers: false,
-        allow_non_finite_numbers: false,
-        allow_extended_string_escapes: false,
-    };
-    jsonc_parser::parse_to_serde_value::<Value>(text, &options)
+    tailnet_operator::policy::hujson::parse_strict(text)
         .map(drop)
         .map_err(|err| format!("the body is not valid HuJSON: {err}"))
 }
