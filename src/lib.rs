@@ -6,10 +6,12 @@
 //! - [`policy`]: strict HuJSON parsing and the local access evaluator.
 //! - [`secret`]: the redacting wrapper every secret is held in.
 //! - [`error`]: error categories shared by the client, reconcilers and metrics.
+//! - [`resources`]: the custom resources and the machinery every kind shares.
 pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod policy;
+pub mod resources;
 pub mod secret;
 pub mod sim;
 pub mod tailscale;

@@ -1,5 +1,6 @@
 //! The `tailnet-operator` command line.
 mod connection;
+pub mod crdgen;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -43,6 +44,8 @@ pub enum Command {
     Sim(SimArgs),
     /// Audit a tailnet's devices and auth keys: stale, outdated, unauthorized, expiring.
     Audit(AuditArgs),
+    /// Write the CustomResourceDefinitions as YAML (`--check`: fail if the files are stale).
+    Crdgen(crdgen::CrdgenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +96,8 @@ pub enum CliError {
     Connection(#[from] ConnectionError),
     #[error("Tailscale API: {0}")]
     Api(#[from] ApiError),
+    #[error(transparent)]
+    Crdgen(#[from] crdgen::CrdgenError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -122,6 +127,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Sim(args) => run_sim(args).await,
         Command::Audit(args) => run_audit(args).await,
+        Command::Crdgen(args) => Ok(crdgen::execute(&args)?),
     }
 }
 

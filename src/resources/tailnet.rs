@@ -1,0 +1,364 @@
+//! `Tailnet`: the cluster-scoped connection to one tailnet (DESIGN §2). It owns nothing in the
+//! tailnet; every other kind names it in `spec.tailnetRef`. Its status says whether the
+//! credentials work and how the API is doing.
+//!
+//! It has `suspend` but not the other common controls: it is the tailnet reference itself, it
+//! applies nothing that could drift, and deleting it removes nothing from the tailnet.
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, DurationError, parse_duration,
+};
+
+/// The Tailscale API used when `spec.apiUrl` is not set.
+pub const DEFAULT_API_URL: &str = "https://api.tailscale.com";
+/// The resync interval used when `spec.resyncInterval` is not set.
+pub const DEFAULT_RESYNC_INTERVAL: &str = "5m";
+/// The shortest resync interval the schema allows: one read of each tailnet area per interval
+/// must stay well inside Tailscale's rate limits.
+pub const MIN_RESYNC_INTERVAL: &str = "30s";
+
+/// A connection to a Tailscale tailnet: which tailnet, which API, which credentials, how often
+/// to re-read it. Other resources name it in `spec.tailnetRef`.
+// kube's `printcolumn(...)` repeats `name`/`type_` per column, which clippy mistakes for
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[kube(
+    group = "tailnet.ops.dev",
+    version = "v1alpha1",
+    kind = "Tailnet",
+    plural = "tailnets",
+    shortname = "tn",
+    category = "tailnetops",
+    status = "TailnetStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "A connection to a Tailscale tailnet: the tailnet, the API URL, the credentials (an OAuth client or an API key, from a Secret) and the resync interval. Other tailnet.ops.dev resources refer to it by name in spec.tailnetRef.",
+    printcolumn(
+        name = "Tailnet",
+        type_ = "string",
+        json_path = ".spec.tailnet",
+        description = "The tailnet id, or - for the credentials' own tailnet"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the credentials work and the API answers"
+    ),
+    printcolumn(
+        name = "Devices",
+        type_ = "integer",
+        json_path = ".status.deviceCount",
+        description = "Devices in the tailnet at the last sync"
+    ),
+    printcolumn(
+        name = "Last Sync",
+        type_ = "date",
+        json_path = ".status.lastSyncTime",
+        description = "When the tailnet was last read"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = 1,
+        description = "The Ready condition's message"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.oauthSecretRef) != has(self.apiKeySecretRef)",
+    "message": "set exactly one of spec.oauthSecretRef (an OAuth client, recommended) or spec.apiKeySecretRef (an API key)",
+}]))]
+pub struct TailnetSpec {
+    /// The tailnet to manage: its id (as shown in the admin console's General settings, e.g.
+    /// `T1234CNTRL` or `example.com`), or `-` for the tailnet the credentials belong to.
+    #[serde(default = "default_tailnet")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^(-|[^\s/]+)$"))]
+    pub tailnet: String,
+
+    /// Base URL of the Tailscale API. Change it only for a proxy or a test double.
+    #[serde(default = "default_api_url")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub api_url: String,
+
+    /// An OAuth client's id and secret, from a Secret (recommended: scoped and never expires).
+    /// Exactly one of oauthSecretRef and apiKeySecretRef must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_secret_ref: Option<OAuthSecretRef>,
+
+    /// An API access token, from a Secret (expires after at most 90 days).
+    /// Exactly one of oauthSecretRef and apiKeySecretRef must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<ApiKeySecretRef>,
+
+    /// How often the tailnet is re-read to detect drift, e.g. `30s`, `5m`, `1h`. All resources of
+    /// this tailnet share one read of each area per interval. At least 30s.
+    #[serde(default = "default_resync_interval")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "duration(self) >= duration('30s')",
+        "message": "resyncInterval must be at least 30s",
+    }]))]
+    pub resync_interval: String,
+
+    /// Receiver for Tailscale webhooks (`policyUpdate`, `node*` events), so changes made in the
+    /// admin console are detected within seconds instead of at the next resync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
+
+    /// Stop reconciling resources of this tailnet while `true`; status is still observed.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// Where an OAuth client's credentials are stored.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+    /// Namespace of the Secret (a Tailnet is cluster-scoped, so the namespace is explicit).
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
+    pub namespace: String,
+    /// Key in the Secret holding the OAuth client id.
+    #[serde(default = "default_client_id_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_id_key: String,
+    /// Key in the Secret holding the OAuth client secret.
+    #[serde(default = "default_client_secret_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_secret_key: String,
+}
+
+/// Where an API access token is stored.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeySecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+    /// Namespace of the Secret (a Tailnet is cluster-scoped, so the namespace is explicit).
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
+    pub namespace: String,
+    /// Key in the Secret holding the API access token.
+    #[serde(default = "default_api_key_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Webhook receiver settings.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.enabled || has(self.secretRef)",
+    "message": "webhook.enabled needs webhook.secretRef: the Secret holding the webhook's signing secret",
+}]))]
+pub struct WebhookSpec {
+    /// Accept Tailscale webhooks for this tailnet and check their signatures.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The Secret holding the webhook endpoint's signing secret (shown once when the endpoint is
+    /// created in the admin console).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key in a Secret.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+    /// Namespace of the Secret.
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
+    pub namespace: String,
+    /// Key in the Secret.
+    #[serde(default = "default_webhook_secret_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// What the operator last observed about the tailnet.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TailnetStatus {
+    /// `Ready` (credentials work, API answers), `Synced` (last sync finished) and `Drifted`
+    /// (always False for a Tailnet: it applies nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the tailnet was last read successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+    /// The result of the last credential check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_check: Option<CredentialCheck>,
+    /// Devices in the tailnet at the last sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_count: Option<u32>,
+    /// How the Tailscale API has been answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_health: Option<ApiHealth>,
+}
+
+/// The result of checking the credentials (exchanging the OAuth client for a token, or a cheap
+/// authenticated read with the API key).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialCheck {
+    /// Whether the credentials were accepted.
+    pub ok: bool,
+    /// What was checked, or why it failed and what to fix. Never contains the credentials.
+    #[serde(default)]
+    pub message: String,
+    /// When the check ran.
+    pub checked_at: Time,
+}
+
+/// How the Tailscale API has been answering this tailnet's requests.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiHealth {
+    /// When a request last succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<Time>,
+    /// When a request last failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time: Option<Time>,
+    /// The last failure's category: Auth, RateLimited, Conflict, Invalid, NotFound, Transient or
+    /// Internal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_category: Option<String>,
+    /// The last failure's message (endpoint, HTTP status and the API's own words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_message: Option<String>,
+}
+
+impl TailnetSpec {
+    /// The resync interval as a `Duration`. The schema already checks the form, so an error here
+    /// means the object bypassed validation (file mode, an old CRD).
+    pub fn resync_interval(&self) -> Result<Duration, DurationError> {
+        parse_duration(&self.resync_interval)
+    }
+}
+
+impl Default for TailnetSpec {
+    fn default() -> Self {
+        TailnetSpec {
+            tailnet: default_tailnet(),
+            api_url: default_api_url(),
+            oauth_secret_ref: None,
+            api_key_secret_ref: None,
+            resync_interval: default_resync_interval(),
+            webhook: None,
+            suspend: false,
+        }
+    }
+}
+
+fn default_tailnet() -> String {
+    "-".to_owned()
+}
+
+fn default_api_url() -> String {
+    DEFAULT_API_URL.to_owned()
+}
+
+fn default_resync_interval() -> String {
+    DEFAULT_RESYNC_INTERVAL.to_owned()
+}
+
+fn default_client_id_key() -> String {
+    "client_id".to_owned()
+}
+
+fn default_client_secret_key() -> String {
+    "client_secret".to_owned()
+}
+
+fn default_api_key_key() -> String {
+    "api_key".to_owned()
+}
+
+fn default_webhook_secret_key() -> String {
+    "secret".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_minimal_spec_gets_the_documented_defaults() {
+        let spec: TailnetSpec = serde_json::from_value(json!({
+            "oauthSecretRef": {"name": "ts-oauth", "namespace": "tailnet-system"},
+        }))
+        .unwrap();
+        assert_eq!(spec.tailnet, "-");
+        assert_eq!(spec.api_url, "https://api.tailscale.com");
+        assert_eq!(spec.resync_interval().unwrap(), Duration::from_secs(300));
+        let oauth = spec.oauth_secret_ref.unwrap();
+        assert_eq!(oauth.client_id_key, "client_id");
+        assert_eq!(oauth.client_secret_key, "client_secret");
+        assert!(spec.webhook.is_none());
+        assert!(!spec.suspend);
+    }
+
+    #[test]
+    fn api_key_and_webhook_keys_default_too() {
+        let spec: TailnetSpec = serde_json::from_value(json!({
+            "apiKeySecretRef": {"name": "ts-key", "namespace": "ops"},
+            "webhook": {"enabled": true, "secretRef": {"name": "hook", "namespace": "ops"}},
+        }))
+        .unwrap();
+        assert_eq!(spec.api_key_secret_ref.unwrap().key, "api_key");
+        assert_eq!(spec.webhook.unwrap().secret_ref.unwrap().key, "secret");
+    }
+
+    #[test]
+    fn the_default_spec_matches_the_serde_defaults() {
+        let from_empty: TailnetSpec = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(from_empty, TailnetSpec::default());
+    }
+
+    #[test]
+    fn a_bad_resync_interval_is_reported_by_the_accessor() {
+        let spec = TailnetSpec {
+            resync_interval: "5 minutes".into(),
+            ..TailnetSpec::default()
+        };
+        assert!(
+            spec.resync_interval()
+                .unwrap_err()
+                .to_string()
+                .contains("5 minutes")
+        );
+    }
+
+    #[test]
+    fn an_empty_status_serializes_to_an_empty_object() {
+        assert_eq!(
+            serde_json::to_value(TailnetStatus::default()).unwrap(),
+            json!({})
+        );
+    }
+}
