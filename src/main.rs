@@ -8,7 +8,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_tracing(cli.log_format, &cli.log_level);
     match cli::run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
             if let Some(hint) = err.hint() {

@@ -1,14 +1,17 @@
 //! The `tailnet-operator` command line.
 mod connection;
 pub mod crdgen;
+mod policy;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use connection::{Connection, ConnectionArgs, ConnectionError, connect};
+pub use policy::{PolicyArgs, PolicyCommand, Report, diff_report, test_report};
 
 use crate::audit::{self, AuditOptions, ClientVersion, Format};
 use crate::error::Category;
@@ -44,6 +47,8 @@ pub enum Command {
     Sim(SimArgs),
     /// Audit a tailnet's devices and auth keys: stale, outdated, unauthorized, expiring.
     Audit(AuditArgs),
+    /// Offline policy tools: run a policy file's tests, diff the access of two policy files.
+    Policy(PolicyArgs),
     /// Write the CustomResourceDefinitions as YAML (`--check`: fail if the files are stale).
     Crdgen(crdgen::CrdgenArgs),
 }
@@ -123,11 +128,16 @@ impl CliError {
     }
 }
 
-pub async fn run(cli: Cli) -> Result<(), CliError> {
+/// Runs a command; the exit code is 0 unless the command reports otherwise (`policy diff`
+/// exits 2 when access changes). Errors end with exit code 1 in `main`.
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Sim(args) => run_sim(args).await,
-        Command::Audit(args) => run_audit(args).await,
-        Command::Crdgen(args) => Ok(crdgen::execute(&args)?),
+        Command::Sim(args) => run_sim(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => run_audit(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Policy(args) => policy::run(&args),
+        Command::Crdgen(args) => crdgen::execute(&args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(CliError::from),
     }
 }
 

@@ -58,17 +58,21 @@ impl Policy {
     /// autogroups used on the wrong side. Section keys match case-insensitively, like
     /// Tailscale's decoder (`"ACLs"`, `"Action"`).
     pub fn compile(doc: &serde_json::Value) -> Result<Policy, PolicyError> {
+        Policy::compile_problems(doc).map_err(|problems| PolicyError {
+            message: problems.join("; "),
+        })
+    }
+
+    /// Like [`Policy::compile`], with each problem as its own string (problem messages may
+    /// themselves contain `"; "`, so the joined message cannot be split back).
+    pub fn compile_problems(doc: &serde_json::Value) -> Result<Policy, Vec<String>> {
         let Some(root) = doc.as_object() else {
-            return Err(PolicyError {
-                message: "the policy must be a JSON object".into(),
-            });
+            return Err(vec!["the policy must be a JSON object".into()]);
         };
         let mut c = Compiler::default();
         c.compile(root);
         if !c.errors.is_empty() {
-            return Err(PolicyError {
-                message: c.errors.join("; "),
-            });
+            return Err(c.errors);
         }
         let addr_sets = collect_addr_sets(&c.rules);
         let warnings: BTreeSet<String> = c.warnings.into_iter().collect();
