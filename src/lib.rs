@@ -12,4 +12,5 @@ pub mod error;
 pub mod policy;
 pub mod secret;
 pub mod sim;
+pub mod snapshot;
 pub mod tailscale;
