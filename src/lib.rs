@@ -14,4 +14,5 @@ pub mod policy;
 pub mod resources;
 pub mod secret;
 pub mod sim;
+pub mod snapshot;
 pub mod tailscale;
