@@ -780,6 +780,124 @@ async fn watch_timeout_ends_with_a_bookmark_and_the_watcher_resumes_without_reli
     );
 }
 
+#[tokio::test]
+async fn streaming_list_watch_sends_initial_events_then_a_bookmark() {
+    let fake = fake();
+    fake.create(&widgets(), widget_manifest("a", 1, json!({})))
+        .unwrap();
+    let api: Api<Widget> = Api::namespaced(fake.client(), "default");
+    let mut events = spawn_watcher(api, watcher::Config::default().streaming_lists());
+    for expected in ["Init", "InitApply a", "InitDone"] {
+        assert_eq!(event_name(&recv(&mut events).await.unwrap()), expected);
+    }
+    fake.create(&widgets(), widget_manifest("b", 1, json!({})))
+        .unwrap();
+    assert_eq!(event_name(&recv(&mut events).await.unwrap()), "Apply b");
+    assert_eq!(
+        fake.request_count("list", "widgets"),
+        0,
+        "a streaming list is a single watch"
+    );
+}
+
+// ----- odds and ends -----------------------------------------------------------------------
+
+/// A cluster-scoped custom resource.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(group = "test.ops.dev", version = "v1", kind = "Gadget")]
+pub struct GadgetSpec {
+    pub mode: String,
+}
+
+#[tokio::test]
+async fn dry_run_generate_name_cluster_scope_yaml_apply_and_delete_collection() {
+    let fake = fake();
+    let client = fake.client();
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+
+    let dry = api
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &widget("dry", 1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dry.name_any(), "dry");
+    assert!(
+        fake.get(&widgets(), Some("default"), "dry").is_none(),
+        "dry run stores nothing"
+    );
+
+    let mut generated = widget("", 1);
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("gen-".into());
+    let generated = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
+    assert!(generated.name_any().starts_with("gen-") && generated.name_any().len() == 9);
+
+    // Cluster-scoped objects live under no namespace.
+    let gadgets: Api<Gadget> = Api::all(client.clone());
+    gadgets
+        .create(
+            &PostParams::default(),
+            &Gadget::new("g1", GadgetSpec { mode: "a".into() }),
+        )
+        .await
+        .unwrap();
+    let g1 = fake.get_as::<Gadget>(None, "g1").unwrap();
+    assert_eq!(
+        (g1.metadata.namespace, g1.spec.mode),
+        (None, "a".to_string())
+    );
+
+    // Apply bodies may be YAML (kube sends JSON, kubectl YAML).
+    let yaml = "apiVersion: test.ops.dev/v1\nkind: Gadget\nspec:\n  mode: b\n";
+    let request =
+        http::Request::patch("/apis/test.ops.dev/v1/gadgets/g1?fieldManager=kubectl&force=true")
+            .header(http::header::CONTENT_TYPE, "application/apply-patch+yaml")
+            .body(yaml.as_bytes().to_vec())
+            .unwrap();
+    let applied: Gadget = client.request(request).await.unwrap();
+    assert_eq!(applied.spec.mode, "b");
+
+    // /status of a missing object, and of a resource without one, is 404.
+    let missing = api_status(
+        api.patch_status(
+            "nope",
+            &PatchParams::apply(MANAGER),
+            &Patch::Apply(ready_status(1, now())),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(missing.code, 404);
+    let no_status = api_status(gadgets.get_status("g1").await.unwrap_err());
+    assert_eq!(no_status.code, 404);
+
+    // Delete a labelled collection.
+    fake.create(&widgets(), widget_manifest("x", 1, json!({"batch": "1"})))
+        .unwrap();
+    fake.create(&widgets(), widget_manifest("y", 1, json!({"batch": "1"})))
+        .unwrap();
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("batch=1"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = fake
+        .list(&widgets(), Some("default"))
+        .iter()
+        .map(|w| w["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, [generated.name_any()]);
+}
+
 // ----- a real Controller -------------------------------------------------------------------
 
 #[derive(Debug, thiserror::Error)]
