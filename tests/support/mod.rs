@@ -1,4 +1,5 @@
 //! Shared helpers for the integration tests. Each test binary declares `mod support;` and uses
 //! the modules it needs.
 
+pub mod fake_kube;
 pub mod openapi;
