@@ -412,41 +412,12 @@ fn query_violations(spec: &OpenApiSpec, ex: &Exchange) -> Vec<String> {
     out
 }
 
-/// `a=1&b=x%3Ay` -> `[("a", "1"), ("b", "x:y")]`.
+/// `a=1&b=x%3Ay` -> `[("a", "1"), ("b", "x:y")]` (form decoding, as the server does).
 fn parse_query(query: &str) -> Vec<(String, String)> {
-    let decode = |text: &str| {
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            match (bytes[i], hex) {
-                (b'%', Some(byte)) => {
-                    out.push(byte);
-                    i += 3;
-                }
-                (b'+', _) => {
-                    out.push(b' ');
-                    i += 1;
-                }
-                (byte, _) => {
-                    out.push(byte);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(name), decode(value))
-        })
+    let url = reqwest::Url::parse(&format!("http://query.invalid/?{query}"))
+        .expect("any query string fits a URL");
+    url.query_pairs()
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect()
 }
 
