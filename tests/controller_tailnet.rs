@@ -430,3 +430,73 @@ async fn a_standby_is_ready_at_once() {
         manager.wait().await.expect("clean shutdown");
     }
 }
+
+#[tokio::test]
+async fn a_leader_that_loses_the_lease_stops_and_fails() {
+    let (fake, sim) = (fake(), sim().await);
+    put_secret(&fake, sim.tailnet().credentials().api_key.expose());
+    create_tailnet(&fake, &sim);
+    let manager = Manager::start(fake.client(), config("op-a", Some(short_lease())))
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::clone(manager.metrics());
+    wait_ready(&fake, "True", "CredentialsValid").await;
+    assert_eq!(lease_holder(&fake).as_deref(), Some("op-a"));
+
+    // Another replica takes the Lease over (as after a long pause of this one).
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    fake.merge_patch(
+        &Gvr::of::<Lease>(),
+        Some(NAMESPACE),
+        "tailnet-operator",
+        json!({"spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 3600,
+                        "acquireTime": now, "renewTime": now}}),
+    )
+    .unwrap();
+    let outcome = tokio::time::timeout(HANG_GUARD, manager.wait())
+        .await
+        .expect("hang guard: the manager kept running without the Lease");
+    let err = outcome.expect_err("losing the Lease is an error (fail-stop)");
+    assert!(err.to_string().contains("lost the leader Lease"), "{err}");
+    assert_eq!(lease_holder(&fake).as_deref(), Some("intruder"));
+    assert!(metrics.encode().contains("tailnet_operator_leader 0"));
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_once_and_retried_only_when_triggered() {
+    let (fake, sim) = (fake(), sim().await);
+    put_secret(&fake, sim.tailnet().credentials().api_key.expose());
+    create_tailnet(&fake, &sim);
+    // Bypasses the schema (the fake runs no validation), as an old CRD or a bug would.
+    fake.merge_patch(
+        &Gvr::of::<Tailnet>(),
+        None,
+        TAILNET,
+        json!({"spec": {"resyncInterval": "5 minutes"}}),
+    )
+    .unwrap();
+    let manager = start(&fake, "op-0").await;
+    let message = wait_ready(&fake, "False", "Invalid").await;
+    assert!(message.contains("spec.resyncInterval"), "{message}");
+    assert_eq!(sim.tailnet().calls().get(DEVICES_ROUTE), 0);
+
+    // The reconcile-at annotation retries it at once (and it still fails the same way, so the
+    // status is not rewritten).
+    let errors = manager.metrics().reconciles("Tailnet", "error");
+    let writes = status_writes(&fake);
+    annotate_reconcile_at(&fake, "now");
+    wait_reconciles(&fake, &manager, "error", errors + 1).await;
+    assert_eq!(status_writes(&fake), writes);
+
+    // Fixing the spec (a new generation) makes it ready.
+    fake.merge_patch(
+        &Gvr::of::<Tailnet>(),
+        None,
+        TAILNET,
+        json!({"spec": {"resyncInterval": "5m"}}),
+    )
+    .unwrap();
+    wait_ready(&fake, "True", "CredentialsValid").await;
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}

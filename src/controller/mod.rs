@@ -163,10 +163,7 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     ctx: &Context,
 ) -> Action {
     let failures = ctx.record_failure(obj);
-    let action = match err.requeue_after(failures) {
-        Some(wait) => Action::requeue(with_jitter(wait, fastrand::f64())),
-        None => Action::await_change(),
-    };
+    let action = requeue_action(err, failures, fastrand::f64());
     tracing::debug!(
         kind = %K::kind(&()),
         name = %obj.name_any(),
@@ -176,6 +173,15 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
         "reconcile failed: {err}"
     );
     action
+}
+
+/// The action after the `failures`-th consecutive failure with `err`; `unit` in `[0, 1)` picks
+/// the jitter.
+pub fn requeue_action(err: &ReconcileError, failures: u32, unit: f64) -> Action {
+    match err.requeue_after(failures) {
+        Some(wait) => Action::requeue(with_jitter(wait, unit)),
+        None => Action::await_change(),
+    }
 }
 
 /// `wait` plus `unit` (in `[0, 1)`) times [`JITTER_FRACTION`] of it.
@@ -416,6 +422,25 @@ mod tests {
         assert_eq!(with_jitter(wait, 0.5), Duration::from_secs(105));
         assert!(with_jitter(wait, 1.0) <= Duration::from_secs(110));
         assert_eq!(with_jitter(wait, 7.0), Duration::from_secs(110));
+    }
+
+    #[test]
+    fn requeues_back_off_per_failure_and_invalid_specs_wait_for_a_change() {
+        use crate::error::Category;
+        use crate::tailscale::ApiError;
+        let transient =
+            ReconcileError::Api(ApiError::new(Category::Transient, "GET /x", "unavailable"));
+        assert_eq!(
+            requeue_action(&transient, 1, 0.0),
+            Action::requeue(Duration::from_secs(5))
+        );
+        assert_eq!(
+            requeue_action(&transient, 3, 0.5),
+            Action::requeue(Duration::from_secs(21))
+        );
+        let invalid = ReconcileError::invalid("spec.resyncInterval", "bad");
+        assert_eq!(requeue_action(&invalid, 1, 0.3), Action::await_change());
+        assert_eq!(requeue_action(&invalid, 9, 0.3), Action::await_change());
     }
 
     #[test]
