@@ -500,3 +500,35 @@ async fn an_invalid_spec_is_reported_once_and_retried_only_when_triggered() {
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");
 }
+
+#[test]
+fn the_run_command_parses_its_flags_and_defaults() {
+    use clap::Parser;
+    use tailnet_operator::cli::{Cli, Command};
+    let cli = Cli::try_parse_from([
+        "tailnet-operator",
+        "run",
+        "--namespace",
+        "ops",
+        "--metrics-listen",
+        "127.0.0.1:9000",
+        "--leader-election",
+        "false",
+    ])
+    .unwrap();
+    let Command::Run(args) = cli.command else {
+        panic!("not the run command")
+    };
+    assert_eq!(args.namespace, "ops");
+    assert_eq!(args.metrics_listen, "127.0.0.1:9000".parse().unwrap());
+    assert!(!args.leader_election);
+
+    let Command::Run(defaults) = Cli::try_parse_from(["tailnet-operator", "run"])
+        .unwrap()
+        .command
+    else {
+        panic!("not the run command")
+    };
+    assert_eq!(defaults.metrics_listen, "0.0.0.0:8080".parse().unwrap());
+    assert!(defaults.leader_election);
+}

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use super::http::{self, Readiness};
 use super::{Context, KindController, Metrics, Stop};
 use crate::resources::{Tailnet, TailnetPolicy};
+use crate::snapshot::SnapshotRegistry;
 
 /// The Lease's name.
 pub const LEASE_NAME: &str = "tailnet-operator";
@@ -96,6 +97,7 @@ pub struct Manager {
     addr: SocketAddr,
     stop: Stop,
     metrics: Arc<Metrics>,
+    snapshots: SnapshotRegistry,
     task: JoinHandle<Result<(), ManagerError>>,
 }
 
@@ -126,11 +128,13 @@ impl Manager {
             &config.identity,
             Arc::clone(&metrics),
         ));
+        let snapshots = ctx.snapshots.clone();
         let task = tokio::spawn(supervise(ctx, config, stop.clone(), readiness, http_task));
         Ok(Manager {
             addr,
             stop,
             metrics,
+            snapshots,
             task,
         })
     }
@@ -142,6 +146,11 @@ impl Manager {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The per-tailnet caches the controllers share (keyed by Tailnet name).
+    pub fn snapshots(&self) -> &SnapshotRegistry {
+        &self.snapshots
     }
 
     /// Starts a graceful shutdown (what SIGTERM does); [`Manager::wait`] returns when done.

@@ -29,6 +29,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -273,7 +274,13 @@ pub fn trigger_predicate<K: Resource>() -> impl Predicate<K> {
 
 /// A `Controller` for `api` triggered by [`trigger_predicate`], with its reflector store (for
 /// readiness and for mapping related objects back to the resources that reference them).
-pub fn controller_for<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+/// `on_delete` sees every object the watch reports deleted (drop caches, metric series): with
+/// no finalizer the reconciler never hears of a deletion.
+pub fn controller_for<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    on_delete: impl Fn(&K) + Send + Sync + 'static,
+) -> Controller<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
@@ -281,6 +288,11 @@ where
     let trigger = watcher(api, config)
         .default_backoff()
         .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(obj)) = event {
+                on_delete(obj);
+            }
+        })
         .applied_objects()
         .predicate_filter(trigger_predicate(), PredicateConfig::default());
     Controller::for_stream(trigger, reader)

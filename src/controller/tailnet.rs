@@ -11,7 +11,8 @@
 //! in any namespace.
 //!
 //! A `Tailnet` has no finalizer: it owns nothing in the tailnet. Its cache is dropped from the
-//! registry at the next Tailnet reconcile after it is deleted.
+//! registry when the watch sees it deleted (and, should a delete event be missed across a
+//! re-list, at the next Tailnet reconcile).
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -46,38 +47,55 @@ pub struct TailnetContext {
     store: Store<Tailnet>,
     /// Hash of (spec connection fields, credentials) behind each registry entry, so the client
     /// is rebuilt only when one of them changes. Never the credentials themselves.
-    fingerprints: Mutex<HashMap<String, String>>,
+    fingerprints: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl TailnetContext {
     fn fingerprints(&self) -> MutexGuard<'_, HashMap<String, String>> {
-        self.fingerprints
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.fingerprints)
     }
+}
+
+fn lock(fingerprints: &Mutex<HashMap<String, String>>) -> MutexGuard<'_, HashMap<String, String>> {
+    // A map insert or remove cannot leave it half-changed; a poisoned lock is still usable.
+    fingerprints
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The Tailnet controller, ready for the manager to run.
 pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let client = ctx.client.clone();
+    let fingerprints: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let on_delete = {
+        let (snapshots, fingerprints) = (ctx.snapshots.clone(), Arc::clone(&fingerprints));
+        move |tailnet: &Tailnet| {
+            let name = tailnet.name_any();
+            snapshots.remove(&name);
+            lock(&fingerprints).remove(&name);
+        }
+    };
     let controller = controller_for(
         Api::<Tailnet>::all(client.clone()),
         watcher::Config::default(),
+        on_delete,
     );
     let store = controller.store();
     let by_secret = store.clone();
     let controller = controller
+        // Metadata only: the operator needs to know *that* a Secret changed, not the values of
+        // every Secret in the cluster.
         .watches(
-            Api::<KubeSecret>::all(client),
+            Api::<PartialObjectMeta<KubeSecret>>::all(client),
             watcher::Config::default(),
-            move |secret: KubeSecret| referencing(&by_secret, &secret),
+            move |secret: PartialObjectMeta<KubeSecret>| referencing(&by_secret, &secret),
         )
         .graceful_shutdown_on(stop.wait());
     let synced_store = store.clone();
     let tailnet_ctx = Arc::new(TailnetContext {
         shared: ctx,
         store,
-        fingerprints: Mutex::default(),
+        fingerprints,
     });
     let run = controller
         .run(
@@ -102,7 +120,10 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
 }
 
 /// The Tailnets whose credentials are in `secret`.
-fn referencing(store: &Store<Tailnet>, secret: &KubeSecret) -> Vec<ObjectRef<Tailnet>> {
+fn referencing(
+    store: &Store<Tailnet>,
+    secret: &PartialObjectMeta<KubeSecret>,
+) -> Vec<ObjectRef<Tailnet>> {
     let namespace = secret.namespace().unwrap_or_default();
     let name = secret.name_any();
     store
