@@ -29,7 +29,7 @@ pub const LEASE_NAME: &str = "tailnet-operator";
 /// How the manager runs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// The operator's namespace (Lease, events of cluster-scoped objects' history later).
+    /// The operator's namespace: where the leader Lease lives.
     pub namespace: String,
     /// This replica's identity in the Lease and in events (the pod name).
     pub identity: String,
@@ -88,6 +88,8 @@ pub enum ManagerError {
     LeaseTaskEnded,
     #[error("lost the leader Lease: controllers stopped; exiting so the pod restarts as a standby")]
     LostLeadership,
+    #[error("the manager task panicked; see the log above")]
+    Panicked,
     #[error("HTTP endpoints: {0}")]
     Http(#[source] std::io::Error),
 }
@@ -163,8 +165,7 @@ impl Manager {
     pub async fn wait(self) -> Result<(), ManagerError> {
         match self.task.await {
             Ok(result) => result,
-            // The supervisor panicked; surface it as an ended lease task rather than panic here.
-            Err(_) => Err(ManagerError::LeaseTaskEnded),
+            Err(_) => Err(ManagerError::Panicked),
         }
     }
 }

@@ -60,8 +60,10 @@ pub struct Context {
     pub recorder: Recorder,
     pub snapshots: SnapshotRegistry,
     pub metrics: Arc<Metrics>,
-    /// Where the operator runs: its Lease and (later) revision history live here.
+    /// Where the operator runs: its Lease (and, for policies, revision history) live here.
     pub namespace: String,
+    /// This replica's name (`POD_NAME`): the Lease holder and the events' reporting instance.
+    pub identity: String,
     /// Consecutive failures per object (`Kind/namespace/name`), reset by a success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -93,6 +95,7 @@ impl Context {
             snapshots: SnapshotRegistry::new(),
             metrics,
             namespace: namespace.into(),
+            identity: identity.to_owned(),
             failures: Mutex::default(),
         }
     }
