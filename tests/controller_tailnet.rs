@@ -532,3 +532,45 @@ fn the_run_command_parses_its_flags_and_defaults() {
     assert_eq!(defaults.metrics_listen, "0.0.0.0:8080".parse().unwrap());
     assert!(defaults.leader_election);
 }
+
+#[tokio::test]
+async fn an_oauth_client_secret_makes_the_tailnet_ready() {
+    let (fake, sim) = (fake(), sim().await);
+    let credentials = sim.tailnet().credentials();
+    let mut secret = KubeSecret::default();
+    secret.metadata.name = Some("ts-oauth".to_owned());
+    secret.metadata.namespace = Some(NAMESPACE.to_owned());
+    secret.data = Some(BTreeMap::from([
+        (
+            "client_id".to_owned(),
+            ByteString(credentials.oauth_client_id.clone().into_bytes()),
+        ),
+        (
+            "client_secret".to_owned(),
+            ByteString(credentials.oauth_client_secret.expose().as_bytes().to_vec()),
+        ),
+    ]));
+    let mut manifest = serde_json::to_value(secret).unwrap();
+    manifest["apiVersion"] = json!("v1");
+    manifest["kind"] = json!("Secret");
+    fake.apply(&Gvr::of::<KubeSecret>(), manifest).unwrap();
+    fake.create(
+        &Gvr::of::<Tailnet>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1",
+            "kind": "Tailnet",
+            "metadata": {"name": TAILNET},
+            "spec": {
+                "apiUrl": sim.base_url(),
+                "oauthSecretRef": {"name": "ts-oauth", "namespace": NAMESPACE},
+            },
+        }),
+    )
+    .unwrap();
+    let manager = start(&fake, "op-0").await;
+    wait_ready(&fake, "True", "CredentialsValid").await;
+    let status = serde_json::to_string(&tailnet(&fake).unwrap().status).unwrap();
+    assert!(!status.contains(credentials.oauth_client_secret.expose()));
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
