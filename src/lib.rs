@@ -9,6 +9,7 @@
 //! - [`resources`]: the custom resources and the machinery every kind shares.
 pub mod audit;
 pub mod cli;
+pub mod controller;
 pub mod error;
 pub mod policy;
 pub mod resources;

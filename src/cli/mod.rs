@@ -51,6 +51,21 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Write the CustomResourceDefinitions as YAML (`--check`: fail if the files are stale).
     Crdgen(crdgen::CrdgenArgs),
+    /// Run the controllers in a cluster (leader election, /healthz, /readyz, /metrics).
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The operator's namespace: where its leader Lease lives.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "tailnet-system")]
+    pub namespace: String,
+    /// Address of the /healthz, /readyz and /metrics endpoints.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
+    /// Elect a leader through a Lease so several replicas are safe; `false` for one replica.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,6 +118,10 @@ pub enum CliError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Crdgen(#[from] crdgen::CrdgenError),
+    #[error("Kubernetes client configuration: {0}")]
+    KubeConfig(#[from] kube::Error),
+    #[error(transparent)]
+    Manager(#[from] crate::controller::ManagerError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -119,6 +138,9 @@ impl CliError {
                 "check the credentials (TS_API_KEY, or TS_OAUTH_CLIENT_ID and \
                  TS_OAUTH_CLIENT_SECRET) and, for an OAuth client, its scopes: audit needs \
                  devices:core:read and auth_keys:read",
+            ),
+            CliError::KubeConfig(_) => Some(
+                "run inside a cluster (service account) or set KUBECONFIG to a working kubeconfig",
             ),
             CliError::Api(err) if err.category == Category::NotFound => {
                 Some("check TS_TAILNET (use `-` for the credential's own tailnet) and TS_API_URL")
@@ -138,7 +160,33 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Crdgen(args) => crdgen::execute(&args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(CliError::from),
+        Command::Run(args) => run_manager(args).await.map(|()| ExitCode::SUCCESS),
     }
+}
+
+async fn run_manager(args: RunArgs) -> Result<(), CliError> {
+    let client = kube::Client::try_default().await?;
+    let config = crate::controller::RunConfig {
+        namespace: args.namespace,
+        identity: pod_identity(),
+        metrics_listen: args.metrics_listen,
+        leader_election: args
+            .leader_election
+            .then(crate::controller::LeaseConfig::default),
+    };
+    crate::controller::run(client, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// This replica's name in the Lease and in events: `POD_NAME` (downward API), else the host name.
+fn pod_identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "tailnet-operator".to_owned())
 }
 
 async fn run_audit(args: AuditArgs) -> Result<(), CliError> {

@@ -1,0 +1,323 @@
+//! The controller manager: checks the CRDs, serves the HTTP endpoints, takes part in leader
+//! election and runs every kind's controller while (and only while) it leads.
+//!
+//! Leader election (kube-lease-manager, Lease `tailnet-operator` in the operator namespace):
+//! standby replicas are ready at once and wait; the leader runs the controllers; a leader that
+//! loses the Lease stops its controllers and [`Manager::wait`] returns
+//! [`ManagerError::LostLeadership`], so the process exits non-zero and the pod restarts clean
+//! (fail-stop, as Linkerd's policy controller does). On SIGTERM the controllers finish their
+//! in-flight reconciles and the Lease is released, so a standby takes over at once.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::http::{self, Readiness};
+use super::{Context, KindController, Metrics, Stop};
+use crate::resources::{Tailnet, TailnetPolicy};
+use crate::snapshot::SnapshotRegistry;
+
+/// The Lease's name.
+pub const LEASE_NAME: &str = "tailnet-operator";
+
+/// How the manager runs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The operator's namespace: where the leader Lease lives.
+    pub namespace: String,
+    /// This replica's identity in the Lease and in events (the pod name).
+    pub identity: String,
+    /// Address of `/healthz`, `/readyz` and `/metrics` (port 0 picks a free port).
+    pub metrics_listen: SocketAddr,
+    /// `None` runs the controllers at once (a single replica).
+    pub leader_election: Option<LeaseConfig>,
+}
+
+/// Leader election timings.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    pub lease_name: String,
+    /// How long a Lease lasts without renewal; a crashed leader is replaced after this.
+    pub duration_seconds: u64,
+    /// How long before expiry the holder renews.
+    pub grace_seconds: u64,
+}
+
+impl Default for LeaseConfig {
+    /// 15 s leases renewed 5 s before expiry, as client-go's leader election does.
+    fn default() -> Self {
+        LeaseConfig {
+            lease_name: LEASE_NAME.to_owned(),
+            duration_seconds: 15,
+            grace_seconds: 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error(
+        "the {kind} CustomResourceDefinition is not installed or not readable ({source}); \
+         install the CRDs with `kubectl apply -f crds/` (or `tailnet-operator crdgen`)"
+    )]
+    CrdsMissing {
+        kind: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("could not listen on {addr} (--metrics-listen): {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("leader election on Lease {namespace}/{lease}: {source}")]
+    Lease {
+        namespace: String,
+        lease: String,
+        #[source]
+        source: kube_lease_manager::LeaseManagerError,
+    },
+    #[error("leader election stopped unexpectedly (the Lease task ended)")]
+    LeaseTaskEnded,
+    #[error("lost the leader Lease: controllers stopped; exiting so the pod restarts as a standby")]
+    LostLeadership,
+    #[error("the manager task panicked; see the log above")]
+    Panicked,
+    #[error("HTTP endpoints: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// A started manager.
+pub struct Manager {
+    addr: SocketAddr,
+    stop: Stop,
+    metrics: Arc<Metrics>,
+    snapshots: SnapshotRegistry,
+    task: JoinHandle<Result<(), ManagerError>>,
+}
+
+impl Manager {
+    /// Checks the CRDs, binds the endpoints and starts (election, then controllers) in the
+    /// background.
+    pub async fn start(client: Client, config: RunConfig) -> Result<Manager, ManagerError> {
+        check_crds(&client).await?;
+        let listener = TcpListener::bind(config.metrics_listen)
+            .await
+            .map_err(|source| ManagerError::Listen {
+                addr: config.metrics_listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(ManagerError::Http)?;
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Readiness::default();
+        let stop = Stop::new();
+        let http_task = tokio::spawn(http::serve(
+            listener,
+            Arc::clone(&metrics),
+            readiness.clone(),
+            stop.wait(),
+        ));
+        let ctx = Arc::new(Context::new(
+            client,
+            config.namespace.clone(),
+            &config.identity,
+            Arc::clone(&metrics),
+        ));
+        let snapshots = ctx.snapshots.clone();
+        let task = tokio::spawn(supervise(ctx, config, stop.clone(), readiness, http_task));
+        Ok(Manager {
+            addr,
+            stop,
+            metrics,
+            snapshots,
+            task,
+        })
+    }
+
+    /// Where the HTTP endpoints listen.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The per-tailnet caches the controllers share (keyed by Tailnet name).
+    pub fn snapshots(&self) -> &SnapshotRegistry {
+        &self.snapshots
+    }
+
+    /// Starts a graceful shutdown (what SIGTERM does); [`Manager::wait`] returns when done.
+    pub fn shutdown(&self) {
+        self.stop.stop();
+    }
+
+    /// Waits until the manager has stopped: after [`Manager::shutdown`], or on its own when
+    /// leadership is lost (an error).
+    pub async fn wait(self) -> Result<(), ManagerError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(_) => Err(ManagerError::Panicked),
+        }
+    }
+}
+
+/// Runs the manager until `shutdown` resolves (SIGTERM / Ctrl-C in `tailnet-operator run`).
+pub async fn run(
+    client: Client,
+    config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ManagerError> {
+    let manager = Manager::start(client, config).await?;
+    let stop = manager.stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight reconciles, releasing the Lease");
+        stop.stop();
+    });
+    manager.wait().await
+}
+
+/// Lists each kind with `limit=1`: fails with an install hint when a CRD is missing.
+async fn check_crds(client: &Client) -> Result<(), ManagerError> {
+    let probe = ListParams::default().limit(1);
+    Api::<Tailnet>::all(client.clone())
+        .list(&probe)
+        .await
+        .map_err(|source| ManagerError::CrdsMissing {
+            kind: "Tailnet",
+            source,
+        })?;
+    Api::<TailnetPolicy>::all(client.clone())
+        .list(&probe)
+        .await
+        .map_err(|source| ManagerError::CrdsMissing {
+            kind: "TailnetPolicy",
+            source,
+        })?;
+    Ok(())
+}
+
+/// The controllers of every kind. A new kind adds its line here.
+fn controllers(ctx: &Arc<Context>, stop: &Stop) -> Vec<KindController> {
+    vec![super::tailnet::controller(Arc::clone(ctx), stop)]
+}
+
+async fn supervise(
+    ctx: Arc<Context>,
+    config: RunConfig,
+    stop: Stop,
+    readiness: Readiness,
+    http_task: JoinHandle<std::io::Result<()>>,
+) -> Result<(), ManagerError> {
+    let result = match &config.leader_election {
+        None => {
+            ctx.metrics.set_leader(true);
+            run_controllers(&ctx, &stop, &readiness).await;
+            ctx.metrics.set_leader(false);
+            Ok(())
+        }
+        Some(lease) => lead(&ctx, &config, lease, &stop, &readiness).await,
+    };
+    // Whatever ended the run ends the HTTP server too.
+    stop.stop();
+    let http = match http_task.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(ManagerError::Http(err)),
+        Err(_) => Ok(()),
+    };
+    result.and(http)
+}
+
+/// Runs every controller until `stop`; `readiness` turns true once all their watches synced.
+async fn run_controllers(ctx: &Arc<Context>, stop: &Stop, readiness: &Readiness) {
+    let kinds = controllers(ctx, stop);
+    let names: Vec<&str> = kinds.iter().map(|k| k.kind).collect();
+    tracing::info!(kinds = ?names, "starting controllers");
+    let (synced, runs): (Vec<_>, Vec<_>) = kinds.into_iter().map(|k| (k.synced, k.run)).unzip();
+    let runs = join_all(runs);
+    tokio::pin!(runs);
+    tokio::select! {
+        _ = &mut runs => return,
+        _ = join_all(synced) => readiness.set(true),
+    }
+    runs.await;
+}
+
+/// Takes part in the election; runs the controllers while leading.
+async fn lead(
+    ctx: &Arc<Context>,
+    config: &RunConfig,
+    lease: &LeaseConfig,
+    stop: &Stop,
+    readiness: &Readiness,
+) -> Result<(), ManagerError> {
+    let lease_error = |source| ManagerError::Lease {
+        namespace: config.namespace.clone(),
+        lease: lease.lease_name.clone(),
+        source,
+    };
+    let manager = LeaseManagerBuilder::new(ctx.client.clone(), &lease.lease_name)
+        .with_namespace(&config.namespace)
+        .with_parameters(LeaseParams::new(
+            &config.identity,
+            lease.duration_seconds,
+            lease.grace_seconds,
+        ))
+        .build()
+        .await
+        .map_err(lease_error)?;
+    let (mut is_leader, lease_task) = manager.watch().await;
+    // A standby has nothing to sync: it is ready to take over.
+    readiness.set(true);
+    tracing::info!(identity = %config.identity, "waiting for the leader Lease");
+    let outcome = tokio::select! {
+        () = stop.wait() => Ok(false),
+        became = is_leader.wait_for(|leader| *leader) => {
+            became.map(|_| true).map_err(|_| ManagerError::LeaseTaskEnded)
+        }
+    };
+    let outcome = match outcome {
+        Ok(true) => lead_while_holding(ctx, &mut is_leader, stop, readiness).await,
+        Ok(false) => Ok(()),
+        Err(err) => Err(err),
+    };
+    // Dropping the receiver makes the lease task release the Lease and end.
+    drop(is_leader);
+    match lease_task.await {
+        Ok(Ok(_)) | Err(_) => {}
+        Ok(Err(err)) => tracing::warn!("releasing the Lease: {err}"),
+    }
+    outcome
+}
+
+async fn lead_while_holding(
+    ctx: &Arc<Context>,
+    is_leader: &mut tokio::sync::watch::Receiver<bool>,
+    stop: &Stop,
+    readiness: &Readiness,
+) -> Result<(), ManagerError> {
+    tracing::info!("acquired the leader Lease: starting controllers");
+    readiness.set(false);
+    ctx.metrics.set_leader(true);
+    let controllers_stop = Stop::new();
+    let run = run_controllers(ctx, &controllers_stop, readiness);
+    tokio::pin!(run);
+    let outcome = tokio::select! {
+        () = &mut run => Ok(()),
+        () = stop.wait() => Ok(()),
+        _ = is_leader.wait_for(|leader| !*leader) => Err(ManagerError::LostLeadership),
+    };
+    controllers_stop.stop();
+    run.await;
+    ctx.metrics.set_leader(false);
+    outcome
+}

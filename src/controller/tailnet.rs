@@ -1,0 +1,678 @@
+//! The `Tailnet` controller: reads the referenced Secret, keeps a client and snapshot cache for
+//! the tailnet in the [`SnapshotRegistry`] (replaced when the spec or the Secret's content
+//! changes), checks the credentials with the shared devices snapshot, and reports in status.
+//!
+//! Pipeline: `credentials` (Secret → typed credentials, I/O) → `ensure_cache` (registry) →
+//! `observe` (devices snapshot, I/O) → [`desired_status`] (pure) → [`write_status`].
+//!
+//! Secret fixes are picked up at once: the controller also watches Secrets and maps each one to
+//! the Tailnets that reference it (through the Tailnet reflector store). This needs
+//! `get/list/watch` on Secrets cluster-wide, because a Tailnet (cluster-scoped) may name a Secret
+//! in any namespace.
+//!
+//! A `Tailnet` has no finalizer: it owns nothing in the tailnet. Its cache is dropped from the
+//! registry when the watch sees it deleted (and, should a delete event be missed across a
+//! re-list, at the next Tailnet reconcile).
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use sha2::{Digest, Sha256};
+
+use super::{
+    Context, KindController, Stop, controller_for, instrumented, log_result, write_status,
+};
+use crate::error::Category;
+use crate::resources::conditions::{self, reason, set_condition, time_from};
+use crate::resources::tailnet::{ApiHealth, CredentialCheck};
+use crate::resources::{ConditionStatus, ConditionType, ReconcileError, Tailnet, TailnetStatus};
+use crate::secret::Secret;
+use crate::tailscale::{ClientConfig, Credentials, TailscaleClient};
+
+/// The kind label in metrics and logs.
+pub const KIND: &str = "Tailnet";
+
+/// Per-controller state beside the shared [`Context`].
+pub struct TailnetContext {
+    pub shared: Arc<Context>,
+    store: Store<Tailnet>,
+    /// Hash of (spec connection fields, credentials) behind each registry entry, so the client
+    /// is rebuilt only when one of them changes. Never the credentials themselves.
+    fingerprints: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl TailnetContext {
+    fn fingerprints(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        lock(&self.fingerprints)
+    }
+}
+
+fn lock(fingerprints: &Mutex<HashMap<String, String>>) -> MutexGuard<'_, HashMap<String, String>> {
+    // A map insert or remove cannot leave it half-changed; a poisoned lock is still usable.
+    fingerprints
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The Tailnet controller, ready for the manager to run.
+pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
+    let client = ctx.client.clone();
+    let fingerprints: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let on_delete = {
+        let (snapshots, fingerprints) = (ctx.snapshots.clone(), Arc::clone(&fingerprints));
+        move |tailnet: &Tailnet| {
+            let name = tailnet.name_any();
+            snapshots.remove(&name);
+            lock(&fingerprints).remove(&name);
+        }
+    };
+    let controller = controller_for(
+        Api::<Tailnet>::all(client.clone()),
+        watcher::Config::default(),
+        on_delete,
+    );
+    let store = controller.store();
+    let by_secret = store.clone();
+    let controller = controller
+        // Metadata only: the operator needs to know *that* a Secret changed, not the values of
+        // every Secret in the cluster.
+        .watches(
+            Api::<PartialObjectMeta<KubeSecret>>::all(client),
+            watcher::Config::default(),
+            move |secret: PartialObjectMeta<KubeSecret>| referencing(&by_secret, &secret),
+        )
+        .graceful_shutdown_on(stop.wait());
+    let synced_store = store.clone();
+    let tailnet_ctx = Arc::new(TailnetContext {
+        shared: ctx,
+        store,
+        fingerprints,
+    });
+    let run = controller
+        .run(
+            reconcile,
+            |tailnet, err, ctx: Arc<TailnetContext>| {
+                super::error_policy(&*tailnet, err, &ctx.shared)
+            },
+            tailnet_ctx,
+        )
+        .for_each(|result| {
+            log_result(result);
+            std::future::ready(())
+        });
+    KindController {
+        kind: KIND,
+        synced: Box::pin(async move {
+            // Err only when the controller (the writer) is gone: nothing left to wait for.
+            let _ = synced_store.wait_until_ready().await;
+        }),
+        run: Box::pin(run),
+    }
+}
+
+/// The Tailnets whose credentials are in `secret`.
+fn referencing(
+    store: &Store<Tailnet>,
+    secret: &PartialObjectMeta<KubeSecret>,
+) -> Vec<ObjectRef<Tailnet>> {
+    let namespace = secret.namespace().unwrap_or_default();
+    let name = secret.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|tailnet| {
+            secret_location(tailnet).is_some_and(|(ns, n)| ns == namespace && n == name)
+        })
+        .map(|tailnet| ObjectRef::from_obj(&**tailnet))
+        .collect()
+}
+
+/// Namespace and name of the Secret a Tailnet references.
+fn secret_location(tailnet: &Tailnet) -> Option<(&str, &str)> {
+    let spec = &tailnet.spec;
+    spec.oauth_secret_ref
+        .as_ref()
+        .map(|r| (r.namespace.as_str(), r.name.as_str()))
+        .or_else(|| {
+            spec.api_key_secret_ref
+                .as_ref()
+                .map(|r| (r.namespace.as_str(), r.name.as_str()))
+        })
+}
+
+async fn reconcile(
+    tailnet: Arc<Tailnet>,
+    ctx: Arc<TailnetContext>,
+) -> Result<Action, ReconcileError> {
+    let shared = Arc::clone(&ctx.shared);
+    instrumented(&shared, &*tailnet, reconcile_inner(&tailnet, &ctx)).await
+}
+
+async fn reconcile_inner(
+    tailnet: &Tailnet,
+    ctx: &TailnetContext,
+) -> Result<Action, ReconcileError> {
+    forget_deleted(ctx);
+    let observed = observe(tailnet, ctx).await;
+    let desired = desired_status(tailnet, &observed, Utc::now());
+    let api = Api::<Tailnet>::all(ctx.shared.client.clone());
+    let was_ready = tailnet
+        .status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, ConditionType::Ready));
+    write_status(&api, tailnet, tailnet.status.as_ref(), &desired).await?;
+    match observed {
+        Ok(observation) => {
+            if !was_ready {
+                let note = format!(
+                    "credentials accepted; {} devices in the tailnet",
+                    observation.device_count
+                );
+                super::publish_event(
+                    &ctx.shared,
+                    tailnet,
+                    false,
+                    reason::CREDENTIALS_VALID,
+                    "CheckCredentials",
+                    note,
+                )
+                .await;
+            }
+            Ok(Action::requeue(observation.resync_interval))
+        }
+        Err(err) => {
+            let note = failure_message(tailnet, &err);
+            super::publish_event(
+                &ctx.shared,
+                tailnet,
+                true,
+                err.event_reason(),
+                "CheckCredentials",
+                note,
+            )
+            .await;
+            Err(err)
+        }
+    }
+}
+
+/// Drops the caches of Tailnets that no longer exist (there is no finalizer to do it).
+fn forget_deleted(ctx: &TailnetContext) {
+    let live: HashSet<String> = ctx.store.state().iter().map(|t| t.name_any()).collect();
+    for name in ctx.shared.snapshots.names() {
+        if !live.contains(&name) {
+            ctx.shared.snapshots.remove(&name);
+            ctx.fingerprints().remove(&name);
+        }
+    }
+}
+
+/// What a successful check observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub device_count: u32,
+    /// When the devices snapshot was read (the check's time).
+    pub fetched_at: DateTime<Utc>,
+    pub resync_interval: Duration,
+}
+
+async fn observe(tailnet: &Tailnet, ctx: &TailnetContext) -> Result<Observation, ReconcileError> {
+    let resync_interval = tailnet
+        .spec
+        .resync_interval()
+        .map_err(|err| ReconcileError::invalid("spec.resyncInterval", err.to_string()))?;
+    let credentials = read_credentials(tailnet, &ctx.shared.client).await?;
+    let cache = {
+        let name = tailnet.name_any();
+        let fingerprint = fingerprint(tailnet, &credentials, resync_interval);
+        let current = ctx.shared.snapshots.get(&name);
+        let unchanged = ctx.fingerprints().get(&name) == Some(&fingerprint);
+        match current {
+            Some(cache) if unchanged => cache,
+            _ => {
+                let config = ClientConfig::new(tailnet.spec.api_url.clone(), credentials)
+                    .with_tailnet(tailnet.spec.tailnet.clone());
+                let client = TailscaleClient::new(config)?;
+                let cache = ctx.shared.snapshots.insert(&name, client, resync_interval);
+                ctx.fingerprints().insert(name, fingerprint);
+                cache
+            }
+        }
+    };
+    let devices = cache.devices().await?;
+    Ok(Observation {
+        device_count: u32::try_from(devices.data.len()).unwrap_or(u32::MAX),
+        fetched_at: devices.fetched_at_utc,
+        resync_interval,
+    })
+}
+
+/// A digest of everything the client is built from; the credentials go in hashed, never kept.
+fn fingerprint(tailnet: &Tailnet, credentials: &Credentials, interval: Duration) -> String {
+    let mut hasher = Sha256::new();
+    for part in [
+        tailnet.spec.api_url.as_str(),
+        tailnet.spec.tailnet.as_str(),
+        &interval.as_millis().to_string(),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    match credentials {
+        Credentials::ApiKey(key) => {
+            hasher.update(b"api-key\0");
+            hasher.update(key.expose().as_bytes());
+        }
+        Credentials::OAuth {
+            client_id,
+            client_secret,
+        } => {
+            hasher.update(b"oauth\0");
+            hasher.update(client_id.as_bytes());
+            hasher.update([0]);
+            hasher.update(client_secret.expose().as_bytes());
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Reads the credentials from the referenced Secret.
+async fn read_credentials(
+    tailnet: &Tailnet,
+    client: &kube::Client,
+) -> Result<Credentials, ReconcileError> {
+    let spec = &tailnet.spec;
+    if let Some(oauth) = &spec.oauth_secret_ref {
+        let secret =
+            get_secret(client, &oauth.namespace, &oauth.name, "spec.oauthSecretRef").await?;
+        let field = "spec.oauthSecretRef";
+        return Ok(Credentials::OAuth {
+            client_id: secret_value(&secret, &oauth.client_id_key, field)?
+                .expose()
+                .to_owned(),
+            client_secret: secret_value(&secret, &oauth.client_secret_key, field)?,
+        });
+    }
+    if let Some(key) = &spec.api_key_secret_ref {
+        let field = "spec.apiKeySecretRef";
+        let secret = get_secret(client, &key.namespace, &key.name, field).await?;
+        return Ok(Credentials::ApiKey(secret_value(&secret, &key.key, field)?));
+    }
+    Err(ReconcileError::invalid(
+        "spec",
+        "set exactly one of spec.oauthSecretRef (an OAuth client, recommended) or \
+         spec.apiKeySecretRef (an API key)",
+    ))
+}
+
+async fn get_secret(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    field: &str,
+) -> Result<KubeSecret, ReconcileError> {
+    Api::<KubeSecret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| {
+            ReconcileError::not_found(
+                format!("Secret {namespace}/{name}"),
+                format!("referenced by {field}; create it, or fix {field}.name/namespace"),
+            )
+        })
+}
+
+/// The value under `key`, trimmed (a trailing newline from `kubectl create secret --from-file`
+/// is common). Names the Secret and key when it is missing or unusable, never shows the value.
+fn secret_value(secret: &KubeSecret, key: &str, field: &str) -> Result<Secret, ReconcileError> {
+    let location = format!(
+        "Secret {}/{}",
+        secret.namespace().unwrap_or_default(),
+        secret.name_any()
+    );
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .map(|value| value.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|data| data.get(key))
+                .map(|value| value.clone().into_bytes())
+        })
+        .ok_or_else(|| {
+            ReconcileError::not_found(
+                format!("key `{key}` in {location}"),
+                format!("referenced by {field}; add the key to the Secret or fix the key name in {field}"),
+            )
+        })?;
+    let text = String::from_utf8(bytes).map_err(|_| ReconcileError::Credentials {
+        message: format!("key `{key}` in {location} is not UTF-8 text"),
+    })?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(ReconcileError::Credentials {
+            message: format!("key `{key}` in {location} is empty"),
+        });
+    }
+    Ok(Secret::new(value))
+}
+
+/// The condition message for a failure: the error plus what to do about it.
+pub fn failure_message(tailnet: &Tailnet, err: &ReconcileError) -> String {
+    let secret = secret_location(tailnet)
+        .map(|(ns, name)| format!("Secret {ns}/{name}"))
+        .unwrap_or_else(|| "the referenced Secret".to_owned());
+    match err.category() {
+        Category::Auth => format!(
+            "{err}; the Tailscale API refused the credentials in {secret}: check they are \
+             current and, for an OAuth client, that it has the devices:core:read scope"
+        ),
+        _ => err.to_string(),
+    }
+}
+
+/// The status after a check, from the current status (pure, so it is tested without a cluster).
+///
+/// Times come from the devices snapshot (truncated to seconds, as the API server stores them),
+/// so reconciles within one resync interval compute the same status and write nothing. A
+/// failure keeps the last successful observation (device count, last sync) and records itself
+/// in `apiHealth` when the Tailscale API answered with it.
+pub fn desired_status(
+    tailnet: &Tailnet,
+    observed: &Result<Observation, ReconcileError>,
+    now: DateTime<Utc>,
+) -> TailnetStatus {
+    let mut status = tailnet.status.clone().unwrap_or_default();
+    let generation = tailnet.metadata.generation;
+    status.observed_generation = generation;
+    let now_time = time_from(now.trunc_subsecs(0));
+    match observed {
+        Ok(observation) => {
+            let at = time_from(observation.fetched_at.trunc_subsecs(0));
+            let message = format!(
+                "credentials accepted; {} devices in the tailnet",
+                observation.device_count
+            );
+            set(
+                &mut status,
+                ConditionType::Ready,
+                true,
+                reason::CREDENTIALS_VALID,
+                &message,
+                generation,
+                &at,
+            );
+            status.credential_check = Some(CredentialCheck {
+                ok: true,
+                message: "read the tailnet's devices".to_owned(),
+                checked_at: at.clone(),
+            });
+            status.device_count = Some(observation.device_count);
+            status.last_sync_time = Some(at.clone());
+            status
+                .api_health
+                .get_or_insert_with(ApiHealth::default)
+                .last_success_time = Some(at.clone());
+            set_synced(
+                &mut status,
+                tailnet,
+                true,
+                reason::RECONCILED,
+                "the tailnet was read",
+                &at,
+            );
+        }
+        Err(err) => {
+            let message = failure_message(tailnet, err);
+            let why = reason::for_category(err.category());
+            set(
+                &mut status,
+                ConditionType::Ready,
+                false,
+                why,
+                &message,
+                generation,
+                &now_time,
+            );
+            if credentials_at_fault(err) {
+                status.credential_check = Some(CredentialCheck {
+                    ok: false,
+                    message: message.clone(),
+                    checked_at: now_time.clone(),
+                });
+            }
+            if let ReconcileError::Api(api) = err {
+                let health = status.api_health.get_or_insert_with(ApiHealth::default);
+                health.last_error_time = Some(now_time.clone());
+                health.last_error_category = Some(api.category.as_str().to_owned());
+                health.last_error_message = Some(api.to_string());
+            }
+            set_synced(&mut status, tailnet, false, why, &message, &now_time);
+        }
+    }
+    // A Tailnet applies nothing, so it never drifts.
+    set(
+        &mut status,
+        ConditionType::Drifted,
+        false,
+        reason::IN_SYNC,
+        "a Tailnet applies nothing to the tailnet",
+        generation,
+        &now_time,
+    );
+    status
+}
+
+fn set_synced(
+    status: &mut TailnetStatus,
+    tailnet: &Tailnet,
+    ok: bool,
+    why: &str,
+    message: &str,
+    at: &Time,
+) {
+    let generation = tailnet.metadata.generation;
+    match super::suspension(tailnet.spec.suspend, None) {
+        Some(suspended) if ok => set(
+            status,
+            ConditionType::Synced,
+            false,
+            reason::SUSPENDED,
+            &suspended,
+            generation,
+            at,
+        ),
+        _ => set(
+            status,
+            ConditionType::Synced,
+            ok,
+            why,
+            message,
+            generation,
+            at,
+        ),
+    }
+}
+
+fn set(
+    status: &mut TailnetStatus,
+    type_: ConditionType,
+    ok: bool,
+    why: &str,
+    message: &str,
+    generation: Option<i64>,
+    at: &Time,
+) {
+    set_condition(
+        &mut status.conditions,
+        type_,
+        ConditionStatus::from(ok),
+        why,
+        message,
+        generation,
+        at,
+    );
+}
+
+/// Whether the failure says the credentials (or their Secret) are the problem.
+fn credentials_at_fault(err: &ReconcileError) -> bool {
+    matches!(
+        err,
+        ReconcileError::Credentials { .. } | ReconcileError::NotFound { .. }
+    ) || matches!(err, ReconcileError::Api(api) if api.category == Category::Auth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::TailnetSpec;
+    use crate::resources::tailnet::ApiKeySecretRef;
+    use crate::tailscale::ApiError;
+    use chrono::TimeZone;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
+
+    fn tailnet() -> Tailnet {
+        let mut t = Tailnet::new(
+            "home",
+            TailnetSpec {
+                api_key_secret_ref: Some(ApiKeySecretRef {
+                    name: "ts-key".into(),
+                    namespace: "ops".into(),
+                    key: "api_key".into(),
+                }),
+                ..TailnetSpec::default()
+            },
+        );
+        t.metadata.generation = Some(3);
+        t
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 123_000_000)
+            .unwrap()
+    }
+
+    fn ok(devices: u32, fetched: i64) -> Result<Observation, ReconcileError> {
+        Ok(Observation {
+            device_count: devices,
+            fetched_at: at(fetched),
+            resync_interval: Duration::from_secs(300),
+        })
+    }
+
+    fn ready(status: &TailnetStatus) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        conditions::find(&status.conditions, ConditionType::Ready).unwrap()
+    }
+
+    #[test]
+    fn a_successful_check_is_ready_with_the_device_count_and_generation() {
+        let status = desired_status(&tailnet(), &ok(7, 0), at(5));
+        assert_eq!(ready(&status).status, "True");
+        assert_eq!(ready(&status).observed_generation, Some(3));
+        assert_eq!(status.device_count, Some(7));
+        assert_eq!(status.observed_generation, Some(3));
+        assert!(status.credential_check.as_ref().unwrap().ok);
+        assert_eq!(
+            status.last_sync_time,
+            Some(time_from(at(0).trunc_subsecs(0)))
+        );
+    }
+
+    #[test]
+    fn reconciling_again_on_the_same_snapshot_computes_the_same_status() {
+        let mut t = tailnet();
+        t.status = Some(desired_status(&t, &ok(7, 0), at(5)));
+        assert_eq!(
+            desired_status(&t, &ok(7, 0), at(60)),
+            t.status.clone().unwrap()
+        );
+    }
+
+    #[test]
+    fn an_auth_failure_keeps_the_last_observation_and_says_what_to_fix() {
+        let mut t = tailnet();
+        t.status = Some(desired_status(&t, &ok(7, 0), at(5)));
+        let err = ReconcileError::Api(ApiError::new(
+            Category::Auth,
+            "GET /tailnet/{tailnet}/devices",
+            "invalid key",
+        ));
+        let status = desired_status(&t, &Err(err), at(10));
+        assert_eq!(ready(&status).status, "False");
+        assert_eq!(ready(&status).reason, "Auth");
+        assert!(ready(&status).message.contains("Secret ops/ts-key"));
+        assert!(ready(&status).message.contains("devices:core:read"));
+        assert_eq!(status.device_count, Some(7));
+        assert!(!status.credential_check.as_ref().unwrap().ok);
+        assert_eq!(
+            status.api_health.unwrap().last_error_category.as_deref(),
+            Some("Auth")
+        );
+    }
+
+    #[test]
+    fn a_suspended_tailnet_is_observed_but_not_synced() {
+        let mut t = tailnet();
+        t.spec.suspend = true;
+        let status = desired_status(&t, &ok(1, 0), at(1));
+        assert_eq!(ready(&status).status, "True");
+        let synced = conditions::find(&status.conditions, ConditionType::Synced).unwrap();
+        assert_eq!(
+            (synced.status.as_str(), synced.reason.as_str()),
+            ("False", "Suspended")
+        );
+    }
+
+    #[test]
+    fn secret_values_are_trimmed_and_missing_keys_named() {
+        let mut secret = KubeSecret::default();
+        secret.metadata.name = Some("ts-key".into());
+        secret.metadata.namespace = Some("ops".into());
+        secret.data = Some(BTreeMap::from([
+            ("api_key".to_owned(), ByteString(b"tskey-api-x\n".to_vec())),
+            ("blank".to_owned(), ByteString(b" \n".to_vec())),
+        ]));
+        assert_eq!(
+            secret_value(&secret, "api_key", "f").unwrap().expose(),
+            "tskey-api-x"
+        );
+        let missing = secret_value(&secret, "other", "spec.apiKeySecretRef").unwrap_err();
+        assert_eq!(missing.category(), Category::NotFound);
+        assert!(
+            missing
+                .to_string()
+                .contains("key `other` in Secret ops/ts-key")
+        );
+        let blank = secret_value(&secret, "blank", "f").unwrap_err();
+        assert_eq!(blank.category(), Category::Auth);
+        assert!(!blank.to_string().contains("tskey"));
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_credentials_and_connection_only() {
+        let t = tailnet();
+        let key = |k: &str| Credentials::ApiKey(Secret::new(k));
+        let interval = Duration::from_secs(300);
+        let base = fingerprint(&t, &key("a"), interval);
+        assert_eq!(base, fingerprint(&t, &key("a"), interval));
+        assert_ne!(base, fingerprint(&t, &key("b"), interval));
+        assert_ne!(base, fingerprint(&t, &key("a"), Duration::from_secs(60)));
+        let mut other = t.clone();
+        other.spec.tailnet = "example.com".into();
+        assert_ne!(base, fingerprint(&other, &key("a"), interval));
+        assert!(!base.contains('a') || base.len() == 64);
+    }
+}
