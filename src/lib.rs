@@ -11,6 +11,7 @@ pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod policy;
+pub mod reconcile;
 pub mod resources;
 pub mod secret;
 pub mod sim;
