@@ -146,8 +146,9 @@ pub async fn execute_with<S: RevisionStore>(
         );
         return Ok(done(plan, ExecuteResult::ValidationFailed { message }));
     }
-    let posted = match post(client, snapshots, &apply.text, &plan.live_etag).await? {
-        Ok(posted) => posted,
+    // The POST's answer is not trusted as the stored state: the read-back below is.
+    match post(client, snapshots, &apply.text, &plan.live_etag).await? {
+        Ok(_posted) => {}
         Err(conflict) => {
             set_pending(
                 &mut plan,
@@ -167,7 +168,6 @@ pub async fn execute_with<S: RevisionStore>(
         )
         .await;
     }
-    let _ = posted;
     let revision = Revision {
         number: next,
         hash: apply.hash.clone(),

@@ -576,3 +576,143 @@ fn access_summary(live: &str, desired: Option<&Policy>, view: &TailnetView) -> A
         lost_pairs: list(&diff.lost),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::common::DriftPolicy;
+    use crate::resources::tailnet_policy::{PolicyRole, TailnetPolicySpec};
+    use crate::tailscale::ETag;
+    use chrono::Utc;
+
+    const V1: &str = "// v1\n{\"groups\": {\"group:a\": [\"alice@example.com\"]}}\n";
+    const V2: &str = "// v2\n{\"groups\": {\"group:a\": [\"bob@example.com\"]}}\n";
+
+    fn base(text: &str) -> PolicyResource {
+        PolicyResource {
+            name: "base".into(),
+            generation: Some(3),
+            spec: TailnetPolicySpec {
+                role: PolicyRole::Base,
+                ..TailnetPolicySpec::default()
+            },
+            text: Ok(text.into()),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    fn live(text: &str) -> PolicyFile {
+        PolicyFile {
+            hujson: text.into(),
+            etag: ETag::new("\"e\""),
+        }
+    }
+
+    fn applied(number: u32, text: &str) -> Revision {
+        Revision {
+            number,
+            hash: sha256_hex(text),
+            time: Utc::now(),
+            sources: BTreeMap::new(),
+            access_diff: Default::default(),
+            reason: ApplyReason::Initial,
+            text: text.into(),
+            rejected_hash: None,
+        }
+    }
+
+    fn run(resource: PolicyResource, live_text: &str, history: &[Revision]) -> PolicyPlan {
+        plan(
+            &[resource],
+            &[],
+            &live(live_text),
+            history,
+            &TailnetView::default(),
+        )
+    }
+
+    fn reason_of(plan: &PolicyPlan) -> Option<ApplyReason> {
+        match &plan.action {
+            PolicyAction::Apply(apply) => Some(apply.reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn equal_live_and_desired_is_no_change_even_without_history() {
+        let plan = run(base(V1), V1, &[]);
+        assert!(matches!(plan.action, PolicyAction::NoChange));
+        assert!(plan.outcomes[0].ready.is_true());
+    }
+
+    #[test]
+    fn first_apply_is_initial_and_a_new_spec_is_spec_changed() {
+        assert_eq!(
+            reason_of(&run(base(V1), V2, &[])),
+            Some(ApplyReason::Initial)
+        );
+        let history = [applied(1, V2)];
+        let plan = run(base(V1), V2, &history);
+        assert_eq!(reason_of(&plan), Some(ApplyReason::SpecChanged));
+        let PolicyAction::Apply(apply) = &plan.action else {
+            unreachable!()
+        };
+        let diff = &apply.text_diff;
+        assert!(
+            diff.contains("\n-// v2\n") && diff.contains("\n+// v1\n"),
+            "{diff}"
+        );
+        assert_eq!(apply.sources.get("TailnetPolicy/base"), Some(&3));
+    }
+
+    #[test]
+    fn drift_is_corrected_or_reported_per_drift_policy() {
+        let history = [applied(1, V1)];
+        let plan = run(base(V1), V2, &history);
+        assert_eq!(reason_of(&plan), Some(ApplyReason::DriftCorrection));
+        assert!(plan.outcomes[0].drifted.is_true());
+
+        let mut report = base(V1);
+        report.spec.common.drift_policy = DriftPolicy::Report;
+        let plan = run(report, V2, &history);
+        let PolicyAction::ReportDrift { diff } = &plan.action else {
+            panic!("{:?}", plan.action)
+        };
+        assert_eq!(diff.entries[0].path, "/groups/group:a/0");
+        assert!(plan.outcomes[0].drift.is_some());
+    }
+
+    #[test]
+    fn suspend_writes_nothing_but_still_reports_drift() {
+        let mut suspended = base(V1);
+        suspended.spec.common.suspend = true;
+        let plan = run(suspended, V2, &[applied(1, V1)]);
+        assert!(matches!(plan.action, PolicyAction::NoChange));
+        assert_eq!(plan.outcomes[0].ready.reason, reason::SUSPENDED);
+        assert!(plan.outcomes[0].drifted.is_true());
+    }
+
+    #[test]
+    fn a_text_that_was_rolled_back_is_not_retried() {
+        let mut rollback = applied(2, V2);
+        rollback.rejected_hash = Some(sha256_hex(V1));
+        let plan = run(base(V1), V2, &[applied(1, V2), rollback]);
+        assert!(matches!(plan.action, PolicyAction::NoChange));
+        assert_eq!(plan.outcomes[0].ready.reason, reason::ROLLED_BACK);
+    }
+
+    #[test]
+    fn a_rollback_annotation_that_is_not_a_kept_revision_is_refused() {
+        let mut pinned = base(V1);
+        pinned
+            .annotations
+            .insert(ROLLBACK_TO_ANNOTATION.into(), "latest".into());
+        let plan = run(pinned, V2, &[applied(4, V2)]);
+        assert!(matches!(plan.action, PolicyAction::NoChange));
+        let message = &plan.outcomes[0].ready.message;
+        assert!(
+            message.contains("\"latest\"") && message.contains("kept: 4"),
+            "{message}"
+        );
+    }
+}
