@@ -235,7 +235,8 @@ async fn a_tag_without_owner_blames_the_fragment_and_nothing_is_posted() {
 async fn a_failing_policy_test_is_named_and_nothing_is_posted() {
     let failing = r#"{"tests": [{"src": "carol@example.com", "accept": ["tag:prod:5432"]}]}"#;
     let resources = [base(BASE), fragment("qa", failing)];
-    assert_rejected_without_post(&resources, "base", &["carol@example.com", "tag:prod:5432"]).await;
+    // The failing test is the Fragment's own, so the Fragment is named.
+    assert_rejected_without_post(&resources, "qa", &["carol@example.com", "tag:prod:5432"]).await;
 }
 
 const CONSOLE_EDIT: &str = r#"{
@@ -555,4 +556,20 @@ async fn fifty_policy_resources_in_steady_state_cost_three_reads_per_resync() {
     );
     assert_eq!(figures, (1, 1, 1, 0));
     assert_eq!(calls.total(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_test_of_the_base_names_the_base() {
+    let failing = BASE.replace(
+        "\"deny\": [\"tag:prod:5432\"]",
+        "\"deny\": [\"tag:server:443\"]",
+    );
+    assert_ne!(failing, BASE, "the fixture edit applies");
+    let resources = [base(&failing), fragment("team-data", TEAM_DATA)];
+    assert_rejected_without_post(
+        &resources,
+        "base",
+        &["TailnetPolicy/base", "tag:server:443"],
+    )
+    .await;
 }

@@ -15,12 +15,15 @@ mod plan;
 mod types;
 
 pub use execute::{
-    ExecuteOutcome, ExecuteResult, LocalTestsCheck, PostApplyCheck, execute, execute_with,
+    ExecuteOutcome, ExecuteResult, LocalTestsCheck, POST_APPLY_CHECK_FAILED, PostApplyCheck,
+    VALIDATION_FAILED, execute, execute_with,
 };
 pub use history::{
     ConfigMapRevisionStore, InMemoryRevisionStore, Revision, RevisionStore, history_config_map_name,
 };
-pub use plan::{ACCESS_PAIRS_SHOWN, TEXT_DIFF_LINES, plan, sha256_hex, source_name};
+pub use plan::{
+    ACCESS_PAIRS_SHOWN, BLOCKED, NO_BASE, TEXT_DIFF_LINES, plan, sha256_hex, source_name,
+};
 pub use types::{
     AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyPlan, PolicyResource,
     ResourceOutcome, Verdict,

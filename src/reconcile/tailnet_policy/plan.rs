@@ -264,7 +264,13 @@ fn desired_policy(
         .collect();
     let checked = checks::check(&composition.text, view);
     if !checked.is_ok() {
-        report_check_problems(plan, resources, &included, &checked.problems);
+        let blame = Blame {
+            resources,
+            included: &included,
+            composed: checked.policy.as_ref(),
+            view,
+        };
+        report_check_problems(plan, &blame, &checked.problems);
         return None;
     }
     let sources = resources
@@ -364,19 +370,23 @@ fn record_rejection(plan: &mut PolicyPlan, source: &str, error: &ComposeError) {
     }
 }
 
-/// Nothing is posted when the composition fails its checks. A problem is attributed to the one
-/// Fragment that mentions the undefined name when the Base does not; everything else is the
-/// Base's (the composed file is its file).
-fn report_check_problems(
-    plan: &mut PolicyPlan,
-    resources: &[PolicyResource],
-    included: &[String],
-    problems: &[CheckProblem],
-) {
+/// What attributing a check problem to a source needs.
+struct Blame<'a> {
+    resources: &'a [PolicyResource],
+    included: &'a [String],
+    composed: Option<&'a Policy>,
+    view: &'a TailnetView,
+}
+
+/// Nothing is posted when the composition fails its checks. A problem is attributed to a
+/// Fragment when it is clearly that Fragment's: the one Fragment mentioning an undefined name
+/// the Base does not mention, or the Fragment whose own `tests` fail against the composed
+/// policy. Everything else is the Base's (the composed file is its file).
+fn report_check_problems(plan: &mut PolicyPlan, blame: &Blame<'_>, problems: &[CheckProblem]) {
     let mut blamed: BTreeMap<String, Vec<&CheckProblem>> = BTreeMap::new();
     for problem in problems {
         blamed
-            .entry(culprit(problem, resources, included))
+            .entry(culprit(problem, blame))
             .or_default()
             .push(problem);
     }
@@ -401,25 +411,56 @@ fn report_check_problems(
     }
 }
 
-fn culprit(problem: &CheckProblem, resources: &[PolicyResource], included: &[String]) -> String {
-    let base = resources
+fn culprit(problem: &CheckProblem, blame: &Blame<'_>) -> String {
+    let base = blame
+        .resources
         .iter()
         .find(|r| r.is_base())
         .map(|r| r.name.clone())
         .unwrap_or_default();
-    let CheckProblem::Undefined { name, .. } = problem else {
-        return base;
+    let fragments = || {
+        blame
+            .resources
+            .iter()
+            .filter(|r| !r.is_base() && blame.included.contains(&r.name))
     };
-    let quoted = format!("\"{name}");
-    let mentions = |r: &&PolicyResource| r.text.as_ref().is_ok_and(|t| t.contains(&quoted));
-    let mut users = resources
-        .iter()
-        .filter(|r| included.contains(&r.name))
-        .filter(mentions);
-    match (users.next(), users.next()) {
-        (Some(only), None) => only.name.clone(),
+    match problem {
+        CheckProblem::Undefined { name, .. } => {
+            let quoted = format!("\"{name}");
+            let mentions = |r: &PolicyResource| r.text.as_ref().is_ok_and(|t| t.contains(&quoted));
+            let base_mentions = blame.resources.iter().any(|r| r.is_base() && mentions(r));
+            let mut users = fragments().filter(|r| mentions(r));
+            match (base_mentions, users.next(), users.next()) {
+                (false, Some(only), None) => only.name.clone(),
+                _ => base,
+            }
+        }
+        CheckProblem::TestFailed(failure) => fragments()
+            .find(|r| own_tests_fail(r, failure, blame))
+            .map_or(base, |r| r.name.clone()),
         _ => base,
     }
+}
+
+/// Whether `resource`'s own `tests` include the failing one (same source, same errors) when
+/// run against the composed policy.
+fn own_tests_fail(
+    resource: &PolicyResource,
+    failure: &crate::policy::access::TestFailure,
+    blame: &Blame<'_>,
+) -> bool {
+    let (Some(policy), Ok(text)) = (blame.composed, resource.text.as_ref()) else {
+        return false;
+    };
+    let Ok(doc) = hujson::parse_strict(text) else {
+        return false;
+    };
+    let tests = doc.as_object().and_then(|o| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("tests"))
+            .map(|(_, v)| v)
+    });
+    tests.is_some_and(|tests| policy.run_tests(Some(tests), blame.view).contains(failure))
 }
 
 /// Compares desired, live and last applied, and sets the action and the statuses.
