@@ -573,3 +573,31 @@ async fn a_failing_test_of_the_base_names_the_base() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_apis_validation_can_still_refuse_and_then_nothing_is_posted() {
+    let env = Env::start().await;
+    let host_test = BASE.replace(
+        "\"tests\": [",
+        "\"tests\": [\n    {\"src\": \"carol@example.com\", \"accept\": [\"staging-web-1:443\"]},",
+    );
+    assert_ne!(host_test, BASE);
+    let plan = observe_and_plan(&[base(&host_test)], &[], &env.snapshots, &env.store)
+        .await
+        .unwrap();
+    assert!(plan.writes(), "the local checks pass on the snapshot");
+    // The tailnet changes after the snapshot: the device the test names is deleted, so the
+    // API's own run of the tests (POST /acl/validate) fails.
+    let sim = env.server.tailnet();
+    sim.console_delete_device(&sim.device_id("staging-web-1").unwrap())
+        .unwrap();
+    let outcome = execute(plan, &env.snapshots, &env.store, Utc::now())
+        .await
+        .unwrap();
+    let ExecuteResult::ValidationFailed { message } = &outcome.result else {
+        panic!("expected a validation failure, got {:?}", outcome.result);
+    };
+    assert!(message.contains("staging-web-1"), "{message}");
+    assert_eq!(ready(&outcome, "base").1, "ValidationFailed");
+    assert_eq!(env.posts(), 0, "no POST /acl");
+}
