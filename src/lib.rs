@@ -12,6 +12,7 @@ pub mod cli;
 pub mod controller;
 pub mod error;
 pub mod policy;
+pub mod reconcile;
 pub mod resources;
 pub mod secret;
 pub mod sim;

@@ -1,6 +1,7 @@
 //! The `tailnet-operator` command line.
 mod connection;
 pub mod crdgen;
+pub mod file_mode;
 mod policy;
 
 use std::io::Write as _;
@@ -51,6 +52,12 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Write the CustomResourceDefinitions as YAML (`--check`: fail if the files are stale).
     Crdgen(crdgen::CrdgenArgs),
+    /// Show what `apply -f PATH` would change: policy text diff and access diff. Exit code 0
+    /// (no changes), 2 (changes) or 1 (error).
+    Plan(file_mode::FileArgs),
+    /// Apply the resources in PATH (a YAML file or directory) to the tailnet and print each
+    /// resource's status. Exit code 1 when a resource is not Ready.
+    Apply(file_mode::FileArgs),
     /// Run the controllers in a cluster (leader election, /healthz, /readyz, /metrics).
     Run(RunArgs),
 }
@@ -122,6 +129,10 @@ pub enum CliError {
     KubeConfig(#[from] kube::Error),
     #[error(transparent)]
     Manager(#[from] crate::controller::ManagerError),
+    #[error(transparent)]
+    File(#[from] file_mode::FileModeError),
+    #[error(transparent)]
+    Reconcile(#[from] crate::resources::ReconcileError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -161,6 +172,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .map(|()| ExitCode::SUCCESS)
             .map_err(CliError::from),
         Command::Run(args) => run_manager(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Plan(args) => file_mode::run(&args, file_mode::Mode::Plan).await,
+        Command::Apply(args) => file_mode::run(&args, file_mode::Mode::Apply).await,
     }
 }
 

@@ -1,0 +1,10 @@
+//! Reconcilers: pure planners in the middle, I/O at the edges (DESIGN §3). Each kind has its
+//! own module; nothing here talks to Kubernetes except the optional ConfigMap revision store.
+//!
+//! - [`tailnet_policy`]: the tailnet-wide policy file, computed over every `TailnetPolicy` of
+//!   one tailnet together.
+//! - [`view`]: the tailnet as the access evaluator sees it, built from snapshots.
+//! - [`text_diff`]: a small unified line diff for plans and logs.
+pub mod tailnet_policy;
+pub mod text_diff;
+pub mod view;

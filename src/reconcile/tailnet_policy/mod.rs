@@ -1,0 +1,71 @@
+//! The TailnetPolicy reconcile for ONE tailnet, computed over all of its `TailnetPolicy`
+//! resources together: the policy file is tailnet-wide, so every resource's status follows
+//! from one composition (DESIGN §3).
+//!
+//! - [`plan()`] (pure): compose the Base and Fragments, check locally, compare with the live
+//!   policy and the last applied revision, and decide: nothing, apply (why), or report drift.
+//! - [`execute()`]: validate with the API, `POST` with `If-Match`, read back and verify, run
+//!   the post-apply check, roll back on failure, record the revision.
+//! - [`history`]: the revision store (last N revisions; in memory, or a ConfigMap).
+//! - [`reconcile()`]: the three together over a tailnet's snapshots, as the controller and the
+//!   file mode run them.
+mod execute;
+pub mod history;
+mod plan;
+mod types;
+
+pub use execute::{
+    ExecuteOutcome, ExecuteResult, LocalTestsCheck, POST_APPLY_CHECK_FAILED, PostApplyCheck,
+    VALIDATION_FAILED, execute, execute_with,
+};
+pub use history::{
+    ConfigMapRevisionStore, InMemoryRevisionStore, Revision, RevisionStore, history_config_map_name,
+};
+pub use plan::{
+    ACCESS_PAIRS_SHOWN, BLOCKED, NO_BASE, TEXT_DIFF_LINES, plan, sha256_hex, source_name,
+};
+pub use types::{
+    AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyPlan, PolicyResource,
+    ResourceOutcome, Verdict,
+};
+
+use chrono::{DateTime, Utc};
+
+use super::view::tailnet_view;
+use crate::policy::compose::Contribution;
+use crate::resources::ReconcileError;
+use crate::snapshot::TailnetSnapshots;
+
+/// Observes the tailnet through its snapshots (policy, devices, users: one read each per
+/// resync interval, shared with every other resource), plans, and executes the plan.
+pub async fn reconcile<S: RevisionStore>(
+    resources: &[PolicyResource],
+    contributions: &[Contribution],
+    snapshots: &TailnetSnapshots,
+    store: &S,
+    now: DateTime<Utc>,
+) -> Result<ExecuteOutcome, ReconcileError> {
+    let plan = observe_and_plan(resources, contributions, snapshots, store).await?;
+    execute(plan, snapshots, store, now).await
+}
+
+/// The read-only half of [`reconcile`]: what would happen (used by `plan -f`).
+pub async fn observe_and_plan<S: RevisionStore>(
+    resources: &[PolicyResource],
+    contributions: &[Contribution],
+    snapshots: &TailnetSnapshots,
+    store: &S,
+) -> Result<PolicyPlan, ReconcileError> {
+    let (policy, devices, users) =
+        tokio::join!(snapshots.policy(), snapshots.devices(), snapshots.users());
+    let (policy, devices, users) = (policy?, devices?, users?);
+    let view = tailnet_view(&devices.data, &users.data);
+    let history = store.list().await?;
+    Ok(plan(
+        resources,
+        contributions,
+        &policy.data,
+        &history,
+        &view,
+    ))
+}

@@ -1,0 +1,218 @@
+//! What the planner takes and returns.
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::policy::access::TailnetView;
+use crate::resources::conditions::{ConditionStatus, ConditionType, set_condition};
+use crate::resources::tailnet_policy::{
+    AccessDiffSummary, PolicyConflict, PolicyRole, TailnetPolicySpec, TailnetPolicyStatus,
+};
+use crate::resources::{DriftDiff, ReconcileError};
+use crate::tailscale::ETag;
+
+/// One `TailnetPolicy` as the planner needs it: the controller (or file mode) has already
+/// resolved `policyFrom` into `text`, or the error that prevented it.
+#[derive(Debug)]
+pub struct PolicyResource {
+    pub name: String,
+    pub generation: Option<i64>,
+    pub spec: TailnetPolicySpec,
+    pub text: Result<String, ReconcileError>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl PolicyResource {
+    pub fn is_base(&self) -> bool {
+        self.spec.role == PolicyRole::Base
+    }
+}
+
+/// Why the composed policy is (re)applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ApplyReason {
+    /// Nothing applied by the operator before.
+    Initial,
+    /// The composed policy differs from the last applied revision.
+    SpecChanged,
+    /// The live policy was edited elsewhere; `driftPolicy: Correct` puts it back.
+    DriftCorrection,
+    /// A post-apply check failed; the previous good revision was re-applied.
+    Rollback,
+    /// The `tailnet.ops.dev/rollback-to` annotation pins a revision.
+    Pinned,
+}
+
+impl ApplyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyReason::Initial => "Initial",
+            ApplyReason::SpecChanged => "SpecChanged",
+            ApplyReason::DriftCorrection => "DriftCorrection",
+            ApplyReason::Rollback => "Rollback",
+            ApplyReason::Pinned => "Pinned",
+        }
+    }
+}
+
+/// Who gains and loses access with a change: counts and the first pairs of each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessSummary {
+    pub gained: u32,
+    pub lost: u32,
+    /// The first [`super::ACCESS_PAIRS_SHOWN`] gained pairs, e.g.
+    /// `alice-mbp -> prod-web-1 tcp:22`.
+    pub gained_pairs: Vec<String>,
+    pub lost_pairs: Vec<String>,
+}
+
+impl AccessSummary {
+    pub fn counts(&self) -> AccessDiffSummary {
+        AccessDiffSummary {
+            gained: self.gained,
+            lost: self.lost,
+        }
+    }
+}
+
+/// A write the executor is to make.
+#[derive(Debug, Clone)]
+pub struct ApplyPlan {
+    /// The exact text to post.
+    pub text: String,
+    /// SHA-256 (hex) of `text`.
+    pub hash: String,
+    pub reason: ApplyReason,
+    /// Live → `text`.
+    pub access_diff: AccessSummary,
+    /// Unified diff live → `text`, capped at [`super::TEXT_DIFF_LINES`] lines.
+    pub text_diff: String,
+    /// `TailnetPolicy/<name>` → generation of every source composed into `text`.
+    pub sources: BTreeMap<String, i64>,
+    /// The revision pinned by the annotation, when `reason` is `Pinned`.
+    pub pinned: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PolicyAction {
+    /// The tailnet holds the desired policy, or nothing may be written (a blocking problem,
+    /// `suspend`).
+    NoChange,
+    Apply(Box<ApplyPlan>),
+    /// The live policy drifted and `driftPolicy: Report` leaves it.
+    ReportDrift {
+        diff: DriftDiff,
+    },
+}
+
+/// One condition's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: ConditionStatus,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Verdict {
+    pub fn new(status: ConditionStatus, reason: &str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            status,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn is_true(&self) -> bool {
+        self.status == ConditionStatus::True
+    }
+}
+
+/// What one resource's status should say. Time-free: [`ResourceOutcome::write_status`] adds
+/// the clock when it is written.
+#[derive(Debug, Clone)]
+pub struct ResourceOutcome {
+    pub name: String,
+    pub generation: Option<i64>,
+    pub ready: Verdict,
+    pub synced: Verdict,
+    pub drifted: Verdict,
+    pub drift: Option<DriftDiff>,
+    pub rejected_reason: Option<String>,
+    pub conflicts: Vec<PolicyConflict>,
+    pub applied_revision: Option<u32>,
+    pub applied_hash: Option<String>,
+    pub pinned_revision: Option<u32>,
+    pub last_access_diff: Option<AccessDiffSummary>,
+}
+
+impl ResourceOutcome {
+    /// Writes the outcome into `status`: conditions through `set_condition` (stable
+    /// transition times), the other fields replaced. Returns whether anything changed, so a
+    /// controller can skip a no-op status patch.
+    pub fn write_status(&self, status: &mut TailnetPolicyStatus, now: &Time) -> bool {
+        let before = status.clone();
+        for (type_, verdict) in [
+            (ConditionType::Ready, &self.ready),
+            (ConditionType::Synced, &self.synced),
+            (ConditionType::Drifted, &self.drifted),
+        ] {
+            set_condition(
+                &mut status.conditions,
+                type_,
+                verdict.status,
+                &verdict.reason,
+                &verdict.message,
+                self.generation,
+                now,
+            );
+        }
+        status.observed_generation = self.generation;
+        if self.applied_revision.is_some() {
+            status.applied_revision = self.applied_revision;
+        }
+        if self.applied_hash.is_some() {
+            status.applied_hash = self.applied_hash.clone();
+        }
+        if self.last_access_diff.is_some() {
+            status.last_access_diff = self.last_access_diff.clone();
+        }
+        status.pinned_revision = self.pinned_revision;
+        status.drift = self.drift.clone();
+        status.rejected_reason = self.rejected_reason.clone();
+        status.conflicts = self.conflicts.clone();
+        let changed = *status != before;
+        if changed {
+            status.last_sync_time = Some(now.clone());
+        }
+        changed
+    }
+}
+
+/// The planner's answer for one tailnet.
+#[derive(Debug, Clone)]
+pub struct PolicyPlan {
+    /// One per input resource, in input order.
+    pub outcomes: Vec<ResourceOutcome>,
+    pub action: PolicyAction,
+    /// The live policy's ETag, for `If-Match`.
+    pub live_etag: ETag,
+    /// SHA-256 (hex) of the live text.
+    pub live_hash: String,
+    /// The Base's `historyLimit` (default 10).
+    pub history_limit: u32,
+    /// The view the checks ran over (the post-apply check reuses it).
+    pub view: TailnetView,
+    /// The last applied revision's number, hash and text: the rollback target.
+    pub last_good: Option<(u32, String, String)>,
+}
+
+impl PolicyPlan {
+    /// Whether executing would write to the tailnet.
+    pub fn writes(&self) -> bool {
+        matches!(self.action, PolicyAction::Apply(_))
+    }
+
+    pub fn outcome(&self, name: &str) -> Option<&ResourceOutcome> {
+        self.outcomes.iter().find(|o| o.name == name)
+    }
+}

@@ -1,0 +1,219 @@
+//! File mode: `plan -f` / `apply -f` over YAML files, in process against one simulated tailnet
+//! (so a second apply is observable) and as the real binary for the exit codes.
+mod client_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use client_common::*;
+use tailnet_operator::cli::file_mode::{self, FileModeError};
+use tailnet_operator::sim::{SimConfig, SimTailnet};
+use tailnet_operator::snapshot::TailnetSnapshots;
+
+const POST_ACL: &str = "POST /api/v2/tailnet/{tailnet}/acl";
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// A fresh directory under the system temp dir holding `files`.
+fn fixture(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tailnet-operator-file-mode-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn base_doc(name: &str, policy: &str) -> String {
+    format!(
+        "apiVersion: tailnet.ops.dev/v1alpha1\nkind: TailnetPolicy\nmetadata:\n  name: {name}\n\
+         spec:\n  role: Base\n  policy: {}\n",
+        serde_json::to_string(policy).unwrap()
+    )
+}
+
+#[tokio::test]
+async fn apply_examples_converges_and_a_second_apply_writes_nothing() {
+    let server = start_sim().await;
+    let manifests = file_mode::load(&examples()).unwrap();
+    assert_eq!(manifests.tailnets.len(), 1);
+    assert_eq!(manifests.policies.len(), 2);
+    for run in 1..=2 {
+        // Each run is a fresh process in real life: new snapshots, no history.
+        let snapshots =
+            TailnetSnapshots::new(client(api_key_config(&server)), Duration::from_secs(300));
+        let report = file_mode::apply_manifests(&manifests, &snapshots)
+            .await
+            .unwrap();
+        assert!(!report.failed, "run {run}:\n{}", report.output);
+        assert_eq!(report.changes, run == 1, "run {run}:\n{}", report.output);
+    }
+    let posts = server.tailnet().calls().get(POST_ACL);
+    eprintln!("apply -f examples/ twice: POST /acl count {posts}");
+    assert_eq!(posts, 1);
+    let live = server.tailnet().policy().0;
+    assert!(
+        live.contains("// Access policy of the example tailnet"),
+        "{live}"
+    );
+    assert!(live.contains("// from TailnetPolicy/team-data"), "{live}");
+    assert!(live.contains("\"group:data\""), "{live}");
+}
+
+#[test]
+fn config_map_sources_resolve_and_foreign_kinds_are_handled() {
+    let dir = fixture(
+        "load",
+        &[
+            (
+                "policy.yaml",
+                "apiVersion: tailnet.ops.dev/v1alpha1\nkind: TailnetPolicy\nmetadata:\n  name: base\n\
+                 spec:\n  role: Base\n  policyFrom:\n    configMapKeyRef: {namespace: ops, name: acl, key: policy.hujson}\n\
+                 ---\n\
+                 apiVersion: tailnet.ops.dev/v1alpha1\nkind: FunnelExposure\nmetadata:\n  name: web\n",
+            ),
+            (
+                "nested/cm.yml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: acl\n  namespace: ops\n\
+                 data:\n  policy.hujson: '{\"groups\": {}}'\n",
+            ),
+        ],
+    );
+    let manifests = file_mode::load(&dir).unwrap();
+    let resources = manifests.policy_resources();
+    assert_eq!(resources[0].text.as_deref().unwrap(), "{\"groups\": {}}");
+    assert_eq!(manifests.warnings.len(), 1);
+    assert!(manifests.warnings[0].contains("FunnelExposure is not supported yet"));
+
+    let missing = fixture(
+        "missing-cm",
+        &[(
+            "policy.yaml",
+            "apiVersion: tailnet.ops.dev/v1alpha1\nkind: TailnetPolicy\nmetadata:\n  name: base\n\
+             spec:\n  role: Base\n  policyFrom:\n    configMapKeyRef: {namespace: ops, name: acl, key: k}\n",
+        )],
+    );
+    let manifests = file_mode::load(&missing).unwrap();
+    let err = manifests.policy_resources()[0]
+        .text
+        .as_ref()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ConfigMap ops/acl key k") && err.contains("same PATH"),
+        "{err}"
+    );
+
+    let foreign = fixture(
+        "foreign",
+        &[(
+            "deploy.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n",
+        )],
+    );
+    let err = file_mode::load(&foreign).unwrap_err();
+    assert!(matches!(err, FileModeError::UnknownKind { .. }));
+    let message = err.to_string();
+    assert!(
+        message.contains("deploy.yaml") && message.contains("\"Deployment\""),
+        "{message}"
+    );
+}
+
+/// Runs the binary with no Tailscale settings: the embedded simulated tailnet.
+fn run_binary(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tailnet-operator"))
+        .args(args)
+        .env_remove("TS_API_KEY")
+        .env_remove("TS_OAUTH_CLIENT_ID")
+        .env_remove("TS_OAUTH_CLIENT_SECRET")
+        .env_remove("TS_TAILNET")
+        .env_remove("TS_API_URL")
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plan_exit_codes_are_0_without_changes_2_with_changes_1_on_errors() {
+    // 0: a Base identical to the embedded tailnet's current policy.
+    let demo = SimTailnet::new(SimConfig::default()).policy().0;
+    let same = fixture("plan-same", &[("base.yaml", &base_doc("base", &demo))]);
+    let (code, stdout, stderr) = run_binary(&["plan", "-f", same.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("policy: no changes"), "{stdout}");
+    assert!(stderr.contains("embedded simulated tailnet"), "{stderr}");
+
+    // 2: the examples change the policy; the plan shows the text and access diff.
+    let (code, stdout, stderr) = run_binary(&["plan", "-f", examples().to_str().unwrap()]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("+++ desired") && stdout.contains("pairs gained"),
+        "{stdout}"
+    );
+
+    // 1: a tag nobody owns (named in the output), and an unknown kind (named with its file).
+    let unowned = demo.replace("\"tag:ci\", \"accept\"", "\"tag:nobody\", \"accept\"");
+    assert_ne!(unowned, demo, "the fixture edit applies");
+    let bad = fixture("plan-bad", &[("base.yaml", &base_doc("base", &unowned))]);
+    let (code, stdout, stderr) = run_binary(&["plan", "-f", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("tag:nobody"), "{stdout}");
+
+    let foreign = fixture(
+        "plan-foreign",
+        &[(
+            "x.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n",
+        )],
+    );
+    let (code, _, stderr) = run_binary(&["plan", "-f", foreign.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("Deployment") && stderr.contains("x.yaml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn apply_exits_0_when_ready_and_1_when_a_resource_is_not() {
+    let (code, stdout, stderr) = run_binary(&["apply", "-f", examples().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("TailnetPolicy/team-data:\n  Ready=True"),
+        "{stdout}"
+    );
+
+    let dir = fixture(
+        "apply-conflict",
+        &[
+            (
+                "base.yaml",
+                &base_doc(
+                    "base",
+                    "{\"groups\": {\"group:a\": [\"alice@example.com\"]}}",
+                ),
+            ),
+            (
+                "frag.yaml",
+                "apiVersion: tailnet.ops.dev/v1alpha1\nkind: TailnetPolicy\nmetadata:\n  name: frag\n\
+                 spec:\n  role: Fragment\n  policy: '{\"groups\": {\"group:a\": [\"bob@example.com\"]}}'\n",
+            ),
+        ],
+    );
+    let (code, stdout, stderr) = run_binary(&["apply", "-f", dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("Ready=False Conflict"), "{stdout}");
+}
