@@ -34,9 +34,10 @@ impl fmt::Display for ProtoMatch {
         match self {
             ProtoMatch::Proto(p) => write!(f, "{p}"),
             ProtoMatch::Other { except } if except.is_empty() => write!(f, "*"),
+            // Reads as a sentence in plan output, where `* except tcp` looked like a port.
             ProtoMatch::Other { except } => {
                 let names: Vec<String> = except.iter().map(ToString::to_string).collect();
-                write!(f, "* except {}", names.join(","))
+                write!(f, "any protocol except {}", names.join(","))
             }
         }
     }
@@ -56,11 +57,16 @@ pub struct AccessPair {
 
 impl fmt::Display for AccessPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} -> {} {}:{}",
-            self.src, self.dst, self.proto, self.ports
-        )
+        write!(f, "{} -> {} {}", self.src, self.dst, self.proto)?;
+        // Ports mean nothing for the protocols lumped into "any protocol except ...".
+        match self.proto {
+            ProtoMatch::Other { ref except }
+                if !except.is_empty() && self.ports == PortRange::ALL =>
+            {
+                Ok(())
+            }
+            _ => write!(f, ":{}", self.ports),
+        }
     }
 }
 

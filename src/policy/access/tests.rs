@@ -1151,7 +1151,7 @@ fn access_diff_from_all_protocols_lists_exceptions() {
         [
             "web-1 -> prod-db tcp:0-21",
             "web-1 -> prod-db tcp:23-65535",
-            "web-1 -> prod-db * except tcp:*",
+            "web-1 -> prod-db any protocol except tcp",
         ]
     );
     let gained: Vec<String> = new
