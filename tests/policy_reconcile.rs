@@ -13,7 +13,7 @@ use tailnet_operator::policy::access::TailnetView;
 use tailnet_operator::reconcile::tailnet_policy::{
     ApplyReason, ExecuteOutcome, ExecuteResult, InMemoryRevisionStore, PolicyAction,
     PolicyResource, PostApplyCheck, RevisionStore, execute, execute_with, observe_and_plan,
-    reconcile, sha256_hex,
+    policy_hash, reconcile,
 };
 use tailnet_operator::resources::common::{DriftPolicy, ROLLBACK_TO_ANNOTATION};
 use tailnet_operator::resources::conditions::ConditionStatus;
@@ -153,7 +153,7 @@ async fn a_base_alone_posts_exactly_its_text_comments_included() {
     );
     let o = outcome.outcome("base").unwrap();
     assert_eq!(o.applied_revision, Some(1));
-    assert_eq!(o.applied_hash.as_deref(), Some(sha256_hex(BASE).as_str()));
+    assert_eq!(o.applied_hash.as_deref(), Some(policy_hash(BASE).as_str()));
 
     // The status lands through set_condition with all three conditions.
     let mut status = TailnetPolicyStatus::default();
@@ -306,6 +306,28 @@ async fn console_drift_is_corrected_with_driftpolicy_correct() {
 }
 
 #[tokio::test]
+async fn a_tailnet_that_reformats_the_policy_is_not_drift() {
+    // Tailscale may store the policy re-formatted (its ETag appears to hash formatted HuJSON):
+    // the same content with other whitespace must neither count as drift nor be re-applied.
+    let env = Env::start().await;
+    env.reconcile(&[base(BASE)]).await;
+    // Tabs for spaces, and the last trailing comma dropped.
+    let reformatted = BASE.replace("  ", "\t").replace("],\n}", "]\n}");
+    assert_ne!(reformatted, BASE);
+    env.server
+        .tailnet()
+        .console_set_policy(&reformatted)
+        .unwrap();
+
+    let outcome = env.reconcile(&[base(BASE)]).await;
+    assert_eq!(outcome.result, ExecuteResult::NoWrite);
+    let o = outcome.outcome("base").unwrap();
+    assert_eq!(o.drifted.status, ConditionStatus::False, "{:?}", o.drifted);
+    assert_eq!(env.posts(), 1);
+    assert_eq!(env.live(), reformatted, "left as the tailnet formatted it");
+}
+
+#[tokio::test]
 async fn console_drift_is_reported_not_written_with_driftpolicy_report() {
     let env = Env::start().await;
     let mut report = base(BASE);
@@ -361,7 +383,7 @@ async fn a_write_between_read_and_post_is_a_conflict_never_a_blind_overwrite() {
     let replan = observe_and_plan(&[base(&changed)], &[], &env.snapshots, &env.store)
         .await
         .unwrap();
-    assert_eq!(replan.live_hash, sha256_hex(CONSOLE_EDIT));
+    assert_eq!(replan.live_hash, policy_hash(CONSOLE_EDIT));
 }
 
 /// Fails the post-apply check of any policy carrying a marker comment: stands in for a check
@@ -410,7 +432,7 @@ async fn a_failed_post_apply_check_rolls_back_to_the_previous_revision() {
     assert_eq!(history[1].reason, ApplyReason::Rollback);
     assert_eq!(
         history[1].rejected_hash.as_deref(),
-        Some(sha256_hex(&bad).as_str())
+        Some(policy_hash(&bad).as_str())
     );
 
     // The failed text is not retried until the spec changes: no apply/rollback loop.

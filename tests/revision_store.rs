@@ -8,7 +8,7 @@ use chrono::Utc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use support::fake_kube::FakeKube;
 use tailnet_operator::reconcile::tailnet_policy::{
-    ApplyReason, ConfigMapRevisionStore, Revision, RevisionStore, sha256_hex,
+    ApplyReason, ConfigMapRevisionStore, Revision, RevisionStore, policy_hash,
 };
 use tailnet_operator::resources::tailnet_policy::AccessDiffSummary;
 
@@ -16,7 +16,7 @@ fn revision(number: u32) -> Revision {
     let text = format!("// revision {number}\n{{\"groups\": {{}}}}\n");
     Revision {
         number,
-        hash: sha256_hex(&text),
+        hash: policy_hash(&text),
         time: Utc::now(),
         sources: BTreeMap::from([("TailnetPolicy/base".to_owned(), i64::from(number))]),
         access_diff: AccessDiffSummary {

@@ -328,3 +328,120 @@ mod tests {
         assert!(e.message.contains("\"a\""), "{e}");
     }
 }
+
+/// A fingerprint of a HuJSON document that ignores formatting but not content: whitespace
+/// outside strings and comments, and trailing commas, do not count; strings, numbers, keys,
+/// order and comment text (with its whitespace collapsed) do.
+///
+/// Policy identity (drift, read-back verification, revision hashes) uses this rather than the
+/// bytes, so a server that re-formats the policy on save (Tailscale's ETag appears to hash the
+/// *formatted* HuJSON) is not mistaken for a console edit, while a changed comment still is.
+/// The input need not be valid HuJSON; invalid text simply fingerprints as written.
+pub fn fingerprint(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(canonical_tokens(text).as_bytes()))
+}
+
+/// `text` with whitespace outside strings removed, whitespace inside comments collapsed to
+/// single spaces, and commas directly before `]` or `}` dropped.
+fn canonical_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push('"');
+                let mut escaped = false;
+                for c in chars.by_ref() {
+                    out.push(c);
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' {
+                        escaped = true;
+                    } else if c == '"' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                chars.next();
+                let comment: String = chars.by_ref().take_while(|&c| c != '\n').collect();
+                push_comment(&mut out, "//", &comment, "");
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut comment = String::new();
+                let mut previous = '\0';
+                for c in chars.by_ref() {
+                    if previous == '*' && c == '/' {
+                        comment.pop();
+                        break;
+                    }
+                    comment.push(c);
+                    previous = c;
+                }
+                push_comment(&mut out, "/*", &comment, "*/");
+            }
+            ']' | '}' => {
+                if out.ends_with(',') {
+                    out.pop();
+                }
+                out.push(c);
+            }
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn push_comment(out: &mut String, open: &str, body: &str, close: &str) {
+    out.push_str(open);
+    out.push_str(&body.split_whitespace().collect::<Vec<_>>().join(" "));
+    out.push_str(close);
+    // A comment ends a token, so a following value cannot merge with it.
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::fingerprint;
+
+    const POLICY: &str = "// Team access.\n{\n\t\"groups\": {\n\t\t\"group:eng\": [\"a@x.com\", \"b@x.com\"],\n\t},\n\t/* admins\n\t   only */\n\t\"acls\": [{\"action\": \"accept\", \"src\": [\"group:eng\"], \"dst\": [\"*:22\"]}],\n}\n";
+
+    #[test]
+    fn reformatting_keeps_the_fingerprint() {
+        let reformatted = "// Team access.\n{\n  \"groups\": {\"group:eng\": [\"a@x.com\",\n      \"b@x.com\"]},\n  /* admins only */\n  \"acls\": [\n    {\"action\": \"accept\", \"src\": [\"group:eng\"], \"dst\": [\"*:22\",],},\n  ],\n}";
+        assert_eq!(fingerprint(POLICY), fingerprint(reformatted));
+    }
+
+    #[test]
+    fn content_comments_and_order_change_the_fingerprint() {
+        let base = fingerprint(POLICY);
+        for changed in [
+            POLICY.replace("*:22", "*:23"),
+            POLICY.replace("Team access.", "Team access!"),
+            POLICY.replace("\"a@x.com\", \"b@x.com\"", "\"b@x.com\", \"a@x.com\""),
+            POLICY.replace("\"a@x.com\"", "\"a @x.com\""),
+            POLICY.replace("// Team access.\n", ""),
+        ] {
+            assert_ne!(fingerprint(&changed), base, "{changed}");
+        }
+    }
+
+    #[test]
+    fn commas_and_slashes_inside_strings_are_content() {
+        assert_ne!(
+            fingerprint(r#"{"a": "x,]"}"#),
+            fingerprint(r#"{"a": "x]"}"#)
+        );
+        assert_ne!(
+            fingerprint(r#"{"a": "http://x"}"#),
+            fingerprint(r#"{"a": "http:"}"#)
+        );
+        assert_eq!(
+            fingerprint("{\"a\": \"q\\\"uote\" , }"),
+            fingerprint("{\"a\":\"q\\\"uote\"}")
+        );
+    }
+}

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 
 use super::history::{Revision, RevisionStore};
-use super::plan::sha256_hex;
+use super::plan::policy_hash;
 use super::types::{ApplyPlan, ApplyReason, PolicyAction, PolicyPlan, ResourceOutcome, Verdict};
 use crate::error::Category;
 use crate::policy::access::TailnetView;
@@ -249,7 +249,7 @@ fn verify(
     view: &TailnetView,
     post_check: &dyn PostApplyCheck,
 ) -> Option<String> {
-    let live_hash = sha256_hex(live);
+    let live_hash = policy_hash(live);
     if live_hash != apply.hash {
         return Some(format!(
             "the policy read back (sha256 {live_hash}) is not the policy posted (sha256 {})",

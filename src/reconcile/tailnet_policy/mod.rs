@@ -22,7 +22,7 @@ pub use history::{
     ConfigMapRevisionStore, InMemoryRevisionStore, Revision, RevisionStore, history_config_map_name,
 };
 pub use plan::{
-    ACCESS_PAIRS_SHOWN, BLOCKED, NO_BASE, TEXT_DIFF_LINES, plan, sha256_hex, source_name,
+    ACCESS_PAIRS_SHOWN, BLOCKED, NO_BASE, TEXT_DIFF_LINES, plan, policy_hash, source_name,
 };
 pub use types::{
     AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyPlan, PolicyResource,

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::history::Revision;
 use super::types::{
@@ -39,9 +38,12 @@ pub fn source_name(name: &str) -> String {
     format!("TailnetPolicy/{name}")
 }
 
-/// SHA-256 of `text`, lower-case hex.
-pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+/// The identity of a policy text: SHA-256 (hex) of its formatting-insensitive form
+/// ([`fingerprint`](crate::policy::hujson::fingerprint)). Whitespace and trailing commas do not
+/// count, comments and content do, so a server that re-formats the policy on save is neither
+/// drift nor a failed read-back.
+pub fn policy_hash(text: &str) -> String {
+    crate::policy::hujson::fingerprint(text)
 }
 
 /// Plans the reconcile of one tailnet's policy over all of its `TailnetPolicy` resources
@@ -62,7 +64,7 @@ pub fn plan(
         outcomes: resources.iter().map(pending).collect(),
         action: PolicyAction::NoChange,
         live_etag: live.etag.clone(),
-        live_hash: sha256_hex(&live.hujson),
+        live_hash: policy_hash(&live.hujson),
         history_limit: bases
             .first()
             .map_or(DEFAULT_HISTORY_LIMIT, |b| b.spec.history_limit),
@@ -142,7 +144,7 @@ fn pending(resource: &PolicyResource) -> ResourceOutcome {
 /// (first run, file mode) there is nothing to drift from.
 fn observed_drift(live: &PolicyFile, last: Option<&Revision>) -> (Verdict, Option<DriftDiff>) {
     match last {
-        Some(last) if last.hash != sha256_hex(&live.hujson) => {
+        Some(last) if last.hash != policy_hash(&live.hujson) => {
             let diff = policy_diff(&last.text, &live.hujson);
             let message = format!(
                 "the live policy differs from revision {} applied by the operator: {}",
@@ -279,7 +281,7 @@ fn desired_policy(
         .map(|r| (source_name(&r.name), r.generation.unwrap_or(0)))
         .collect();
     Some(Desired {
-        hash: sha256_hex(&composition.text),
+        hash: policy_hash(&composition.text),
         text: composition.text,
         policy: checked.policy,
         sources,
@@ -652,7 +654,7 @@ mod tests {
     fn applied(number: u32, text: &str) -> Revision {
         Revision {
             number,
-            hash: sha256_hex(text),
+            hash: policy_hash(text),
             time: Utc::now(),
             sources: BTreeMap::new(),
             access_diff: Default::default(),
@@ -736,7 +738,7 @@ mod tests {
     #[test]
     fn a_text_that_was_rolled_back_is_not_retried() {
         let mut rollback = applied(2, V2);
-        rollback.rejected_hash = Some(sha256_hex(V1));
+        rollback.rejected_hash = Some(policy_hash(V1));
         let plan = run(base(V1), V2, &[applied(1, V2), rollback]);
         assert!(matches!(plan.action, PolicyAction::NoChange));
         assert_eq!(plan.outcomes[0].ready.reason, reason::ROLLED_BACK);
