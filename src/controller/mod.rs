@@ -13,12 +13,13 @@
 //!   but `kubectl annotate ... reconcile-at=$(date)` does;
 //! - [`suspension`]: the shared `suspend` rule.
 //!
-//! One module per kind ([`tailnet`]); each exposes `controller(ctx, stop) -> KindController`,
+//! One module per kind ([`tailnet`], [`tailnet_policy`]); each exposes `controller(ctx, stop) -> KindController`,
 //! and [`manager`] runs the list of them (adding a kind is one line there).
 pub mod http;
 pub mod manager;
 pub mod metrics;
 pub mod tailnet;
+pub mod tailnet_policy;
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
