@@ -436,6 +436,44 @@ async fn a_policy_from_a_config_map_is_applied_and_a_missing_one_is_named() {
     manager.wait().await.expect("clean shutdown");
 }
 
+const INVALID_HUJSON: &str = "{\n  \"groups\": {\"group:ops\": [\"bob@example.com\"]\n}\n";
+
+const FAILING_TEST: &str = r#"{
+  "tests": [{"src": "carol@example.com", "accept": ["tag:prod:5432"]}],
+}"#;
+
+#[tokio::test]
+async fn invalid_hujson_and_a_failing_policy_test_are_named_and_nothing_is_posted() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    let before = posts(&sim);
+
+    create_inline(&fake, "broken", "Fragment", INVALID_HUJSON);
+    let (_, message) = wait_condition(&fake, "broken", ConditionType::Ready, "False").await;
+    assert!(
+        message.contains("line"),
+        "the parse error has a position: {message}"
+    );
+    create_inline(&fake, "wrong-test", "Fragment", FAILING_TEST);
+    let (_, message) = wait_condition(&fake, "wrong-test", ConditionType::Ready, "False").await;
+    assert!(message.contains("carol@example.com"), "{message}");
+    assert!(message.contains("tag:prod:5432"), "{message}");
+
+    assert_eq!(posts(&sim), before, "no POST /acl");
+    assert_eq!(live(&sim), BASE, "the tailnet's policy is unchanged");
+    // A failing test in the composed policy blocks the whole write: the Base says so while
+    // the tailnet keeps what it had.
+    let (base_ready, base_reason, base_message) =
+        condition(&fake, "base", ConditionType::Ready).unwrap();
+    assert_eq!(
+        (base_ready.as_str(), base_reason.as_str()),
+        ("False", "Blocked"),
+        "{base_message}"
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
 const CONSOLE_EDIT: &str = r#"{
   "groups": {"group:eng": ["alice@example.com"]},
   "grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}],
