@@ -578,3 +578,88 @@ async fn steady_state_forced_reconciles_post_nothing_and_write_no_status() {
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");
 }
+
+fn finalizers(fake: &FakeKube, name: &str) -> Vec<String> {
+    policy(fake, name)
+        .and_then(|p| p.metadata.finalizers)
+        .unwrap_or_default()
+}
+
+async fn wait_gone(fake: &FakeKube, name: &str) {
+    fake.wait_for(&format!("{name} deleted"), HANG_GUARD, |f| {
+        policy(f, name).is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_fragment_with_deletion_policy_delete_takes_its_rules_out() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    assert!(
+        finalizers(&fake, "base").is_empty(),
+        "Orphan (default): no finalizer"
+    );
+    create_policy(
+        &fake,
+        "a-team-data",
+        "Fragment",
+        json!({"policy": TEAM_DATA, "deletionPolicy": "Delete"}),
+    );
+    wait_revision(&fake, "a-team-data", 2).await;
+    assert_eq!(
+        finalizers(&fake, "a-team-data"),
+        ["tailnet.ops.dev/cleanup"]
+    );
+    assert!(live(&sim).contains("// from TailnetPolicy/a-team-data"));
+
+    fake.delete(&Gvr::of::<TailnetPolicy>(), None, "a-team-data")
+        .expect("delete accepted");
+    wait_gone(&fake, "a-team-data").await;
+    assert_eq!(live(&sim), BASE, "the tailnet holds the Base alone again");
+    wait_revision(&fake, "base", 3).await;
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn deleting_a_base_resets_the_policy_only_with_deletion_policy_delete() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    // Orphan (the default): deleting writes nothing.
+    let before = posts(&sim);
+    fake.delete(&Gvr::of::<TailnetPolicy>(), None, "base")
+        .expect("delete accepted");
+    wait_gone(&fake, "base").await;
+    assert_eq!(live(&sim), BASE);
+    assert_eq!(posts(&sim), before);
+
+    // Delete: the policy is reset to Tailscale's default.
+    create_policy(
+        &fake,
+        "base2",
+        "Base",
+        json!({"policy": BASE, "deletionPolicy": "Delete"}),
+    );
+    fake.wait_for("base2 has its finalizer and is Ready", HANG_GUARD, |f| {
+        let ready = condition(f, "base2", ConditionType::Ready)?;
+        (ready.0 == "True" && !finalizers(f, "base2").is_empty()).then_some(())
+    })
+    .await;
+    fake.delete(&Gvr::of::<TailnetPolicy>(), None, "base2")
+        .expect("delete accepted");
+    wait_gone(&fake, "base2").await;
+    let reset = live(&sim);
+    assert_ne!(reset, BASE);
+    assert!(
+        reset.contains("autogroup:nonroot"),
+        "the default policy: {reset}"
+    );
+    assert!(
+        fake.events_for("TailnetPolicy", "base2")
+            .iter()
+            .any(|e| e.reason == "PolicyReset"),
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}

@@ -25,11 +25,12 @@
 //! - **Watches.** ConfigMaps (metadata only) map to the policies whose `policyFrom` names
 //!   them; Tailnets map to their policies, so a Tailnet becoming Ready applies its policy at
 //!   once (the `TailnetNotReady` requeue is only a fallback).
-//! - **Deletion: Orphan only (gap).** No finalizer is added, whatever `deletionPolicy` says: a
-//!   deleted policy leaves the tailnet's policy as it is. The remaining policies compose
-//!   without it at their next reconcile, so a deleted Fragment's rules leave the tailnet then.
-//!   `deletionPolicy: Delete` (reset the tailnet's policy when the Base goes) is not
-//!   implemented yet.
+//! - **Deletion.** A finalizer only with `deletionPolicy: Delete` (removed again if the policy
+//!   changes to `Orphan`). Deleting a Fragment then recomposes without it and applies; deleting
+//!   a Base resets the tailnet's policy to Tailscale's default. With `Orphan` (the default)
+//!   deleting writes nothing; the remaining policies compose without the deleted one at their
+//!   next reconcile, so a deleted Fragment's rules leave the tailnet then, and a tailnet whose
+//!   Base is gone keeps its last policy (its Fragments report `NoBase`).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -39,24 +40,26 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, PartialObjectMeta};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+use serde_json::json;
 
 use super::{
     Context, KindController, Stop, controller_for, instrumented, log_result, write_status,
 };
 use crate::reconcile::tailnet_policy::{
-    ApplyReason, ConfigMapRevisionStore, ExecuteResult, PolicyResource, TextSource,
+    ApplyReason, ConfigMapRevisionStore, ExecuteOutcome, ExecuteResult, PolicyResource, TextSource,
     config_map_text, policy_resource, reconcile as reconcile_policies, text_source,
 };
-use crate::resources::common::RECONCILE_AT_ANNOTATION;
+use crate::resources::common::{FINALIZER, RECONCILE_AT_ANNOTATION};
 use crate::resources::conditions::{
     self, ConditionStatus, ConditionType, failure_reason, reason, set_condition, time_from,
 };
+use crate::resources::tailnet_policy::PolicyRole;
 use crate::resources::{ReconcileError, Tailnet, TailnetPolicy, TailnetPolicyStatus};
-use crate::snapshot::Area;
+use crate::snapshot::{Area, TailnetSnapshots};
 
 /// The kind label in metrics and logs.
 pub const KIND: &str = "TailnetPolicy";
@@ -64,6 +67,8 @@ pub const KIND: &str = "TailnetPolicy";
 pub const TAILNET_NOT_READY: &str = "TailnetNotReady";
 /// Event reason of a successful apply.
 pub const APPLIED: &str = "Applied";
+/// Event reason when deleting a Base with `deletionPolicy: Delete` reset the tailnet's policy.
+pub const RESET: &str = "PolicyReset";
 /// How soon a policy whose Tailnet is not Ready looks again (the Tailnet watch usually
 /// triggers it sooner).
 pub const NOT_READY_RETRY: Duration = Duration::from_secs(15);
@@ -210,6 +215,18 @@ async fn reconcile_inner(
     let tailnet_lock = ctx.tailnet_lock(&tailnet);
     let _serialized = tailnet_lock.lock().await;
     let api = Api::<TailnetPolicy>::all(ctx.shared.client.clone());
+    if policy.metadata.deletion_timestamp.is_some() {
+        if has_finalizer(policy) {
+            clean_up(policy, ctx, &api, &tailnet).await?;
+            set_finalizer(&api, policy, false).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    // Before any write to the tailnet, so a policy that asks for cleanup always gets it.
+    let wants_finalizer = policy.spec.common.deletes_on_removal();
+    if wants_finalizer != has_finalizer(policy) {
+        set_finalizer(&api, policy, wants_finalizer).await?;
+    }
     let now = time_from(Utc::now().trunc_subsecs(0));
     let Some(snapshots) = ctx.shared.snapshots.get(&tailnet) else {
         let current = latest(ctx, policy);
@@ -221,30 +238,138 @@ async fn reconcile_inner(
     if ctx.newly_forced(policy) {
         snapshots.refresh_if_older_than(Area::Policy, snapshots.now());
     }
-    let members = members(&ctx.store, &tailnet);
+    if let Err(err) = compose_and_report(ctx, &api, &snapshots, &tailnet, &now).await {
+        let current = latest(ctx, policy);
+        let mut status = current.status.clone().unwrap_or_default();
+        failed(&mut status, &current, &err, &now);
+        report(ctx, &api, &current, status, &ExecuteResult::NoWrite).await?;
+        return Err(err);
+    }
+    Ok(Action::requeue(snapshots.resync_interval()))
+}
+
+/// Composes and applies every live policy of `tailnet`, then writes each one's status from the
+/// one outcome. Returns the outcome; `Err` when the pass could not run (API failure).
+async fn compose_and_report(
+    ctx: &PolicyContext,
+    api: &Api<TailnetPolicy>,
+    snapshots: &TailnetSnapshots,
+    tailnet: &str,
+    now: &Time,
+) -> Result<ExecuteOutcome, ReconcileError> {
+    let members = members(&ctx.store, tailnet);
     let resources = resolve_all(&ctx.shared.client, &members).await;
     let history =
-        ConfigMapRevisionStore::new(ctx.shared.client.clone(), &ctx.shared.namespace, &tailnet);
-    let outcome = match reconcile_policies(&resources, &[], &snapshots, &history, Utc::now()).await
-    {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            let current = latest(ctx, policy);
-            let mut status = current.status.clone().unwrap_or_default();
-            failed(&mut status, &current, &err, &now);
-            report(ctx, &api, &current, status, &ExecuteResult::NoWrite).await?;
-            return Err(err);
-        }
-    };
+        ConfigMapRevisionStore::new(ctx.shared.client.clone(), &ctx.shared.namespace, tailnet);
+    let outcome = reconcile_policies(&resources, &[], snapshots, &history, Utc::now()).await?;
     for member in &members {
         let Some(resource_outcome) = outcome.outcome(&member.name_any()) else {
             continue;
         };
         let mut status = member.status.clone().unwrap_or_default();
-        resource_outcome.write_status(&mut status, &now);
-        report(ctx, &api, member, status, &outcome.result).await?;
+        resource_outcome.write_status(&mut status, now);
+        report(ctx, api, member, status, &outcome.result).await?;
     }
-    Ok(Action::requeue(snapshots.resync_interval()))
+    Ok(outcome)
+}
+
+fn has_finalizer(policy: &TailnetPolicy) -> bool {
+    policy.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Adds or removes the operator's finalizer. The patch carries the object's resourceVersion,
+/// so it fails (409, retried) instead of dropping a finalizer another controller added since.
+async fn set_finalizer(
+    api: &Api<TailnetPolicy>,
+    policy: &TailnetPolicy,
+    present: bool,
+) -> Result<(), ReconcileError> {
+    let mut finalizers: Vec<String> = policy
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(FINALIZER.to_owned());
+    }
+    let patch = json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": policy.resource_version(),
+    }});
+    api.patch(
+        &policy.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `deletionPolicy: Delete`: takes the deleted policy's effect out of the tailnet before the
+/// finalizer goes. A Fragment: the remaining policies are composed without it and applied
+/// (they must apply: a Base that is not Ready after the pass keeps the finalizer, and the
+/// error says why). A Base: the tailnet's policy is reset to Tailscale's default (an empty
+/// body, with If-Match). `Orphan` (a finalizer left from an earlier `Delete`): nothing.
+async fn clean_up(
+    policy: &TailnetPolicy,
+    ctx: &PolicyContext,
+    api: &Api<TailnetPolicy>,
+    tailnet: &str,
+) -> Result<(), ReconcileError> {
+    if !policy.spec.common.deletes_on_removal() {
+        return Ok(());
+    }
+    let Some(snapshots) = ctx.shared.snapshots.get(tailnet) else {
+        return Err(ReconcileError::not_found(
+            format!("Tailnet {tailnet} (Ready)"),
+            format!(
+                "TailnetPolicy {} has deletionPolicy: Delete and its effect cannot be removed                  while the Tailnet is not Ready; fix the Tailnet, or set deletionPolicy: Orphan",
+                policy.name_any()
+            ),
+        ));
+    };
+    if policy.spec.role == PolicyRole::Base {
+        let live = snapshots.policy().await?;
+        let reset = snapshots
+            .client()
+            .set_policy("", Some(&live.data.etag))
+            .await;
+        snapshots.record_write(Area::Policy);
+        reset?;
+        super::publish_event(
+            &ctx.shared,
+            policy,
+            false,
+            RESET,
+            "Delete",
+            format!(
+                "deletionPolicy: Delete: the policy of tailnet {tailnet} was reset to the default"
+            ),
+        )
+        .await;
+        return Ok(());
+    }
+    let now = time_from(Utc::now().trunc_subsecs(0));
+    let outcome = compose_and_report(ctx, api, &snapshots, tailnet, &now).await?;
+    let base = members(&ctx.store, tailnet)
+        .into_iter()
+        .find(|m| m.spec.role == PolicyRole::Base)
+        .and_then(|b| outcome.outcome(&b.name_any()).cloned());
+    match base {
+        Some(base) if !base.ready.is_true() => Err(ReconcileError::Conflict {
+            message: format!(
+                "TailnetPolicy {} (deletionPolicy: Delete) is still in the tailnet's policy: \
+                 the remaining policies do not apply ({}: {}); fix them, or set \
+                 deletionPolicy: Orphan",
+                policy.name_any(),
+                base.ready.reason,
+                base.ready.message
+            ),
+        }),
+        // Applied, or no Base left: nothing the operator manages holds the fragment.
+        _ => Ok(()),
+    }
 }
 
 /// The store's copy of `policy` (the newest the operator has seen), else `policy` itself.
