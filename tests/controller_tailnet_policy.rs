@@ -663,3 +663,37 @@ async fn deleting_a_base_resets_the_policy_only_with_deletion_policy_delete() {
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn the_rollback_to_annotation_pins_a_kept_revision_at_once() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    create_inline(&fake, "a-team-data", "Fragment", TEAM_DATA);
+    wait_revision(&fake, "base", 2).await;
+    assert_ne!(live(&sim), BASE);
+
+    // The annotation alone triggers the reconcile (no reconcile-at needed).
+    fake.merge_patch(
+        &Gvr::of::<TailnetPolicy>(),
+        None,
+        "base",
+        json!({"metadata": {"annotations": {"tailnet.ops.dev/rollback-to": "1"}}}),
+    )
+    .expect("annotated");
+    let message = fake
+        .wait_for("base pinned to revision 1", HANG_GUARD, |f| {
+            let p = policy(f, "base")?;
+            let status = p.status?;
+            let ready = find(&status.conditions, ConditionType::Ready)?;
+            (status.pinned_revision == Some(1) && ready.reason == "Pinned")
+                .then(|| ready.message.clone())
+        })
+        .await;
+    assert_eq!(
+        live(&sim),
+        BASE,
+        "revision 1 (the Base alone) is live again: {message}"
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
