@@ -789,3 +789,39 @@ async fn resync_all(
         calls(GET_USERS) - before.2,
     )
 }
+
+/// Issue 3: a concurrent write between read and write (412) never overwrites blindly.
+#[tokio::test]
+async fn a_write_between_read_and_write_is_a_412_and_the_retry_plans_on_a_fresh_read() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    // The operator reads (and caches) the live policy...
+    forced_reconcile(&fake, &manager, "base", "read-now").await;
+    // ...someone edits it in the console...
+    sim.tailnet()
+        .console_set_policy(CONSOLE_EDIT)
+        .expect("console edit");
+    let before = posts(&sim);
+    // ...and a new Fragment makes the operator write, with the ETag of its (stale) read.
+    create_inline(&fake, "a-team-data", "Fragment", TEAM_DATA);
+    let note = fake
+        .wait_for("a Conflict warning", HANG_GUARD, |f| {
+            f.events_for("TailnetPolicy", "a-team-data")
+                .into_iter()
+                .find(|e| e.type_ == "Warning" && e.reason == "Conflict")
+                .map(|e| e.note)
+        })
+        .await;
+    assert!(note.contains("412"), "{note}");
+    assert!(note.contains("nothing was overwritten"), "{note}");
+    // The retry re-read the policy: its write carried the new ETag and was accepted.
+    wait_revision(&fake, "a-team-data", 2).await;
+    assert_eq!(
+        posts(&sim),
+        before + 2,
+        "one refused POST (412), one after re-reading"
+    );
+    assert!(live(&sim).contains("// from TailnetPolicy/a-team-data"));
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}

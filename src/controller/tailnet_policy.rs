@@ -72,6 +72,8 @@ pub const RESET: &str = "PolicyReset";
 /// How soon a policy whose Tailnet is not Ready looks again (the Tailnet watch usually
 /// triggers it sooner).
 pub const NOT_READY_RETRY: Duration = Duration::from_secs(15);
+/// How soon a pass whose write got HTTP 412 plans again (against a fresh read).
+pub const CONFLICT_RETRY: Duration = Duration::from_secs(2);
 
 type TailnetLock = Arc<tokio::sync::Mutex<()>>;
 
@@ -238,14 +240,21 @@ async fn reconcile_inner(
     if ctx.newly_forced(policy) {
         snapshots.refresh_if_older_than(Area::Policy, snapshots.now());
     }
-    if let Err(err) = compose_and_report(ctx, &api, &snapshots, &tailnet, &now).await {
-        let current = latest(ctx, policy);
-        let mut status = current.status.clone().unwrap_or_default();
-        failed(&mut status, &current, &err, &now);
-        report(ctx, &api, &current, status, &ExecuteResult::NoWrite).await?;
-        return Err(err);
+    match compose_and_report(ctx, &api, &snapshots, &tailnet, &now).await {
+        // A 412: someone wrote between the read and the write. The executor dropped the policy
+        // snapshot, so the retry re-reads it and plans against what that writer left.
+        Ok(outcome) if matches!(outcome.result, ExecuteResult::Conflict { .. }) => {
+            Ok(Action::requeue(CONFLICT_RETRY))
+        }
+        Ok(_) => Ok(Action::requeue(snapshots.resync_interval())),
+        Err(err) => {
+            let current = latest(ctx, policy);
+            let mut status = current.status.clone().unwrap_or_default();
+            failed(&mut status, &current, &err, &now);
+            report(ctx, &api, &current, status, &ExecuteResult::NoWrite).await?;
+            Err(err)
+        }
     }
-    Ok(Action::requeue(snapshots.resync_interval()))
 }
 
 /// Composes and applies every live policy of `tailnet`, then writes each one's status from the
