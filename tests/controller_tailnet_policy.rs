@@ -794,8 +794,15 @@ async fn resync_all(
 #[tokio::test]
 async fn a_write_between_read_and_write_is_a_412_and_the_retry_plans_on_a_fresh_read() {
     let (fake, sim, manager) = with_base("Correct").await;
-    // The operator reads (and caches) the live policy...
-    forced_reconcile(&fake, &manager, "base", "read-now").await;
+    // The operator's shared snapshot holds the live policy (read now, cached for the resync
+    // interval)...
+    manager
+        .snapshots()
+        .get(TAILNET)
+        .expect("the Tailnet's snapshots")
+        .policy()
+        .await
+        .expect("policy read");
     // ...someone edits it in the console...
     sim.tailnet()
         .console_set_policy(CONSOLE_EDIT)
