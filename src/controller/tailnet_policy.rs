@@ -83,8 +83,9 @@ pub struct PolicyContext {
     store: Store<TailnetPolicy>,
     /// One async mutex per tailnet: reconciles of one tailnet's policies take turns.
     locks: Mutex<HashMap<String, TailnetLock>>,
-    /// The last `reconcile-at` value seen per policy, to tell a new request from an old one.
-    forced: Mutex<HashMap<String, String>>,
+    /// The last `reconcile-at` value seen per policy, to tell a new request from an old one
+    /// (entries go when the watch sees the policy deleted).
+    forced: Arc<Mutex<HashMap<String, String>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,9 +113,13 @@ impl PolicyContext {
 /// The TailnetPolicy controller, ready for the manager to run.
 pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let client = ctx.client.clone();
+    let forced: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let on_delete = {
-        let metrics = Arc::clone(&ctx.metrics);
-        move |policy: &TailnetPolicy| metrics.forget_drift(KIND, &policy.name_any())
+        let (metrics, forced) = (Arc::clone(&ctx.metrics), Arc::clone(&forced));
+        move |policy: &TailnetPolicy| {
+            metrics.forget_drift(KIND, &policy.name_any());
+            lock(&forced).remove(&policy.name_any());
+        }
     };
     let controller = controller_for(
         Api::<TailnetPolicy>::all(client.clone()),
@@ -141,7 +146,7 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
         shared: ctx,
         store,
         locks: Mutex::default(),
-        forced: Mutex::default(),
+        forced,
     });
     let run = controller
         .run(
