@@ -222,17 +222,19 @@ async fn reconcile_inner(
     let tailnet_lock = ctx.tailnet_lock(&tailnet);
     let _serialized = tailnet_lock.lock().await;
     let api = Api::<TailnetPolicy>::all(ctx.shared.client.clone());
-    if policy.metadata.deletion_timestamp.is_some() {
-        if has_finalizer(policy) {
-            clean_up(policy, ctx, &api, &tailnet).await?;
-            set_finalizer(&api, policy, false).await?;
+    // The newest copy: finalizer patches carry its resourceVersion.
+    let current = latest(ctx, policy);
+    if current.metadata.deletion_timestamp.is_some() {
+        if has_finalizer(&current) {
+            clean_up(&current, ctx, &api, &tailnet).await?;
+            set_finalizer(&api, &current, false).await?;
         }
         return Ok(Action::await_change());
     }
     // Before any write to the tailnet, so a policy that asks for cleanup always gets it.
-    let wants_finalizer = policy.spec.common.deletes_on_removal();
-    if wants_finalizer != has_finalizer(policy) {
-        set_finalizer(&api, policy, wants_finalizer).await?;
+    let wants_finalizer = current.spec.common.deletes_on_removal();
+    if wants_finalizer != has_finalizer(&current) {
+        set_finalizer(&api, &current, wants_finalizer).await?;
     }
     let now = time_from(Utc::now().trunc_subsecs(0));
     let Some(snapshots) = ctx.shared.snapshots.get(&tailnet) else {
