@@ -24,7 +24,8 @@ use serde_json::Value;
 use super::connection::{ConnectionArgs, connect};
 use crate::reconcile::tailnet_policy::{
     ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyPlan, PolicyResource,
-    ResourceOutcome, observe_and_plan, reconcile,
+    ResourceOutcome, TextSource, config_map_text, observe_and_plan, policy_resource, reconcile,
+    text_source,
 };
 use crate::resources::common::GROUP;
 use crate::resources::{ReconcileError, Tailnet, TailnetPolicy};
@@ -226,51 +227,25 @@ impl Manifests {
     pub fn policy_resources(&self) -> Vec<PolicyResource> {
         self.policies
             .iter()
-            .map(|p| PolicyResource {
-                name: p.metadata.name.clone().unwrap_or_default(),
-                generation: Some(p.metadata.generation.unwrap_or(1)),
-                spec: p.spec.clone(),
-                text: self.policy_text(p),
-                annotations: p.metadata.annotations.clone().unwrap_or_default(),
-            })
+            .map(|p| policy_resource(p, self.policy_text(p)))
             .collect()
     }
 
     fn policy_text(&self, policy: &TailnetPolicy) -> Result<String, ReconcileError> {
-        if let Some(text) = &policy.spec.policy {
-            return Ok(text.clone());
-        }
-        let Some(source) = &policy.spec.policy_from else {
-            return Err(ReconcileError::invalid(
-                "spec.policy",
-                "set spec.policy (inline HuJSON) or spec.policyFrom.configMapKeyRef",
-            ));
+        let r = match text_source(&policy.spec)? {
+            TextSource::Inline(text) => return Ok(text.to_owned()),
+            TextSource::ConfigMap(r) => r,
         };
-        let r = &source.config_map_key_ref;
-        let what = format!("ConfigMap {}/{} key {}", r.namespace, r.name, r.key);
         let found = self.config_maps.iter().find(|c| {
             c.metadata.name.as_deref() == Some(&r.name)
                 && c.metadata.namespace.as_deref().unwrap_or("default") == r.namespace
         });
-        let Some(map) = found else {
-            return Err(ReconcileError::not_found(
-                what,
-                "spec.policyFrom.configMapKeyRef: in file mode the ConfigMap must be a \
-                 document under the same PATH (apiVersion v1, kind ConfigMap, with that \
-                 namespace and name)",
-            ));
-        };
-        map.data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .cloned()
-            .ok_or_else(|| {
-                ReconcileError::not_found(
-                    what,
-                    "the ConfigMap under PATH has no such key in data: add it or fix \
-                     spec.policyFrom.configMapKeyRef.key",
-                )
-            })
+        config_map_text(
+            r,
+            found,
+            "spec.policyFrom.configMapKeyRef: in file mode the ConfigMap must be a document \
+             under the same PATH (apiVersion v1, kind ConfigMap, with that namespace and name)",
+        )
     }
 }
 

@@ -208,7 +208,10 @@ async fn check_crds(client: &Client) -> Result<(), ManagerError> {
 
 /// The controllers of every kind. A new kind adds its line here.
 fn controllers(ctx: &Arc<Context>, stop: &Stop) -> Vec<KindController> {
-    vec![super::tailnet::controller(Arc::clone(ctx), stop)]
+    vec![
+        super::tailnet::controller(Arc::clone(ctx), stop),
+        super::tailnet_policy::controller(Arc::clone(ctx), stop),
+    ]
 }
 
 async fn supervise(

@@ -13,12 +13,13 @@
 //!   but `kubectl annotate ... reconcile-at=$(date)` does;
 //! - [`suspension`]: the shared `suspend` rule.
 //!
-//! One module per kind ([`tailnet`]); each exposes `controller(ctx, stop) -> KindController`,
+//! One module per kind ([`tailnet`], [`tailnet_policy`]); each exposes `controller(ctx, stop) -> KindController`,
 //! and [`manager`] runs the list of them (adding a kind is one line there).
 pub mod http;
 pub mod manager;
 pub mod metrics;
 pub mod tailnet;
+pub mod tailnet_policy;
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -44,7 +45,7 @@ pub use http::Readiness;
 pub use manager::{LeaseConfig, Manager, ManagerError, RunConfig, run};
 pub use metrics::Metrics;
 
-use crate::resources::common::{FIELD_MANAGER, RECONCILE_AT_ANNOTATION};
+use crate::resources::common::{FIELD_MANAGER, RECONCILE_AT_ANNOTATION, ROLLBACK_TO_ANNOTATION};
 use crate::resources::{ReconcileError, Tailnet};
 use crate::snapshot::SnapshotRegistry;
 
@@ -259,20 +260,31 @@ pub async fn publish_event<K: Resource<DynamicType = ()>>(
 
 /// Hash of the `tailnet.ops.dev/reconcile-at` annotation, `None` when it is absent.
 pub fn reconcile_at<K: Resource>(obj: &K) -> Option<u64> {
-    obj.annotations().get(RECONCILE_AT_ANNOTATION).map(|value| {
+    annotation_hash(obj, RECONCILE_AT_ANNOTATION)
+}
+
+/// Hash of the break-glass `tailnet.ops.dev/rollback-to` annotation, `None` when absent.
+pub fn rollback_to<K: Resource>(obj: &K) -> Option<u64> {
+    annotation_hash(obj, ROLLBACK_TO_ANNOTATION)
+}
+
+fn annotation_hash<K: Resource>(obj: &K, annotation: &str) -> Option<u64> {
+    obj.annotations().get(annotation).map(|value| {
         let mut hasher = DefaultHasher::new();
         value.hash(&mut hasher);
         hasher.finish()
     })
 }
 
-/// The trigger of every controller: a new spec generation or a new reconcile-at annotation value.
+/// The trigger of every controller: a new spec generation, or a new value of the reconcile-at
+/// or the break-glass rollback-to annotation (both ask for action now, not at the next resync).
 /// Status writes and other metadata changes pass by, so the operator's own writes never cause a
 /// reconcile; periodic resyncs come from the reconcilers' requeues.
 pub fn trigger_predicate<K: Resource>() -> impl Predicate<K> {
     let generation: fn(&K) -> Option<u64> = predicates::generation;
     let annotation: fn(&K) -> Option<u64> = reconcile_at;
-    generation.combine(annotation)
+    let rollback: fn(&K) -> Option<u64> = rollback_to;
+    generation.combine(annotation).combine(rollback)
 }
 
 /// A `Controller` for `api` triggered by [`trigger_predicate`], with its reflector store (for
@@ -428,6 +440,18 @@ mod tests {
             predicate.hash_property(&tailnet("a", 1, Some("t1"))),
             annotated
         );
+    }
+
+    #[test]
+    fn the_rollback_to_annotation_is_a_trigger_too() {
+        let predicate = trigger_predicate::<Tailnet>();
+        let base = predicate.hash_property(&tailnet("a", 1, None));
+        let mut pinned = tailnet("a", 1, None);
+        pinned.metadata.annotations = Some(BTreeMap::from([(
+            ROLLBACK_TO_ANNOTATION.to_owned(),
+            "3".to_owned(),
+        )]));
+        assert_ne!(predicate.hash_property(&pinned), base);
     }
 
     #[test]

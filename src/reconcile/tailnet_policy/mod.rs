@@ -12,6 +12,7 @@
 mod execute;
 pub mod history;
 mod plan;
+mod source;
 mod types;
 
 pub use execute::{
@@ -24,6 +25,7 @@ pub use history::{
 pub use plan::{
     ACCESS_PAIRS_SHOWN, BLOCKED, NO_BASE, TEXT_DIFF_LINES, plan, policy_hash, source_name,
 };
+pub use source::{TextSource, config_map_text, describe_key_ref, policy_resource, text_source};
 pub use types::{
     AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyPlan, PolicyResource,
     ResourceOutcome, Verdict,

@@ -1,0 +1,834 @@
+//! The TailnetPolicy controller run for real by the manager (kube `Controller`, watches,
+//! events) against the in-process fake API server and a simulated tailnet over HTTP.
+//!
+//! Writes to the tailnet are counted with the sim's call counter and status writes with the
+//! fake API server's request counter, so "nothing was posted / written" is a counted fact.
+//! Timeouts only guard against hangs: assertions wait for a state, never for time to pass.
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
+use serde_json::{Value, json};
+use support::fake_kube::{FakeKube, Gvr};
+use tailnet_operator::controller::{Manager, RunConfig};
+use tailnet_operator::reconcile::tailnet_policy::history_config_map_name;
+use tailnet_operator::resources::conditions::find;
+use tailnet_operator::resources::{ConditionType, Tailnet, TailnetPolicy};
+use tailnet_operator::sim::{SimConfig, SimServer};
+
+const HANG_GUARD: Duration = Duration::from_secs(30);
+const NAMESPACE: &str = "tailnet-system";
+const TAILNET: &str = "home";
+const SECRET: &str = "ts-key";
+const POST_ACL: &str = "POST /api/v2/tailnet/{tailnet}/acl";
+
+const BASE: &str = r#"// Base policy of the demo tailnet (controller test).
+{
+  // Teams, by login name.
+  "groups": {
+    "group:eng": ["alice@example.com", "carol@example.com"],
+    "group:sre": ["bob@example.com", "dave@example.com"],
+  },
+  "tagOwners": {
+    "tag:server": ["group:sre"],
+    "tag:prod":   ["group:sre"],
+    "tag:ci":     ["group:eng"],
+  },
+  "hosts": {
+    "db-primary": "10.10.1.20",
+  },
+  "grants": [
+    {"src": ["group:sre"], "dst": ["tag:prod", "tag:server"], "ip": ["*"]},
+    {"src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:443"]},
+  ],
+  "tests": [
+    {"src": "carol@example.com", "accept": ["tag:server:443"], "deny": ["tag:prod:5432"]},
+  ],
+}
+"#;
+
+const TEAM_DATA: &str = r#"{
+  // The data team reaches the databases.
+  "groups": {"group:data": ["erin@example.com"]},
+  "grants": [{"src": ["group:data"], "dst": ["tag:prod"], "ip": ["tcp:5432"]}],
+  "tests": [{"src": "erin@example.com", "accept": ["tag:prod:5432"]}],
+}"#;
+
+const REDEFINES_DATA: &str = r#"{
+  "groups": {"group:data": ["carol@example.com"]},
+}"#;
+
+const UNOWNED_TAG: &str = r#"{
+  "grants": [{"src": ["group:eng"], "dst": ["tag:nobody-owns-this"], "ip": ["tcp:80"]}],
+}"#;
+
+fn fake() -> FakeKube {
+    FakeKube::new()
+        .with_status_subresource_for::<Tailnet>()
+        .with_status_subresource_for::<TailnetPolicy>()
+}
+
+async fn sim() -> SimServer {
+    SimServer::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("sim starts")
+}
+
+async fn start(fake: &FakeKube) -> Manager {
+    let config = RunConfig {
+        namespace: NAMESPACE.to_owned(),
+        identity: "op-0".to_owned(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        leader_election: None,
+    };
+    Manager::start(fake.client(), config)
+        .await
+        .expect("manager starts")
+}
+
+/// A Secret with the sim's API key and a Tailnet using it.
+fn connect_tailnet(fake: &FakeKube, sim: &SimServer) {
+    let mut secret = KubeSecret::default();
+    secret.metadata.name = Some(SECRET.to_owned());
+    secret.metadata.namespace = Some(NAMESPACE.to_owned());
+    let key = sim.tailnet().credentials().api_key.expose().to_owned();
+    secret.data = Some(BTreeMap::from([(
+        "api_key".to_owned(),
+        ByteString(key.into_bytes()),
+    )]));
+    let mut manifest = serde_json::to_value(secret).unwrap();
+    manifest["apiVersion"] = json!("v1");
+    manifest["kind"] = json!("Secret");
+    fake.apply(&Gvr::of::<KubeSecret>(), manifest)
+        .expect("secret applied");
+    fake.create(
+        &Gvr::of::<Tailnet>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1",
+            "kind": "Tailnet",
+            "metadata": {"name": TAILNET},
+            "spec": {
+                "tailnet": "-",
+                "apiUrl": sim.base_url(),
+                "apiKeySecretRef": {"name": SECRET, "namespace": NAMESPACE, "key": "api_key"},
+                "resyncInterval": "5m",
+            },
+        }),
+    )
+    .expect("tailnet created");
+}
+
+fn create_policy(fake: &FakeKube, name: &str, role: &str, spec_extra: Value) {
+    let mut spec = json!({"tailnetRef": TAILNET, "role": role});
+    for (k, v) in spec_extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    fake.create(
+        &Gvr::of::<TailnetPolicy>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1",
+            "kind": "TailnetPolicy",
+            "metadata": {"name": name},
+            "spec": spec,
+        }),
+    )
+    .expect("policy created");
+}
+
+fn create_inline(fake: &FakeKube, name: &str, role: &str, text: &str) {
+    create_policy(fake, name, role, json!({"policy": text}));
+}
+
+fn policy(fake: &FakeKube, name: &str) -> Option<TailnetPolicy> {
+    fake.get_as::<TailnetPolicy>(None, name)
+}
+
+/// `(status, reason, message)` of condition `type_` of policy `name`.
+fn condition(
+    fake: &FakeKube,
+    name: &str,
+    type_: ConditionType,
+) -> Option<(String, String, String)> {
+    let status = policy(fake, name)?.status?;
+    let c = find(&status.conditions, type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits for condition `type_` of `name` to have `want`; returns `(reason, message)`.
+async fn wait_condition(
+    fake: &FakeKube,
+    name: &str,
+    type_: ConditionType,
+    want: &str,
+) -> (String, String) {
+    fake.wait_for(&format!("{name}: {type_:?}={want}"), HANG_GUARD, |f| {
+        condition(f, name, type_)
+            .filter(|(s, _, _)| s == want)
+            .map(|(_, r, m)| (r, m))
+    })
+    .await
+}
+
+async fn wait_revision(fake: &FakeKube, name: &str, revision: u32) -> TailnetPolicy {
+    fake.wait_for(
+        &format!("{name}: appliedRevision {revision}"),
+        HANG_GUARD,
+        |f| {
+            policy(f, name).filter(|p| {
+                p.status.as_ref().and_then(|s| s.applied_revision) == Some(revision)
+                    && p.status.as_ref().is_some_and(|s| {
+                        find(&s.conditions, ConditionType::Ready)
+                            .is_some_and(|c| c.status == "True")
+                    })
+            })
+        },
+    )
+    .await
+}
+
+fn force_reconcile(fake: &FakeKube, name: &str, value: &str) {
+    fake.merge_patch(
+        &Gvr::of::<TailnetPolicy>(),
+        None,
+        name,
+        json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": value}}}),
+    )
+    .expect("annotated");
+}
+
+/// Forces a reconcile of `name` and waits until it has finished: it read the revision history
+/// (every pass does, once) and one more reconcile completed. Only for a quiet operator, where
+/// nothing else is reconciling.
+async fn forced_reconcile(fake: &FakeKube, manager: &Manager, name: &str, value: &str) {
+    let reads = fake.request_count("get", "configmaps");
+    let done = manager.metrics().reconciles("TailnetPolicy", "ok");
+    force_reconcile(fake, name, value);
+    fake.wait_for(&format!("a forced reconcile of {name}"), HANG_GUARD, |f| {
+        (f.request_count("get", "configmaps") > reads
+            && manager.metrics().reconciles("TailnetPolicy", "ok") > done)
+            .then_some(())
+    })
+    .await;
+}
+
+fn posts(sim: &SimServer) -> u64 {
+    sim.tailnet().calls().get(POST_ACL)
+}
+
+fn live(sim: &SimServer) -> String {
+    sim.tailnet().policy().0
+}
+
+fn status_writes(fake: &FakeKube) -> u64 {
+    fake.request_count("patch", "tailnetpolicies/status")
+}
+
+/// Events about the two policies of the steady-state test, counting repeats.
+fn event_count(fake: &FakeKube) -> i64 {
+    ["base", "a-team-data"]
+        .iter()
+        .flat_map(|name| fake.events_for("TailnetPolicy", name))
+        .map(|e| e.count)
+        .sum()
+}
+
+/// The drift gauge's line for `name` in the metrics exposition.
+fn drift_gauge(manager: &Manager, name: &str) -> Option<String> {
+    manager
+        .metrics()
+        .encode()
+        .lines()
+        .find(|l| {
+            l.starts_with("tailnet_operator_resource_drifted{")
+                && l.contains("kind=\"TailnetPolicy\"")
+                && l.contains(&format!("name=\"{name}\""))
+        })
+        .map(str::to_owned)
+}
+
+/// A connected tailnet and a Base applied as revision 1.
+async fn with_base(drift_policy: &str) -> (FakeKube, SimServer, Manager) {
+    let (fake, sim) = (fake(), sim().await);
+    connect_tailnet(&fake, &sim);
+    create_policy(
+        &fake,
+        "base",
+        "Base",
+        json!({"policy": BASE, "driftPolicy": drift_policy}),
+    );
+    let manager = start(&fake).await;
+    wait_revision(&fake, "base", 1).await;
+    (fake, sim, manager)
+}
+
+#[tokio::test]
+async fn a_base_policy_is_applied_byte_for_byte_with_history() {
+    let (fake, sim, manager) = with_base("Correct").await;
+
+    assert_eq!(
+        live(&sim),
+        BASE,
+        "the tailnet holds the Base, comments included"
+    );
+    let p = policy(&fake, "base").unwrap();
+    let status = p.status.unwrap();
+    assert_eq!(status.applied_revision, Some(1));
+    assert_eq!(status.observed_generation, p.metadata.generation);
+    assert!(status.applied_hash.is_some());
+    let history = fake.get(
+        &Gvr::of::<ConfigMap>(),
+        Some(NAMESPACE),
+        &history_config_map_name(TAILNET),
+    );
+    let history = history.expect("the history ConfigMap is in the operator namespace");
+    assert!(history["data"]["revision-1"].is_string(), "{history}");
+    let events = fake.events_for("TailnetPolicy", "base");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.type_ == "Normal" && e.reason == "Applied" && e.note.contains("revision 1")),
+        "{events:?}"
+    );
+    assert_eq!(
+        drift_gauge(&manager, "base")
+            .as_deref()
+            .map(|l| l.ends_with(" 0")),
+        Some(true)
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_policy_waits_for_its_tailnet_and_applies_when_it_becomes_ready() {
+    let (fake, sim) = (fake(), sim().await);
+    create_inline(&fake, "base", "Base", BASE);
+    let manager = start(&fake).await;
+
+    let (reason, message) = wait_condition(&fake, "base", ConditionType::Ready, "False").await;
+    assert_eq!(reason, "TailnetNotReady");
+    assert!(message.contains("Tailnet home"), "{message}");
+    assert_eq!(posts(&sim), 0);
+
+    // The Tailnet watch triggers the policy once the Tailnet is Ready.
+    connect_tailnet(&fake, &sim);
+    wait_revision(&fake, "base", 1).await;
+    assert_eq!(live(&sim), BASE);
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn fragments_merge_and_a_redefined_group_is_a_conflict_naming_both_sources() {
+    let (fake, sim, manager) = with_base("Correct").await;
+
+    create_inline(&fake, "a-team-data", "Fragment", TEAM_DATA);
+    let fragment = wait_revision(&fake, "a-team-data", 2).await;
+    assert_eq!(fragment.status.unwrap().applied_revision, Some(2));
+    let applied = live(&sim);
+    assert!(
+        applied.contains("// from TailnetPolicy/a-team-data"),
+        "{applied}"
+    );
+    assert!(applied.contains("group:data"), "{applied}");
+    // The Base's status follows from the same composition.
+    wait_revision(&fake, "base", 2).await;
+
+    create_inline(&fake, "b-redefines-data", "Fragment", REDEFINES_DATA);
+    let (reason, message) =
+        wait_condition(&fake, "b-redefines-data", ConditionType::Ready, "False").await;
+    assert_eq!(reason, "Conflict");
+    assert!(message.contains("a-team-data"), "{message}");
+    assert!(message.contains("b-redefines-data"), "{message}");
+    assert!(message.contains("group:data"), "{message}");
+    let conflicts = policy(&fake, "b-redefines-data")
+        .unwrap()
+        .status
+        .unwrap()
+        .conflicts;
+    assert!(!conflicts.is_empty());
+    // The rest still applies: the first fragment stays applied and Ready.
+    let (first, _, _) = condition(&fake, "a-team-data", ConditionType::Ready).unwrap();
+    assert_eq!(first, "True");
+    assert_eq!(
+        live(&sim),
+        applied,
+        "the tailnet keeps the Base and the first fragment"
+    );
+    let events = fake.events_for("TailnetPolicy", "b-redefines-data");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.type_ == "Warning" && e.reason == "Conflict"),
+        "{events:?}"
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn an_unowned_tag_is_named_and_nothing_is_posted() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    let before = posts(&sim);
+
+    create_inline(&fake, "web", "Fragment", UNOWNED_TAG);
+    let (reason, message) = wait_condition(&fake, "web", ConditionType::Ready, "False").await;
+    assert!(
+        message.contains("tag:nobody-owns-this"),
+        "{reason}: {message}"
+    );
+    assert_eq!(
+        posts(&sim),
+        before,
+        "no POST /acl for a policy that fails its checks"
+    );
+    assert_eq!(live(&sim), BASE, "the tailnet's policy is unchanged");
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_policy_from_a_config_map_is_applied_and_a_missing_one_is_named() {
+    let (fake, sim) = (fake(), sim().await);
+    connect_tailnet(&fake, &sim);
+    create_policy(
+        &fake,
+        "base",
+        "Base",
+        json!({"policyFrom": {"configMapKeyRef": {
+            "namespace": "policies", "name": "acl", "key": "policy.hujson"}}}),
+    );
+    let manager = start(&fake).await;
+    // (Before the Tailnet is Ready, the reason is TailnetNotReady.)
+    let message = fake
+        .wait_for("Ready=False reason NotFound", HANG_GUARD, |f| {
+            condition(f, "base", ConditionType::Ready)
+                .filter(|(s, r, _)| s == "False" && r == "NotFound")
+                .map(|(_, _, m)| m)
+        })
+        .await;
+    assert!(
+        message.contains("ConfigMap policies/acl key policy.hujson"),
+        "{message}"
+    );
+
+    // Creating the ConfigMap triggers the policy through the ConfigMap watch.
+    fake.create(
+        &Gvr::of::<ConfigMap>(),
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "acl", "namespace": "policies"},
+            "data": {"policy.hujson": BASE},
+        }),
+    )
+    .expect("config map created");
+    wait_revision(&fake, "base", 1).await;
+    assert_eq!(live(&sim), BASE);
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+const INVALID_HUJSON: &str = "{\n  \"groups\": {\"group:ops\": [\"bob@example.com\"]\n}\n";
+
+const FAILING_TEST: &str = r#"{
+  "tests": [{"src": "carol@example.com", "accept": ["tag:prod:5432"]}],
+}"#;
+
+#[tokio::test]
+async fn invalid_hujson_and_a_failing_policy_test_are_named_and_nothing_is_posted() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    let before = posts(&sim);
+
+    create_inline(&fake, "broken", "Fragment", INVALID_HUJSON);
+    let (_, message) = wait_condition(&fake, "broken", ConditionType::Ready, "False").await;
+    assert!(
+        message.contains("line"),
+        "the parse error has a position: {message}"
+    );
+    create_inline(&fake, "wrong-test", "Fragment", FAILING_TEST);
+    let (_, message) = wait_condition(&fake, "wrong-test", ConditionType::Ready, "False").await;
+    assert!(message.contains("carol@example.com"), "{message}");
+    assert!(message.contains("tag:prod:5432"), "{message}");
+
+    assert_eq!(posts(&sim), before, "no POST /acl");
+    assert_eq!(live(&sim), BASE, "the tailnet's policy is unchanged");
+    // A failing test in the composed policy blocks the whole write: the Base says so while
+    // the tailnet keeps what it had.
+    let (base_ready, base_reason, base_message) =
+        condition(&fake, "base", ConditionType::Ready).unwrap();
+    assert_eq!(
+        (base_ready.as_str(), base_reason.as_str()),
+        ("False", "Blocked"),
+        "{base_message}"
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+const CONSOLE_EDIT: &str = r#"{
+  "groups": {"group:eng": ["alice@example.com"]},
+  "grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}],
+}"#;
+
+#[tokio::test]
+async fn a_console_edit_is_corrected_with_drift_policy_correct() {
+    let (fake, sim, manager) = with_base("Correct").await;
+
+    sim.tailnet()
+        .console_set_policy(CONSOLE_EDIT)
+        .expect("console edit");
+    force_reconcile(&fake, "base", "2026-11-22T00:00:00Z");
+    wait_revision(&fake, "base", 2).await;
+    assert_eq!(live(&sim), BASE, "the Base is restored");
+    let (drifted, reason, _) = condition(&fake, "base", ConditionType::Drifted).unwrap();
+    assert_eq!((drifted.as_str(), reason.as_str()), ("False", "InSync"));
+    // kube's Recorder folds events with the same reason into one series (count), keeping the
+    // first note: the correction shows as a Drifted warning and a second Applied.
+    fake.wait_for("a Drifted warning and a second Applied", HANG_GUARD, |f| {
+        let events = f.events_for("TailnetPolicy", "base");
+        let drifted = events.iter().any(|e| {
+            e.type_ == "Warning" && e.reason == "Drifted" && e.note.contains("revision 2")
+        });
+        let applied = events.iter().any(|e| e.reason == "Applied" && e.count >= 2);
+        (drifted && applied).then_some(())
+    })
+    .await;
+    assert!(drift_gauge(&manager, "base").unwrap().ends_with(" 0"));
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_console_edit_is_reported_with_drift_policy_report() {
+    let (fake, sim, manager) = with_base("Report").await;
+    let before = posts(&sim);
+
+    sim.tailnet()
+        .console_set_policy(CONSOLE_EDIT)
+        .expect("console edit");
+    force_reconcile(&fake, "base", "2026-11-22T00:00:00Z");
+    let (reason, message) = wait_condition(&fake, "base", ConditionType::Drifted, "True").await;
+    assert_eq!(reason, "Drifted", "{message}");
+    let status = policy(&fake, "base").unwrap().status.unwrap();
+    let drift = status.drift.expect("status.drift shows the diff");
+    assert!(drift.total() > 0, "{drift:?}");
+    assert_eq!(live(&sim), CONSOLE_EDIT, "Report leaves the console edit");
+    assert_eq!(posts(&sim), before, "no POST with driftPolicy: Report");
+    assert!(drift_gauge(&manager, "base").unwrap().ends_with(" 1"));
+    let events = fake.events_for("TailnetPolicy", "base");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.type_ == "Warning" && e.reason == "Drifted"),
+        "{events:?}"
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn steady_state_forced_reconciles_post_nothing_and_write_no_status() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    create_inline(&fake, "a-team-data", "Fragment", TEAM_DATA);
+    wait_revision(&fake, "a-team-data", 2).await;
+    wait_revision(&fake, "base", 2).await;
+
+    // Converged: the first pass after an apply settles the messages ("applied revision 2"
+    // becomes "the tailnet holds revision 2"), one status write per policy.
+    force_reconcile(&fake, "base", "warm-up");
+    for name in ["base", "a-team-data"] {
+        fake.wait_for(&format!("{name} settled"), HANG_GUARD, |f| {
+            condition(f, name, ConditionType::Ready)
+                .filter(|(_, _, m)| m == "the tailnet holds revision 2")
+        })
+        .await;
+    }
+
+    let (posts_before, writes_before) = (posts(&sim), status_writes(&fake));
+    let events_before = event_count(&fake);
+    for (i, name) in ["base", "a-team-data", "base", "a-team-data"]
+        .iter()
+        .enumerate()
+    {
+        forced_reconcile(&fake, &manager, name, &format!("2026-11-22T00:00:0{i}Z")).await;
+    }
+    assert_eq!(posts(&sim), posts_before, "no POST /acl in steady state");
+    assert_eq!(
+        status_writes(&fake),
+        writes_before,
+        "no status write in steady state"
+    );
+    assert_eq!(
+        event_count(&fake),
+        events_before,
+        "no event in steady state"
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+fn finalizers(fake: &FakeKube, name: &str) -> Vec<String> {
+    policy(fake, name)
+        .and_then(|p| p.metadata.finalizers)
+        .unwrap_or_default()
+}
+
+async fn wait_gone(fake: &FakeKube, name: &str) {
+    fake.wait_for(&format!("{name} deleted"), HANG_GUARD, |f| {
+        policy(f, name).is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_fragment_with_deletion_policy_delete_takes_its_rules_out() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    assert!(
+        finalizers(&fake, "base").is_empty(),
+        "Orphan (default): no finalizer"
+    );
+    create_policy(
+        &fake,
+        "a-team-data",
+        "Fragment",
+        json!({"policy": TEAM_DATA, "deletionPolicy": "Delete"}),
+    );
+    wait_revision(&fake, "a-team-data", 2).await;
+    assert_eq!(
+        finalizers(&fake, "a-team-data"),
+        ["tailnet.ops.dev/cleanup"]
+    );
+    assert!(live(&sim).contains("// from TailnetPolicy/a-team-data"));
+
+    fake.delete(&Gvr::of::<TailnetPolicy>(), None, "a-team-data")
+        .expect("delete accepted");
+    wait_gone(&fake, "a-team-data").await;
+    assert_eq!(live(&sim), BASE, "the tailnet holds the Base alone again");
+    wait_revision(&fake, "base", 3).await;
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn deleting_a_base_resets_the_policy_only_with_deletion_policy_delete() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    // Orphan (the default): deleting writes nothing.
+    let before = posts(&sim);
+    fake.delete(&Gvr::of::<TailnetPolicy>(), None, "base")
+        .expect("delete accepted");
+    wait_gone(&fake, "base").await;
+    assert_eq!(live(&sim), BASE);
+    assert_eq!(posts(&sim), before);
+
+    // Delete: the policy is reset to Tailscale's default.
+    create_policy(
+        &fake,
+        "base2",
+        "Base",
+        json!({"policy": BASE, "deletionPolicy": "Delete"}),
+    );
+    fake.wait_for("base2 has its finalizer and is Ready", HANG_GUARD, |f| {
+        let ready = condition(f, "base2", ConditionType::Ready)?;
+        (ready.0 == "True" && !finalizers(f, "base2").is_empty()).then_some(())
+    })
+    .await;
+    fake.delete(&Gvr::of::<TailnetPolicy>(), None, "base2")
+        .expect("delete accepted");
+    wait_gone(&fake, "base2").await;
+    let reset = live(&sim);
+    assert_ne!(reset, BASE);
+    assert!(
+        reset.contains("autogroup:nonroot"),
+        "the default policy: {reset}"
+    );
+    assert!(
+        fake.events_for("TailnetPolicy", "base2")
+            .iter()
+            .any(|e| e.reason == "PolicyReset"),
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_rollback_to_annotation_pins_a_kept_revision_at_once() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    create_inline(&fake, "a-team-data", "Fragment", TEAM_DATA);
+    wait_revision(&fake, "base", 2).await;
+    assert_ne!(live(&sim), BASE);
+
+    // The annotation alone triggers the reconcile (no reconcile-at needed).
+    fake.merge_patch(
+        &Gvr::of::<TailnetPolicy>(),
+        None,
+        "base",
+        json!({"metadata": {"annotations": {"tailnet.ops.dev/rollback-to": "1"}}}),
+    )
+    .expect("annotated");
+    let message = fake
+        .wait_for("base pinned to revision 1", HANG_GUARD, |f| {
+            let p = policy(f, "base")?;
+            let status = p.status?;
+            let ready = find(&status.conditions, ConditionType::Ready)?;
+            (status.pinned_revision == Some(1) && ready.reason == "Pinned")
+                .then(|| ready.message.clone())
+        })
+        .await;
+    assert_eq!(
+        live(&sim),
+        BASE,
+        "revision 1 (the Base alone) is live again: {message}"
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+const GET_ACL: &str = "GET /api/v2/tailnet/{tailnet}/acl";
+const GET_DEVICES: &str = "GET /api/v2/tailnet/{tailnet}/devices";
+const GET_USERS: &str = "GET /api/v2/tailnet/{tailnet}/users";
+
+/// Issue 3: reconciling 50 policy resources in steady state costs a constant number of API
+/// reads per resync (one per area), not one per resource.
+#[tokio::test]
+async fn fifty_policies_cost_one_read_per_area_per_resync() {
+    let (fake, sim) = (fake(), sim().await);
+    connect_tailnet(&fake, &sim);
+    create_inline(&fake, "base", "Base", BASE);
+    let fragments: Vec<String> = (1..50).map(|i| format!("team-{i:02}")).collect();
+    for (i, name) in fragments.iter().enumerate() {
+        let text = format!(r#"{{"groups": {{"group:{name}": ["alice@example.com"]}}}} // {i}"#);
+        create_inline(&fake, name, "Fragment", &text);
+    }
+    let manager = start(&fake).await;
+    let revision = fake
+        .wait_for("all 50 policies Ready on one revision", HANG_GUARD, |f| {
+            let mut revisions = std::collections::BTreeSet::new();
+            for name in std::iter::once("base").chain(fragments.iter().map(String::as_str)) {
+                let status = policy(f, name)?.status?;
+                let ready = find(&status.conditions, ConditionType::Ready)?;
+                (ready.status == "True").then_some(())?;
+                revisions.insert(status.applied_revision?);
+            }
+            (revisions.len() == 1).then(|| *revisions.iter().next().unwrap())
+        })
+        .await;
+    let text = live(&sim);
+    assert!(text.contains("// from TailnetPolicy/team-49"), "{text}");
+
+    // Resyncs: the shared snapshots expire (as at the end of resyncInterval) and all 50
+    // policies reconcile (triggered through the Tailnet watch by a label on the Tailnet). The
+    // first one also absorbs reconciles still queued from start-up; the second is measured.
+    resync_all(&fake, &sim, &manager, "1").await;
+    let posts_before = posts(&sim);
+    let figures = resync_all(&fake, &sim, &manager, "2").await;
+    eprintln!("50 policies, one resync: GET acl/devices/users = {figures:?}");
+    assert_eq!(
+        figures,
+        (1, 1, 1),
+        "one read per area, whatever the number of policies"
+    );
+    assert_eq!(posts(&sim), posts_before, "no write in steady state");
+    assert_eq!(
+        policy(&fake, "base")
+            .unwrap()
+            .status
+            .unwrap()
+            .applied_revision,
+        Some(revision)
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+/// Expires the tailnet's snapshots, triggers all 50 policies, waits for 50 more reconciles and
+/// returns the reads of the policy, devices and users made meanwhile.
+async fn resync_all(
+    fake: &FakeKube,
+    sim: &SimServer,
+    manager: &Manager,
+    label: &str,
+) -> (u64, u64, u64) {
+    let calls = |route: &str| sim.tailnet().calls().get(route);
+    let before = (calls(GET_ACL), calls(GET_DEVICES), calls(GET_USERS));
+    let done = manager.metrics().reconciles("TailnetPolicy", "ok");
+    manager
+        .snapshots()
+        .get(TAILNET)
+        .expect("the Tailnet's snapshots")
+        .invalidate_all();
+    fake.merge_patch(
+        &Gvr::of::<Tailnet>(),
+        None,
+        TAILNET,
+        json!({"metadata": {"labels": {"resync": label}}}),
+    )
+    .expect("labelled");
+    fake.wait_for("50 more reconciles", HANG_GUARD, |_| {
+        (manager.metrics().reconciles("TailnetPolicy", "ok") >= done + 50).then_some(())
+    })
+    .await;
+    (
+        calls(GET_ACL) - before.0,
+        calls(GET_DEVICES) - before.1,
+        calls(GET_USERS) - before.2,
+    )
+}
+
+/// Issue 3: a concurrent write between read and write (412) never overwrites blindly.
+#[tokio::test]
+async fn a_write_between_read_and_write_is_a_412_and_the_retry_plans_on_a_fresh_read() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    // The operator's shared snapshot holds the live policy (read now, cached for the resync
+    // interval)...
+    manager
+        .snapshots()
+        .get(TAILNET)
+        .expect("the Tailnet's snapshots")
+        .policy()
+        .await
+        .expect("policy read");
+    // ...someone edits it in the console...
+    sim.tailnet()
+        .console_set_policy(CONSOLE_EDIT)
+        .expect("console edit");
+    let before = posts(&sim);
+    // ...and a new Fragment makes the operator write, with the ETag of its (stale) read.
+    create_inline(&fake, "a-team-data", "Fragment", TEAM_DATA);
+    let note = fake
+        .wait_for("a Conflict warning", HANG_GUARD, |f| {
+            f.events_for("TailnetPolicy", "a-team-data")
+                .into_iter()
+                .find(|e| e.type_ == "Warning" && e.reason == "Conflict")
+                .map(|e| e.note)
+        })
+        .await;
+    assert!(note.contains("412"), "{note}");
+    assert!(note.contains("nothing was overwritten"), "{note}");
+    // The retry re-read the policy: its write carried the new ETag and was accepted.
+    wait_revision(&fake, "a-team-data", 2).await;
+    assert_eq!(
+        posts(&sim),
+        before + 2,
+        "one refused POST (412), one after re-reading"
+    );
+    assert!(live(&sim).contains("// from TailnetPolicy/a-team-data"));
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
