@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
 use tailnet_operator::controller::{Manager, RunConfig};
-use tailnet_operator::reconcile::tailnet_policy::history_config_map_name;
+use tailnet_operator::reconcile::tailnet_policy::{history_config_map_name, policy_hash};
 use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, Tailnet, TailnetPolicy};
 use tailnet_operator::sim::{SimConfig, SimServer};
@@ -828,6 +828,128 @@ async fn a_write_between_read_and_write_is_a_412_and_the_retry_plans_on_a_fresh_
         "one refused POST (412), one after re-reading"
     );
     assert!(live(&sim).contains("// from TailnetPolicy/a-team-data"));
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+/// The Base with one more grant: the spec change that makes revision 2.
+fn base_v2() -> String {
+    BASE.replace(
+        "    {\"src\": [\"group:eng\"], \"dst\": [\"tag:server\"], \"ip\": [\"tcp:443\"]},\n",
+        "    {\"src\": [\"group:eng\"], \"dst\": [\"tag:server\"], \"ip\": [\"tcp:443\"]},\n    \
+         {\"src\": [\"group:eng\"], \"dst\": [\"tag:ci\"], \"ip\": [\"tcp:22\"]},\n",
+    )
+}
+
+/// What someone saves in the admin console right after the operator's write.
+fn console_save() -> String {
+    BASE.replace(
+        "// Base policy of the demo tailnet (controller test).",
+        "// Edited in the admin console a moment after the operator's write.",
+    )
+}
+
+/// Acceptance: a post-apply check failure rolls back to the previous revision, through the
+/// controllers. The sim's one-shot console edit makes the read-back after `POST /acl` differ
+/// from what was posted; the executor re-posts revision 1 and records a Rollback revision.
+#[tokio::test]
+async fn a_read_back_mismatch_after_apply_rolls_back_to_the_previous_revision() {
+    let (fake, sim, manager) = with_base("Correct").await;
+    let v2 = base_v2();
+    assert_ne!(v2, BASE, "the new grant was inserted");
+
+    sim.tailnet()
+        .console_edit_after_next_save(console_save())
+        .expect("console edit armed");
+    let before = posts(&sim);
+    fake.merge_patch(
+        &Gvr::of::<TailnetPolicy>(),
+        None,
+        "base",
+        json!({"spec": {"policy": v2}}),
+    )
+    .expect("spec changed");
+
+    let (reason, message) = wait_condition(&fake, "base", ConditionType::Ready, "False").await;
+    assert_eq!(reason, "RolledBack", "{message}");
+    assert!(
+        message.contains("read back") && message.contains("is not the policy posted"),
+        "{message}"
+    );
+    assert!(message.contains("rolled back to revision 1"), "{message}");
+    assert_eq!(live(&sim), BASE, "revision 1 is live again, byte for byte");
+    assert_eq!(
+        posts(&sim) - before,
+        2,
+        "POST /acl twice: the new text, then the rollback"
+    );
+    let status = policy(&fake, "base").unwrap().status.unwrap();
+    assert_eq!(
+        status.applied_revision,
+        Some(2),
+        "the rollback is revision 2 (the rejected text is not a revision)"
+    );
+    assert_eq!(
+        status.applied_hash.as_deref(),
+        Some(policy_hash(BASE).as_str())
+    );
+
+    let history = fake
+        .get(
+            &Gvr::of::<ConfigMap>(),
+            Some(NAMESPACE),
+            &history_config_map_name(TAILNET),
+        )
+        .expect("history ConfigMap");
+    let rollback: Value = serde_json::from_str(
+        history["data"]["revision-2"]
+            .as_str()
+            .unwrap_or_else(|| panic!("revision-2 in {history}")),
+    )
+    .unwrap();
+    assert_eq!(rollback["reason"], "Rollback", "{rollback}");
+    assert_eq!(
+        rollback["text"], BASE,
+        "the rollback re-posted revision 1's text"
+    );
+    assert_eq!(rollback["hash"], policy_hash(BASE));
+    assert_eq!(rollback["rejectedHash"], policy_hash(&v2), "{rollback}");
+    assert!(history["data"]["revision-3"].is_null(), "{history}");
+
+    fake.wait_for("a RolledBack warning", HANG_GUARD, |f| {
+        f.events_for("TailnetPolicy", "base")
+            .iter()
+            .any(|e| {
+                e.type_ == "Warning"
+                    && e.reason == "RolledBack"
+                    && e.note.contains("is not the policy posted")
+                    && e.note.contains("revision 1 was restored as revision 2")
+            })
+            .then_some(())
+    })
+    .await;
+
+    // A forced reconcile does not re-apply the rejected text: the spec has not changed since.
+    let posted = posts(&sim);
+    forced_reconcile(&fake, &manager, "base", "2026-11-22T00:00:00Z").await;
+    assert_eq!(posts(&sim), posted, "the rejected text is not posted again");
+    assert_eq!(live(&sim), BASE);
+    let (status, reason, message) = condition(&fake, "base", ConditionType::Ready).unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "RolledBack"));
+    assert!(
+        message.contains("failed its post-apply check")
+            && message.contains("revision 2 was restored"),
+        "{message}"
+    );
+    assert_eq!(
+        policy(&fake, "base")
+            .unwrap()
+            .status
+            .unwrap()
+            .applied_revision,
+        Some(2)
+    );
 
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");

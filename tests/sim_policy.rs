@@ -437,3 +437,55 @@ async fn the_admin_http_console_sets_the_policy_too() {
     );
     assert_eq!(sim.tailnet().calls().total(), 2);
 }
+
+#[tokio::test]
+async fn a_console_edit_after_the_next_save_follows_one_post_only() {
+    let sim = Sim::start().await;
+    let (_, etag) = get_policy(&sim).await;
+    // An invalid edit is refused when armed, as the console would refuse it.
+    let err = sim
+        .tailnet()
+        .console_edit_after_next_save("{\"acls\": [")
+        .unwrap_err();
+    assert_eq!(err.status, 400);
+    sim.tailnet()
+        .console_edit_after_next_save(small_policy("tag:console"))
+        .unwrap();
+
+    // The write succeeds and answers with what was posted ...
+    let resp = post_policy(&sim, &small_policy("tag:mine"), Some(&etag)).await;
+    assert_eq!(resp.status(), 200);
+    let posted_etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(resp.text().await.unwrap(), small_policy("tag:mine"));
+    // ... but the console saved right after it: a read-back sees the edit, with a new ETag.
+    let (text, after_edit) = get_policy(&sim).await;
+    assert_eq!(text, small_policy("tag:console"));
+    assert_ne!(after_edit, posted_etag);
+    assert_ne!(after_edit, etag);
+    // The writer's ETag is stale now.
+    let resp = post_policy(&sim, &small_policy("tag:again"), Some(&posted_etag)).await;
+    assert_eq!(error_message(resp, 412).await, PRECONDITION_FAILED);
+
+    // One-shot: the next save is not followed by another edit.
+    let resp = post_policy(&sim, &small_policy("tag:again"), Some(&after_edit)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(get_policy(&sim).await.0, small_policy("tag:again"));
+}
+
+#[tokio::test]
+async fn the_admin_http_console_arms_an_edit_after_the_next_save() {
+    let sim = Sim::start().await;
+    let resp = sim
+        .admin(Method::POST, "/sim/console/policy-after-next-save")
+        .body(small_policy("tag:http"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok_json(resp).await, json!({}));
+    // Arming changes nothing yet.
+    let (before, etag) = get_policy(&sim).await;
+    assert_ne!(before, small_policy("tag:http"));
+    let resp = post_policy(&sim, &small_policy("tag:mine"), Some(&etag)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(get_policy(&sim).await.0, small_policy("tag:http"));
+}

@@ -14,6 +14,7 @@
 //! | `DELETE /sim/exchanges` | | clear the log |
 //! | `PUT /sim/exchanges/recording` | `{"enabled": bool}` | turn recording on/off |
 //! | `POST /sim/console/policy` | HuJSON text | set the policy (validated, tests run), `{etag}` |
+//! | `POST /sim/console/policy-after-next-save` | HuJSON text | one-shot: set the policy right after the next successful `POST /acl`, `{}` |
 //! | `POST /sim/console/dns` | DNS configuration JSON | replace DNS |
 //! | `POST /sim/console/devices` | [`NewDevice`] JSON | register a device, `{nodeId}` |
 //! | `DELETE /sim/console/devices/{deviceId}` | | remove a device |
@@ -39,7 +40,7 @@ use super::devices::check_routes;
 use super::dns::check_config;
 use super::error::{SimError, SimResult, parse_json};
 use super::faults::FaultRule;
-use super::policy::{check_tags, parse_prefix, prefix_contains, store_policy};
+use super::policy::{check_policy, check_tags, parse_prefix, prefix_contains, store_policy};
 use super::seed::LATEST_CLIENT;
 use super::state::{Device, DnsConfig, State as Tailnet};
 use super::{SimTailnet, now};
@@ -75,6 +76,20 @@ impl SimTailnet {
         let mut state = self.inner.state();
         store_policy(&mut state, hujson)?;
         Ok(state.policy.etag.clone())
+    }
+
+    /// Arms a one-shot console edit: the next successful `POST /acl` is immediately followed by
+    /// a console save of `hujson` (as [`console_set_policy`](Self::console_set_policy) does, so
+    /// the ETag changes), as if a person saved in the admin console right after the operator's
+    /// write. A read-back after that write sees this text, not the posted one. The text is
+    /// checked now (parsed, sanity-checked, tests run against the current tailnet); arming again
+    /// replaces a pending edit.
+    pub fn console_edit_after_next_save(&self, hujson: impl Into<String>) -> Result<(), SimError> {
+        let hujson = hujson.into();
+        let mut state = self.inner.state();
+        check_policy(&state, &hujson)?;
+        state.console_edit_after_next_save = Some(hujson);
+        Ok(())
     }
 
     /// Replaces a device's tags (each must be defined in `tagOwners`).
@@ -357,6 +372,10 @@ pub(crate) fn routes(sim: SimTailnet) -> Router<SimTailnet> {
         .route("/sim/exchanges", get(exchanges).delete(clear_exchanges))
         .route("/sim/exchanges/recording", put(set_recording))
         .route("/sim/console/policy", post(console_policy))
+        .route(
+            "/sim/console/policy-after-next-save",
+            post(console_policy_after_next_save),
+        )
         .route("/sim/console/dns", post(console_dns))
         .route("/sim/console/devices", post(console_add_device))
         .route(
@@ -464,6 +483,16 @@ async fn console_policy(State(sim): State<SimTailnet>, body: Bytes) -> SimResult
         .map_err(|_| SimError::bad_request("policy file is not UTF-8"))?;
     let etag = sim.console_set_policy(text)?;
     Ok(Json(json!({ "etag": etag })))
+}
+
+async fn console_policy_after_next_save(
+    State(sim): State<SimTailnet>,
+    body: Bytes,
+) -> SimResult<Json<Value>> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| SimError::bad_request("policy file is not UTF-8"))?;
+    sim.console_edit_after_next_save(text)?;
+    Ok(Json(json!({})))
 }
 
 async fn console_dns(State(sim): State<SimTailnet>, body: Bytes) -> SimResult<Json<DnsConfig>> {

@@ -98,7 +98,15 @@ async fn set_acl(
         check_if_match(&state.policy, if_match)?;
     }
     store_policy(&mut state, text)?;
-    Ok(policy_response(&state.policy, &headers))
+    // The caller's write succeeded and is what it gets back; an armed console edit lands right
+    // after it, as if someone saved in the admin console a moment later.
+    let response = policy_response(&state.policy, &headers);
+    if let Some(edit) = state.console_edit_after_next_save.take() {
+        // Checked when armed; should the tailnet have changed so that its tests now fail, the
+        // edit is dropped, as a console save that fails is not saved.
+        let _ = store_policy(&mut state, &edit);
+    }
+    Ok(response)
 }
 
 /// `If-Match` must equal the current ETag exactly: a re-quoted (`"\"abc\""`) or unquoted value
@@ -141,6 +149,15 @@ fn run_tests(policy: &Policy, tests: Option<&Value>, view: &TailnetView) -> SimR
         .map(|f| json!({"user": f.src, "errors": f.errors}))
         .collect();
     Err(SimError::bad_request("test(s) failed").with_data(Value::Array(data)))
+}
+
+/// Checks `text` as [`store_policy`] would, without storing it.
+pub(crate) fn check_policy(state: &Tailnet, text: &str) -> SimResult<()> {
+    if text.trim().is_empty() {
+        return Ok(());
+    }
+    let (_, compiled) = prepare(text)?;
+    run_tests(&compiled, None, &state.tailnet_view())
 }
 
 /// Validates `text` like `POST /acl` does and stores it byte for byte. An empty (or

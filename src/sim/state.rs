@@ -731,6 +731,11 @@ pub struct State {
     pub users: Vec<User>,
     pub keys: Vec<Key>,
     pub policy: PolicyState,
+    /// A console edit armed by [`SimTailnet::console_edit_after_next_save`]: saved right after
+    /// the next successful `POST /acl`, then cleared (one-shot).
+    ///
+    /// [`SimTailnet::console_edit_after_next_save`]: super::SimTailnet::console_edit_after_next_save
+    pub console_edit_after_next_save: Option<String>,
     pub dns: DnsConfig,
     pub services: Vec<Service>,
     pub settings: Settings,
@@ -754,6 +759,7 @@ impl State {
             users: Vec::new(),
             keys: Vec::new(),
             policy,
+            console_edit_after_next_save: None,
             dns: DnsConfig::default(),
             services: Vec::new(),
             settings: Settings::default(),
