@@ -482,6 +482,8 @@ const CONSOLE_EDIT: &str = r#"{
 #[tokio::test]
 async fn a_console_edit_is_corrected_with_drift_policy_correct() {
     let (fake, sim, manager) = with_base("Correct").await;
+    let status_writes = || fake.request_count("patch", "tailnetpolicies/status");
+    let writes_before = status_writes();
 
     sim.tailnet()
         .console_set_policy(CONSOLE_EDIT)
@@ -491,16 +493,32 @@ async fn a_console_edit_is_corrected_with_drift_policy_correct() {
     assert_eq!(live(&sim), BASE, "the Base is restored");
     let (drifted, reason, _) = condition(&fake, "base", ConditionType::Drifted).unwrap();
     assert_eq!((drifted.as_str(), reason.as_str()), ("False", "InSync"));
+    // The drift was written to status before the correction (Drifted=True with the diff), then
+    // the corrected state: two status writes in the pass, not one.
+    assert!(
+        status_writes() - writes_before >= 2,
+        "status writes in the correcting pass: {}",
+        status_writes() - writes_before
+    );
     // kube's Recorder folds events with the same reason into one series (count), keeping the
-    // first note: the correction shows as a Drifted warning and a second Applied.
-    fake.wait_for("a Drifted warning and a second Applied", HANG_GUARD, |f| {
-        let events = f.events_for("TailnetPolicy", "base");
-        let drifted = events.iter().any(|e| {
-            e.type_ == "Warning" && e.reason == "Drifted" && e.note.contains("revision 2")
-        });
-        let applied = events.iter().any(|e| e.reason == "Applied" && e.count >= 2);
-        (drifted && applied).then_some(())
-    })
+    // first note: "drift detected" with the diff summary, then the correction (count 2), and a
+    // second Applied.
+    fake.wait_for(
+        "a Drifted warning series and a second Applied",
+        HANG_GUARD,
+        |f| {
+            let events = f.events_for("TailnetPolicy", "base");
+            let drifted = events.iter().any(|e| {
+                e.type_ == "Warning"
+                    && e.reason == "Drifted"
+                    && e.note.starts_with("drift detected:")
+                    && e.note.contains("differences")
+                    && e.count >= 2
+            });
+            let applied = events.iter().any(|e| e.reason == "Applied" && e.count >= 2);
+            (drifted && applied).then_some(())
+        },
+    )
     .await;
     assert!(drift_gauge(&manager, "base").unwrap().ends_with(" 0"));
 

@@ -50,8 +50,9 @@ use super::{
     Context, KindController, Stop, controller_for, instrumented, log_result, write_status,
 };
 use crate::reconcile::tailnet_policy::{
-    ApplyReason, ConfigMapRevisionStore, ExecuteOutcome, ExecuteResult, PolicyResource, TextSource,
-    config_map_text, policy_resource, reconcile as reconcile_policies, text_source,
+    ApplyReason, ConfigMapRevisionStore, ExecuteOutcome, ExecuteResult, PolicyAction, PolicyPlan,
+    PolicyResource, ResourceOutcome, TextSource, config_map_text, execute, observe_and_plan,
+    policy_resource, text_source,
 };
 use crate::resources::common::{FINALIZER, RECONCILE_AT_ANNOTATION};
 use crate::resources::conditions::{
@@ -266,6 +267,10 @@ async fn reconcile_inner(
 
 /// Composes and applies every live policy of `tailnet`, then writes each one's status from the
 /// one outcome. Returns the outcome; `Err` when the pass could not run (API failure).
+///
+/// A drift correction is reported twice: first the plan's view (`Drifted=True` with the diff,
+/// gauge 1, a "drift detected" event), then the corrected state. Otherwise detection and
+/// correction in one pass would leave no trace of the drift in status.
 async fn compose_and_report(
     ctx: &PolicyContext,
     api: &Api<TailnetPolicy>,
@@ -277,16 +282,66 @@ async fn compose_and_report(
     let resources = resolve_all(&ctx.shared.client, &members).await;
     let history =
         ConfigMapRevisionStore::new(ctx.shared.client.clone(), &ctx.shared.namespace, tailnet);
-    let outcome = reconcile_policies(&resources, &[], snapshots, &history, Utc::now()).await?;
+    let plan = observe_and_plan(&resources, &[], snapshots, &history).await?;
+    // What each member's status is on the server; the store's copy lags behind our own writes.
+    let mut written: HashMap<String, TailnetPolicyStatus> = members
+        .iter()
+        .map(|m| (m.name_any(), m.status.clone().unwrap_or_default()))
+        .collect();
+    if corrects_drift(&plan) {
+        for member in &members {
+            if let Some(outcome) = plan.outcome(&member.name_any()) {
+                let status = report_outcome(
+                    ctx,
+                    api,
+                    member,
+                    &written,
+                    outcome,
+                    &ExecuteResult::NoWrite,
+                    now,
+                )
+                .await?;
+                written.insert(member.name_any(), status);
+            }
+        }
+    }
+    let outcome = execute(plan, snapshots, &history, Utc::now()).await?;
     for member in &members {
-        let Some(resource_outcome) = outcome.outcome(&member.name_any()) else {
-            continue;
-        };
-        let mut status = member.status.clone().unwrap_or_default();
-        resource_outcome.write_status(&mut status, now);
-        report(ctx, api, member, status, &outcome.result).await?;
+        if let Some(resource_outcome) = outcome.outcome(&member.name_any()) {
+            report_outcome(
+                ctx,
+                api,
+                member,
+                &written,
+                resource_outcome,
+                &outcome.result,
+                now,
+            )
+            .await?;
+        }
     }
     Ok(outcome)
+}
+
+fn corrects_drift(plan: &PolicyPlan) -> bool {
+    matches!(&plan.action, PolicyAction::Apply(apply) if apply.reason == ApplyReason::DriftCorrection)
+}
+
+/// Writes `member`'s status from one outcome, starting from what was last written for it.
+async fn report_outcome(
+    ctx: &PolicyContext,
+    api: &Api<TailnetPolicy>,
+    member: &TailnetPolicy,
+    written: &HashMap<String, TailnetPolicyStatus>,
+    outcome: &ResourceOutcome,
+    result: &ExecuteResult,
+    now: &Time,
+) -> Result<TailnetPolicyStatus, ReconcileError> {
+    let before = written.get(&member.name_any()).cloned().unwrap_or_default();
+    let mut status = before.clone();
+    outcome.write_status(&mut status, now);
+    report_from(ctx, api, member, Some(&before), status.clone(), result).await?;
+    Ok(status)
 }
 
 fn has_finalizer(policy: &TailnetPolicy) -> bool {
@@ -433,7 +488,19 @@ async fn report(
     status: TailnetPolicyStatus,
     result: &ExecuteResult,
 ) -> Result<(), ReconcileError> {
-    let before = policy.status.as_ref();
+    report_from(ctx, api, policy, policy.status.as_ref(), status, result).await
+}
+
+/// Writes `status` (skipped when it equals `before`), sets the drift gauge and publishes the
+/// events of the transition from `before`.
+async fn report_from(
+    ctx: &PolicyContext,
+    api: &Api<TailnetPolicy>,
+    policy: &TailnetPolicy,
+    before: Option<&TailnetPolicyStatus>,
+    status: TailnetPolicyStatus,
+    result: &ExecuteResult,
+) -> Result<(), ReconcileError> {
     write_status(api, policy, before, &status).await?;
     let drifted = conditions::is_true(&status.conditions, ConditionType::Drifted);
     ctx.shared
