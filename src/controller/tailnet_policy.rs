@@ -589,8 +589,8 @@ impl PolicyEvent {
 /// events mark transitions, so a steady state publishes nothing.
 ///
 /// - a new `appliedRevision`: `Applied` (Normal) with the revision and why; after a rollback,
-///   `RolledBack` (Warning); after a drift correction, also `Drifted` (Warning), because the
-///   drift was found and fixed in the same pass and the condition never showed it;
+///   `RolledBack` (Warning); after a drift correction, also `Drifted` (Warning) saying which
+///   revision corrected it;
 /// - `Drifted` turning True: `Drifted` (Warning) with the diff summary;
 /// - `Ready` turning False, or changing reason or message while False: a Warning with that
 ///   reason (`Conflict`, `ValidationFailed`, `TailnetNotReady`, ...) and message.
