@@ -381,6 +381,48 @@ pub struct KindController {
     pub run: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
+/// A kind's own reconcile context: whatever it keeps, it hands the shared [`Context`] to the
+/// shared error policy.
+pub trait KindContext: Send + Sync + 'static {
+    fn shared(&self) -> &Context;
+}
+
+/// Runs `controller` with `reconcile`, the shared [`error_policy`] and [`log_result`], and
+/// reports readiness once its store has synced: the same for every kind, so a kind's
+/// `controller()` only builds its watches and its context.
+pub fn kind_controller<K, C, R, Fut>(
+    kind: &'static str,
+    controller: Controller<K>,
+    reconcile: R,
+    ctx: Arc<C>,
+) -> KindController
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    C: KindContext,
+    R: FnMut(Arc<K>, Arc<C>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Action, ReconcileError>> + Send + 'static,
+{
+    let store = controller.store();
+    let run = controller
+        .run(
+            reconcile,
+            |obj, err, ctx: Arc<C>| error_policy(&*obj, err, ctx.shared()),
+            ctx,
+        )
+        .for_each(|result| {
+            log_result(result);
+            std::future::ready(())
+        });
+    KindController {
+        kind,
+        synced: Box::pin(async move {
+            // Err only when the controller (the writer) is gone: nothing left to wait for.
+            let _ = store.wait_until_ready().await;
+        }),
+        run: Box::pin(run),
+    }
+}
+
 /// Logs what a controller's run stream yields: reconciler errors are already in events and
 /// metrics (debug); watch and queue errors are the operator's own trouble (warn).
 pub fn log_result<K, E, W>(

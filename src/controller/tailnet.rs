@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -29,7 +28,8 @@ use kube::runtime::watcher;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Context, KindController, Stop, controller_for, instrumented, log_result, write_status,
+    Context, KindContext, KindController, Stop, controller_for, instrumented, kind_controller,
+    write_status,
 };
 use crate::error::Category;
 use crate::resources::conditions::{self, reason, set_condition, time_from};
@@ -48,6 +48,12 @@ pub struct TailnetContext {
     /// Hash of (spec connection fields, credentials) behind each registry entry, so the client
     /// is rebuilt only when one of them changes. Never the credentials themselves.
     fingerprints: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl KindContext for TailnetContext {
+    fn shared(&self) -> &Context {
+        &self.shared
+    }
 }
 
 impl TailnetContext {
@@ -91,32 +97,12 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
             move |secret: PartialObjectMeta<KubeSecret>| referencing(&by_secret, &secret),
         )
         .graceful_shutdown_on(stop.wait());
-    let synced_store = store.clone();
     let tailnet_ctx = Arc::new(TailnetContext {
         shared: ctx,
         store,
         fingerprints,
     });
-    let run = controller
-        .run(
-            reconcile,
-            |tailnet, err, ctx: Arc<TailnetContext>| {
-                super::error_policy(&*tailnet, err, &ctx.shared)
-            },
-            tailnet_ctx,
-        )
-        .for_each(|result| {
-            log_result(result);
-            std::future::ready(())
-        });
-    KindController {
-        kind: KIND,
-        synced: Box::pin(async move {
-            // Err only when the controller (the writer) is gone: nothing left to wait for.
-            let _ = synced_store.wait_until_ready().await;
-        }),
-        run: Box::pin(run),
-    }
+    kind_controller(KIND, controller, reconcile, tailnet_ctx)
 }
 
 /// The Tailnets whose credentials are in `secret`.

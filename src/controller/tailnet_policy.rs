@@ -36,7 +36,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -47,7 +46,8 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 use super::{
-    Context, KindController, Stop, controller_for, instrumented, log_result, write_status,
+    Context, KindContext, KindController, Stop, controller_for, instrumented, kind_controller,
+    write_status,
 };
 use crate::reconcile::tailnet_policy::{
     ApplyReason, ConfigMapRevisionStore, ExecuteOutcome, ExecuteResult, PolicyAction, PolicyPlan,
@@ -87,6 +87,12 @@ pub struct PolicyContext {
     /// The last `reconcile-at` value seen per policy, to tell a new request from an old one
     /// (entries go when the watch sees the policy deleted).
     forced: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl KindContext for PolicyContext {
+    fn shared(&self) -> &Context {
+        &self.shared
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,31 +148,13 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
             move |tailnet: Tailnet| of_tailnet(&by_tailnet, &tailnet.name_any()),
         )
         .graceful_shutdown_on(stop.wait());
-    let synced_store = store.clone();
     let policy_ctx = Arc::new(PolicyContext {
         shared: ctx,
         store,
         locks: Mutex::default(),
         forced,
     });
-    let run = controller
-        .run(
-            reconcile,
-            |policy, err, ctx: Arc<PolicyContext>| super::error_policy(&*policy, err, &ctx.shared),
-            policy_ctx,
-        )
-        .for_each(|result| {
-            log_result(result);
-            std::future::ready(())
-        });
-    KindController {
-        kind: KIND,
-        synced: Box::pin(async move {
-            // Err only when the controller (the writer) is gone: nothing left to wait for.
-            let _ = synced_store.wait_until_ready().await;
-        }),
-        run: Box::pin(run),
-    }
+    kind_controller(KIND, controller, reconcile, policy_ctx)
 }
 
 /// The policies whose `policyFrom` names `map`.
