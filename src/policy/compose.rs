@@ -325,6 +325,23 @@ fn child_path(path: &[&'static str], name: &'static str) -> Path {
     child
 }
 
+/// A section's value must have the shape the operator merges it as (array or object).
+fn ensure_kind(
+    value: &Node,
+    kind: Kind,
+    source: &str,
+    section: &[&str],
+) -> Result<(), ComposeError> {
+    if value.has_kind(kind) {
+        return Ok(());
+    }
+    Err(ComposeError::WrongType {
+        source: source.to_string(),
+        section: path_label(section),
+        expected: expected(kind).to_string(),
+    })
+}
+
 fn expected(kind: Kind) -> &'static str {
     match kind {
         Kind::List => "an array",
@@ -672,13 +689,7 @@ impl<'b> Merger<'b> {
                 continue;
             };
             let child = child_path(&path, name);
-            if !prop.value.has_kind(kind) {
-                return Err(ComposeError::WrongType {
-                    source: source.to_string(),
-                    section: path_label(&child),
-                    expected: expected(kind).to_string(),
-                });
-            }
+            ensure_kind(&prop.value, kind, source, &child)?;
             if self.exists.contains(&child) {
                 // A second spelling of a section ("ACLs" next to "acls"): merge into the first.
                 continue;
@@ -921,13 +932,7 @@ fn collect_ops(
             continue;
         };
         let child = child_path(&path, name);
-        if !prop.value.has_kind(kind) {
-            return Err(ComposeError::WrongType {
-                source: source.to_string(),
-                section: path_label(&child),
-                expected: expected(kind).to_string(),
-            });
-        }
+        ensure_kind(&prop.value, kind, source, &child)?;
         match kind {
             Kind::Struct => collect_ops(doc, &prop.value, child, source, ops)?,
             Kind::List => ops.extend(doc.chunks(&prop.value).into_iter().map(|chunk| Op::Append {
