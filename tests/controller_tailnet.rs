@@ -106,7 +106,7 @@ fn tailnet(fake: &FakeKube) -> Option<Tailnet> {
 /// `(status, reason, message)` of the Ready condition.
 fn ready(fake: &FakeKube) -> Option<(String, String, String)> {
     let status = tailnet(fake)?.status?;
-    let ready = find(&status.conditions, ConditionType::Ready)?;
+    let ready = find(&status.common.conditions, ConditionType::Ready)?;
     Some((
         ready.status.clone(),
         ready.reason.clone(),
@@ -160,11 +160,11 @@ async fn a_valid_api_key_makes_the_tailnet_ready_and_steady_state_writes_nothing
     assert!(devices > 0, "the demo tailnet has devices");
     assert_eq!(status.device_count, Some(devices));
     assert!(message.contains(&format!("{devices} devices")), "{message}");
-    assert_eq!(status.observed_generation, t.metadata.generation);
-    let ready_condition = find(&status.conditions, ConditionType::Ready).unwrap();
+    assert_eq!(status.common.observed_generation, t.metadata.generation);
+    let ready_condition = find(&status.common.conditions, ConditionType::Ready).unwrap();
     assert_eq!(ready_condition.observed_generation, t.metadata.generation);
     assert!(status.credential_check.unwrap().ok);
-    assert!(status.last_sync_time.is_some());
+    assert!(status.common.last_sync_time.is_some());
     assert!(status.api_health.unwrap().last_success_time.is_some());
     // The status belongs to the operator's one field manager.
     let raw = fake.get(&Gvr::of::<Tailnet>(), None, TAILNET).unwrap();

@@ -153,7 +153,7 @@ fn condition(
     type_: ConditionType,
 ) -> Option<(String, String, String)> {
     let status = policy(fake, name)?.status?;
-    let c = find(&status.conditions, type_)?;
+    let c = find(&status.common.conditions, type_)?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
@@ -180,7 +180,7 @@ async fn wait_revision(fake: &FakeKube, name: &str, revision: u32) -> TailnetPol
             policy(f, name).filter(|p| {
                 p.status.as_ref().and_then(|s| s.applied_revision) == Some(revision)
                     && p.status.as_ref().is_some_and(|s| {
-                        find(&s.conditions, ConditionType::Ready)
+                        find(&s.common.conditions, ConditionType::Ready)
                             .is_some_and(|c| c.status == "True")
                     })
             })
@@ -276,7 +276,7 @@ async fn a_base_policy_is_applied_byte_for_byte_with_history() {
     let p = policy(&fake, "base").unwrap();
     let status = p.status.unwrap();
     assert_eq!(status.applied_revision, Some(1));
-    assert_eq!(status.observed_generation, p.metadata.generation);
+    assert_eq!(status.common.observed_generation, p.metadata.generation);
     assert!(status.applied_hash.is_some());
     let history = fake.get(
         &Gvr::of::<ConfigMap>(),
@@ -701,7 +701,7 @@ async fn the_rollback_to_annotation_pins_a_kept_revision_at_once() {
         .wait_for("base pinned to revision 1", HANG_GUARD, |f| {
             let p = policy(f, "base")?;
             let status = p.status?;
-            let ready = find(&status.conditions, ConditionType::Ready)?;
+            let ready = find(&status.common.conditions, ConditionType::Ready)?;
             (status.pinned_revision == Some(1) && ready.reason == "Pinned")
                 .then(|| ready.message.clone())
         })
@@ -738,7 +738,7 @@ async fn fifty_policies_cost_one_read_per_area_per_resync() {
             let mut revisions = std::collections::BTreeSet::new();
             for name in std::iter::once("base").chain(fragments.iter().map(String::as_str)) {
                 let status = policy(f, name)?.status?;
-                let ready = find(&status.conditions, ConditionType::Ready)?;
+                let ready = find(&status.common.conditions, ConditionType::Ready)?;
                 (ready.status == "True").then_some(())?;
                 revisions.insert(status.applied_revision?);
             }

@@ -470,7 +470,7 @@ fn statuses_the_operator_writes_fit_the_schema() {
     let mut policy: TailnetPolicy = serde_json::from_value(yaml(POLICY_BASE)).unwrap();
     let mut status = tailnet_operator::resources::TailnetPolicyStatus::default();
     conditions::set_condition(
-        &mut status.conditions,
+        &mut status.common.conditions,
         ConditionType::Drifted,
         true.into(),
         reason::DRIFTED,
@@ -478,8 +478,8 @@ fn statuses_the_operator_writes_fit_the_schema() {
         Some(3),
         &now,
     );
-    status.observed_generation = Some(3);
-    status.last_sync_time = Some(now.clone());
+    status.common.observed_generation = Some(3);
+    status.common.last_sync_time = Some(now.clone());
     status.applied_revision = Some(7);
     status.applied_hash = Some("ab".repeat(32));
     status.drift = Some(drift::diff(
@@ -512,7 +512,7 @@ fn statuses_the_operator_writes_fit_the_schema() {
         ..Default::default()
     };
     conditions::set_condition(
-        &mut status.conditions,
+        &mut status.common.conditions,
         ConditionType::Ready,
         false.into(),
         reason::AUTH,

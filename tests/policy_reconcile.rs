@@ -158,7 +158,7 @@ async fn a_base_alone_posts_exactly_its_text_comments_included() {
     // The status lands through set_condition with all three conditions.
     let mut status = TailnetPolicyStatus::default();
     assert!(o.write_status(&mut status, &tailnet_operator::resources::conditions::now()));
-    assert_eq!(status.conditions.len(), 3);
+    assert_eq!(status.common.conditions.len(), 3);
     assert_eq!(status.applied_revision, Some(1));
 
     // Nothing changed: the next reconcile writes nothing.
@@ -298,6 +298,7 @@ async fn console_drift_is_corrected_with_driftpolicy_correct() {
     o.write_status(&mut status, &now);
     assert!(status.drift.is_none());
     let drifted = status
+        .common
         .conditions
         .iter()
         .find(|c| c.type_ == "Drifted")

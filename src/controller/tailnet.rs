@@ -154,7 +154,7 @@ async fn reconcile_inner(
     let was_ready = tailnet
         .status
         .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, ConditionType::Ready));
+        .is_some_and(|s| conditions::is_true(&s.common.conditions, ConditionType::Ready));
     write_status(&api, tailnet, tailnet.status.as_ref(), &desired).await?;
     match observed {
         Ok(observation) => {
@@ -382,7 +382,7 @@ pub fn desired_status(
 ) -> TailnetStatus {
     let mut status = tailnet.status.clone().unwrap_or_default();
     let generation = tailnet.metadata.generation;
-    status.observed_generation = generation;
+    status.common.observed_generation = generation;
     let now_time = time_from(now.trunc_subsecs(0));
     match observed {
         Ok(observation) => {
@@ -406,7 +406,7 @@ pub fn desired_status(
                 checked_at: at.clone(),
             });
             status.device_count = Some(observation.device_count);
-            status.last_sync_time = Some(at.clone());
+            status.common.last_sync_time = Some(at.clone());
             status
                 .api_health
                 .get_or_insert_with(ApiHealth::default)
@@ -502,7 +502,7 @@ fn set(
     at: &Time,
 ) {
     set_condition(
-        &mut status.conditions,
+        &mut status.common.conditions,
         type_,
         ConditionStatus::from(ok),
         why,
@@ -560,7 +560,7 @@ mod tests {
     }
 
     fn ready(status: &TailnetStatus) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-        conditions::find(&status.conditions, ConditionType::Ready).unwrap()
+        conditions::find(&status.common.conditions, ConditionType::Ready).unwrap()
     }
 
     #[test]
@@ -569,10 +569,10 @@ mod tests {
         assert_eq!(ready(&status).status, "True");
         assert_eq!(ready(&status).observed_generation, Some(3));
         assert_eq!(status.device_count, Some(7));
-        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.common.observed_generation, Some(3));
         assert!(status.credential_check.as_ref().unwrap().ok);
         assert_eq!(
-            status.last_sync_time,
+            status.common.last_sync_time,
             Some(time_from(at(0).trunc_subsecs(0)))
         );
     }
@@ -615,7 +615,7 @@ mod tests {
         t.spec.suspend = true;
         let status = desired_status(&t, &ok(1, 0), at(1));
         assert_eq!(ready(&status).status, "True");
-        let synced = conditions::find(&status.conditions, ConditionType::Synced).unwrap();
+        let synced = conditions::find(&status.common.conditions, ConditionType::Synced).unwrap();
         assert_eq!(
             (synced.status.as_str(), synced.reason.as_str()),
             ("False", "Suspended")

@@ -490,7 +490,7 @@ async fn report_from(
     result: &ExecuteResult,
 ) -> Result<(), ReconcileError> {
     write_status(api, policy, before, &status).await?;
-    let drifted = conditions::is_true(&status.conditions, ConditionType::Drifted);
+    let drifted = conditions::is_true(&status.common.conditions, ConditionType::Drifted);
     ctx.shared
         .metrics
         .set_drifted(KIND, &policy.name_any(), drifted);
@@ -543,7 +543,7 @@ fn set_both(
     let generation = policy.metadata.generation;
     for type_ in [ConditionType::Ready, ConditionType::Synced] {
         set_condition(
-            &mut status.conditions,
+            &mut status.common.conditions,
             type_,
             ConditionStatus::False,
             why,
@@ -552,7 +552,7 @@ fn set_both(
             now,
         );
     }
-    status.observed_generation = generation;
+    status.common.observed_generation = generation;
 }
 
 /// One event to publish.
@@ -625,8 +625,8 @@ pub fn transition_events(
         }
     }
     let was_drifted =
-        before.is_some_and(|s| conditions::is_true(&s.conditions, ConditionType::Drifted));
-    if !was_drifted && conditions::is_true(&after.conditions, ConditionType::Drifted) {
+        before.is_some_and(|s| conditions::is_true(&s.common.conditions, ConditionType::Drifted));
+    if !was_drifted && conditions::is_true(&after.common.conditions, ConditionType::Drifted) {
         let summary = after
             .drift
             .as_ref()
@@ -638,8 +638,9 @@ pub fn transition_events(
             format!("drift detected: {summary}"),
         ));
     }
-    let ready_before = before.and_then(|s| conditions::find(&s.conditions, ConditionType::Ready));
-    if let Some(ready) = conditions::find(&after.conditions, ConditionType::Ready) {
+    let ready_before =
+        before.and_then(|s| conditions::find(&s.common.conditions, ConditionType::Ready));
+    if let Some(ready) = conditions::find(&after.common.conditions, ConditionType::Ready) {
         let newly_false = ready.status == ConditionStatus::False.as_str()
             && ready.reason != reason::PENDING
             && ready_before.is_none_or(|b| {
@@ -666,7 +667,7 @@ mod tests {
             ..TailnetPolicyStatus::default()
         };
         set_condition(
-            &mut status.conditions,
+            &mut status.common.conditions,
             ConditionType::Ready,
             ready.0,
             ready.1,

@@ -10,6 +10,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -169,6 +170,26 @@ impl<D: DeletionDefault> CommonSpec<D> {
     pub fn deletes_on_removal(&self) -> bool {
         self.deletion_policy == DeletionPolicy::Delete
     }
+}
+
+/// The status fields every kind shares, flattened into each kind's status
+/// (`#[serde(flatten)]`), so `conditions`, `observedGeneration` and `lastSyncTime` have the same
+/// names, schema and meaning everywhere and shared code (readiness, drift gauges, Argo CD health)
+/// reads them the same way for every kind.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommonStatus {
+    /// `Ready` (the tailnet matches this resource), `Synced` (the last reconcile finished) and
+    /// `Drifted` (the live tailnet differs from what this resource last applied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the tailnet state this status describes was last read successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
 }
 
 fn default_tailnet_ref() -> String {

@@ -6,13 +6,14 @@
 //! applies nothing that could drift, and deleting it removes nothing from the tailnet.
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, DurationError, parse_duration,
+    CommonStatus, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, DurationError,
+    parse_duration,
 };
 
 /// The Tailscale API used when `spec.apiUrl` is not set.
@@ -193,21 +194,14 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// What the operator last observed about the tailnet.
+/// What the operator last observed about the tailnet. `Ready` means the credentials work and the
+/// API answers; `Drifted` is always False for a Tailnet, which applies nothing.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TailnetStatus {
-    /// `Ready` (credentials work, API answers), `Synced` (last sync finished) and `Drifted`
-    /// (always False for a Tailnet: it applies nothing).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` the status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// When the tailnet was last read successfully.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_sync_time: Option<Time>,
+    /// Conditions, observed generation and last sync time, as every kind has them.
+    #[serde(flatten)]
+    pub common: CommonStatus,
     /// The result of the last credential check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_check: Option<CredentialCheck>,

@@ -3,12 +3,13 @@
 //!
 //! `deletionPolicy` defaults to `Orphan`: deleting the resource must not reset a tailnet's access
 //! policy unless that was asked for explicitly.
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonSpec, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, OrphanByDefault};
+use super::common::{
+    CommonSpec, CommonStatus, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, OrphanByDefault,
+};
 use super::drift::DriftDiff;
 
 /// Revisions kept when `spec.historyLimit` is not set.
@@ -139,21 +140,14 @@ pub struct ConfigMapKeyRef {
     pub key: String,
 }
 
-/// What the operator last did with this policy.
+/// What the operator last did with this policy. `Ready` means the tailnet holds the composed
+/// policy including this resource; `Drifted` that the live policy differs from what was applied.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TailnetPolicyStatus {
-    /// `Ready` (the tailnet holds the composed policy including this resource), `Synced` (the
-    /// last reconcile finished) and `Drifted` (the live policy differs from what was applied).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` the status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// When the live policy was last read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_sync_time: Option<Time>,
+    /// Conditions, observed generation and last sync time, as every kind has them.
+    #[serde(flatten)]
+    pub common: CommonStatus,
     /// The revision number of the composed policy last applied that included this resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_revision: Option<u32>,

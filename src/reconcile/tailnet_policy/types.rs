@@ -157,7 +157,7 @@ impl ResourceOutcome {
             (ConditionType::Drifted, &self.drifted),
         ] {
             set_condition(
-                &mut status.conditions,
+                &mut status.common.conditions,
                 type_,
                 verdict.status,
                 &verdict.reason,
@@ -166,7 +166,7 @@ impl ResourceOutcome {
                 now,
             );
         }
-        status.observed_generation = self.generation;
+        status.common.observed_generation = self.generation;
         if self.applied_revision.is_some() {
             status.applied_revision = self.applied_revision;
         }
@@ -182,7 +182,7 @@ impl ResourceOutcome {
         status.conflicts = self.conflicts.clone();
         let changed = *status != before;
         if changed {
-            status.last_sync_time = Some(now.clone());
+            status.common.last_sync_time = Some(now.clone());
         }
         changed
     }
