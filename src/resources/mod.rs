@@ -6,12 +6,13 @@
 //! - [`drift`]: the capped, structured drift diff shown in status;
 //! - [`errors`]: the reconcile error, its category, event reason and retry schedule.
 //!
-//! One module per kind: [`tailnet`], [`tailnet_policy`].
+//! One module per kind: [`tailnet`], [`tailnet_policy`], [`change_proposal`].
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 use kube::CustomResourceExt;
 
+pub mod change_proposal;
 pub mod common;
 pub mod conditions;
 pub mod drift;
@@ -19,7 +20,8 @@ pub mod errors;
 pub mod tailnet;
 pub mod tailnet_policy;
 
-pub use common::{CommonSpec, DeletionPolicy, DriftPolicy};
+pub use change_proposal::{ChangeProposal, ChangeProposalSpec, ChangeProposalStatus};
+pub use common::{CommonSpec, CommonStatus, DeletionPolicy, DriftPolicy};
 pub use conditions::{ConditionStatus, ConditionType};
 pub use drift::{DriftDiff, DriftEntry};
 pub use errors::ReconcileError;
@@ -32,7 +34,7 @@ pub use tailnet_policy::{PolicyRole, TailnetPolicy, TailnetPolicySpec, TailnetPo
 /// Prefer it to `Kind::crd()`: it also joins the doc comments' wrapped lines, so descriptions
 /// read as paragraphs in `kubectl explain` and in the YAML.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![Tailnet::crd(), TailnetPolicy::crd()];
+    let mut crds = vec![Tailnet::crd(), TailnetPolicy::crd(), ChangeProposal::crd()];
     for crd in &mut crds {
         for version in &mut crd.spec.versions {
             for column in version.additional_printer_columns.iter_mut().flatten() {
