@@ -272,7 +272,7 @@ fn fingerprint(tailnet: &Tailnet, credentials: &Credentials, interval: Duration)
 }
 
 /// Reads the credentials from the referenced Secret.
-async fn read_credentials(
+pub async fn read_credentials(
     tailnet: &Tailnet,
     client: &kube::Client,
 ) -> Result<Credentials, ReconcileError> {
