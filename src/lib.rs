@@ -11,6 +11,7 @@ pub mod audit;
 pub mod cli;
 pub mod controller;
 pub mod error;
+pub mod mcp;
 pub mod policy;
 pub mod reconcile;
 pub mod resources;

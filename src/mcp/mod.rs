@@ -1,0 +1,6 @@
+//! `tailnet-operator mcp`: the MCP server (DESIGN §5). It reads the operator's state and
+//! proposes changes for a human to review; it never writes to the tailnet.
+pub mod backend;
+pub mod local;
+
+pub use backend::{Backend, BackendError};
