@@ -1,6 +1,9 @@
 //! `tailnet-operator mcp`: the MCP server (DESIGN §5). It reads the operator's state and
 //! proposes changes for a human to review; it never writes to the tailnet.
+pub mod audit_log;
 pub mod backend;
+pub mod kube_source;
 pub mod local;
+pub mod server;
 
 pub use backend::{Backend, BackendError};
