@@ -2,8 +2,11 @@
 //! proposes changes for a human to review; it never writes to the tailnet.
 pub mod audit_log;
 pub mod backend;
+pub mod http;
 pub mod kube_source;
 pub mod local;
+pub mod loopback;
+pub mod remote;
 pub mod server;
 
 pub use backend::{Backend, BackendError};

@@ -1,0 +1,205 @@
+//! The streamable HTTP transport, hardened for a sidecar reachable from the tailnet:
+//! - every request needs `Authorization: Bearer <token>` (the token from `--token-file`,
+//!   compared in constant time); anything else is 401 before the MCP layer sees it;
+//! - `Host` must be in the allow-list (`--allowed-hosts`, loopback by default) and a browser
+//!   `Origin` must be in `--allowed-origins` (none by default): 403 otherwise (DNS rebinding);
+//! - request bodies are capped (413);
+//! - each client (peer IP) gets a token bucket of requests per minute (429);
+//! - the peer address becomes the client identity of the audit log (never a header).
+//!
+//! Sessions are stateless (no `Mcp-Session-Id` to steal or replay) and responses plain JSON.
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+use super::audit_log::ClientIdentity;
+use super::server::TailnetMcp;
+use crate::secret::Secret;
+
+/// The MCP endpoint's path.
+pub const MCP_PATH: &str = "/mcp";
+/// Hosts accepted when `--allowed-hosts` is not given: loopback only.
+pub const DEFAULT_ALLOWED_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
+/// Default request body cap: MCP requests are small; a policy patch is well under this.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default requests per minute per client.
+pub const DEFAULT_RATE_PER_MINUTE: u32 = 120;
+
+/// How the HTTP transport is guarded.
+#[derive(Clone)]
+pub struct HttpOptions {
+    pub token: Secret,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub requests_per_minute: u32,
+}
+
+/// Serves `server` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    server: TailnetMcp,
+    options: HttpOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(server, options);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// The router: rate limit, then bearer token, then rmcp (Host/Origin, body cap, MCP).
+pub fn router(server: TailnetMcp, options: HttpOptions) -> Router {
+    let mut config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_allowed_hosts(options.allowed_hosts.clone())
+        .with_max_request_body_bytes(options.max_body_bytes);
+    config = if options.allowed_origins.is_empty() {
+        config.enforce_origin_validation()
+    } else {
+        config.with_allowed_origins(options.allowed_origins.clone())
+    };
+    let service = StreamableHttpService::new(
+        move || Ok(server.clone()),
+        LocalSessionManager::default().into(),
+        config,
+    );
+    let guard = Arc::new(Guard {
+        token: options.token,
+        limiter: RateLimiter::new(options.requests_per_minute),
+    });
+    Router::new()
+        .nest_service(MCP_PATH, service)
+        .layer(middleware::from_fn_with_state(guard, guard_request))
+}
+
+struct Guard {
+    token: Secret,
+    limiter: RateLimiter,
+}
+
+async fn guard_request(
+    State(guard): State<Arc<Guard>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !guard.limiter.allow(peer.ip(), Instant::now()) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, HeaderValue::from_static("60"))],
+            "rate limit exceeded: slow down\n",
+        )
+            .into_response();
+    }
+    if !bearer_matches(&request, &guard.token) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+            "missing or wrong bearer token: send Authorization: Bearer <the token in --token-file>\n",
+        )
+            .into_response();
+    }
+    request
+        .extensions_mut()
+        .insert(ClientIdentity(peer.to_string()));
+    next.run(request).await
+}
+
+/// Constant-time comparison of the presented token with the expected one.
+fn bearer_matches(request: &Request, token: &Secret) -> bool {
+    let Some(presented) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let expected = token.expose().as_bytes();
+    !expected.is_empty() && bool::from(presented.trim().as_bytes().ct_eq(expected))
+}
+
+/// A token bucket per client IP: `per_minute` requests, refilled continuously.
+struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter {
+            per_minute: per_minute.max(1),
+            buckets: Mutex::default(),
+        }
+    }
+
+    fn allow(&self, client: IpAddr, now: Instant) -> bool {
+        let capacity = f64::from(self.per_minute);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget idle clients so the map stays bounded by the active ones.
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(120));
+        }
+        let (tokens, at) = buckets.entry(client).or_insert((capacity, now));
+        let refill = now.duration_since(*at).as_secs_f64() * capacity / 60.0;
+        *tokens = (*tokens + refill).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_gets_its_budget_then_waits_for_refill() {
+        let limiter = RateLimiter::new(3);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        assert!((0..3).all(|_| limiter.allow(a, t0)));
+        assert!(!limiter.allow(a, t0), "the fourth request within the minute is refused");
+        assert!(limiter.allow(b, t0), "another client has its own bucket");
+        assert!(limiter.allow(a, t0 + Duration::from_secs(20)), "one token back after 20 s");
+        assert!(!limiter.allow(a, t0 + Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn bearer_must_match_exactly() {
+        let token = Secret::new("s3cret-token");
+        let with = |value: &str| {
+            Request::builder()
+                .header(header::AUTHORIZATION, value)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        assert!(bearer_matches(&with("Bearer s3cret-token"), &token));
+        assert!(!bearer_matches(&with("Bearer s3cret-tokenX"), &token));
+        assert!(!bearer_matches(&with("Bearer s3cret"), &token));
+        assert!(!bearer_matches(&with("Basic s3cret-token"), &token));
+        let none = Request::builder().body(axum::body::Body::empty()).unwrap();
+        assert!(!bearer_matches(&none, &token));
+        assert!(!bearer_matches(&with("Bearer "), &Secret::new("")));
+    }
+}
