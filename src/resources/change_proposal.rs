@@ -17,6 +17,10 @@ use super::common::{CommonStatus, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN};
 pub const MAX_SUMMARY_LENGTH: u32 = 2048;
 
 /// A reviewed change to one of the operator's resources.
+///
+/// CEL rules (evaluated by the API server): a proposal cannot be created with
+/// `spec.approved: true`; `spec.target`, `spec.patch` and `spec.mode` cannot change once it
+/// exists (what a human approves is what the proposer created).
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[kube(
@@ -74,6 +78,25 @@ pub const MAX_SUMMARY_LENGTH: u32 = 2048;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "oldSelf.hasValue() || !self.approved",
+        "optionalOldSelf": true,
+        "message": "a ChangeProposal cannot be created already approved: create it with spec.approved unset (false); a human reviewer sets it to true",
+    },
+    {
+        "rule": "self.target == oldSelf.target",
+        "message": "spec.target is immutable: create a new ChangeProposal to change another resource",
+    },
+    {
+        "rule": "self.patch == oldSelf.patch",
+        "message": "spec.patch is immutable: the reviewed patch is the one applied; create a new ChangeProposal for a different patch",
+    },
+    {
+        "rule": "self.mode == oldSelf.mode",
+        "message": "spec.mode is immutable: what was reviewed for Apply or GitOps stays so; create a new ChangeProposal for the other mode",
+    },
+]))]
 pub struct ChangeProposalSpec {
     /// The resource the patch changes.
     pub target: ProposalTarget,
