@@ -160,6 +160,21 @@ impl Manager {
         self.stop.stop();
     }
 
+    /// Runs until `shutdown` resolves, then stops gracefully (what [`run`] does once started;
+    /// for callers that need the started manager first, e.g. for its snapshot caches).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ManagerError> {
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight reconciles, releasing the Lease");
+            stop.stop();
+        });
+        self.wait().await
+    }
+
     /// Waits until the manager has stopped: after [`Manager::shutdown`], or on its own when
     /// leadership is lost (an error).
     pub async fn wait(self) -> Result<(), ManagerError> {
