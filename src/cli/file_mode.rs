@@ -120,7 +120,7 @@ pub fn load(path: &Path) -> Result<Manifests, FileModeError> {
     Ok(manifests)
 }
 
-fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, FileModeError> {
+pub fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, FileModeError> {
     let io = |source| FileModeError::Io {
         path: path.to_owned(),
         source,

@@ -60,6 +60,9 @@ pub enum Command {
     Apply(file_mode::FileArgs),
     /// Run the controllers in a cluster (leader election, /healthz, /readyz, /metrics).
     Run(RunArgs),
+    /// MCP server for assistants: read state, propose reviewed patches (stdio, or HTTP with
+    /// --http-listen). Never writes to the tailnet.
+    Mcp(crate::mcp::cli::McpArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +76,10 @@ pub struct RunArgs {
     /// Elect a leader through a Lease so several replicas are safe; `false` for one replica.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
+    /// Serve the loopback API for the MCP sidecar (read views, create ChangeProposals) on this
+    /// address; loopback addresses only, e.g. 127.0.0.1:8081.
+    #[arg(long, value_parser = crate::mcp::loopback::parse_loopback)]
+    pub loopback_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,6 +140,10 @@ pub enum CliError {
     File(#[from] file_mode::FileModeError),
     #[error(transparent)]
     Reconcile(#[from] crate::resources::ReconcileError),
+    #[error(transparent)]
+    Mcp(#[from] crate::mcp::cli::McpError),
+    #[error(transparent)]
+    Loopback(#[from] crate::mcp::loopback::LoopbackError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -174,20 +185,39 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Run(args) => run_manager(args).await.map(|()| ExitCode::SUCCESS),
         Command::Plan(args) => file_mode::run(&args, file_mode::Mode::Plan).await,
         Command::Apply(args) => file_mode::run(&args, file_mode::Mode::Apply).await,
+        Command::Mcp(args) => crate::mcp::cli::run(args)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(CliError::from),
     }
 }
 
 async fn run_manager(args: RunArgs) -> Result<(), CliError> {
     let client = kube::Client::try_default().await?;
     let config = crate::controller::RunConfig {
-        namespace: args.namespace,
+        namespace: args.namespace.clone(),
         identity: pod_identity(),
         metrics_listen: args.metrics_listen,
         leader_election: args
             .leader_election
             .then(crate::controller::LeaseConfig::default),
     };
-    crate::controller::run(client, config, shutdown_signal()).await?;
+    let Some(loopback) = args.loopback_listen else {
+        crate::controller::run(client, config, shutdown_signal()).await?;
+        return Ok(());
+    };
+    // The loopback API reads through the controllers' own snapshot caches.
+    let manager = crate::controller::Manager::start(client.clone(), config).await?;
+    let source = crate::mcp::kube_source::KubeSource::new(client, args.namespace)
+        .with_shared_snapshots(manager.snapshots().clone());
+    let backend = std::sync::Arc::new(crate::mcp::local::LocalBackend::new(source));
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    crate::mcp::loopback::start(loopback, backend, async move {
+        let _ = api_stopped.await;
+    })
+    .await?;
+    manager.run_until(shutdown_signal()).await?;
+    let _ = stop_api.send(());
     Ok(())
 }
 

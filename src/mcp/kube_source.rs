@@ -3,6 +3,7 @@
 //! tailnet each `Tailnet` resource names, proposals as `ChangeProposal` objects.
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
@@ -11,7 +12,9 @@ use super::backend::*;
 use super::local::Source;
 use crate::controller::tailnet::read_credentials;
 use crate::controller::tailnet_policy::resolve_all;
+use crate::proposal::{self, ProposalWorld};
 use crate::reconcile::tailnet_policy::PolicyResource;
+use crate::reconcile::view::tailnet_view;
 use crate::resources::change_proposal::ProposalTarget;
 use crate::resources::common::GROUP;
 use crate::resources::{ChangeProposal, Tailnet, TailnetPolicy};
@@ -22,8 +25,9 @@ use crate::tailscale::{ClientConfig, TailscaleClient};
 /// as soon as their CRDs are installed: (kind, plural).
 const OTHER_KINDS: &[(&str, &str)] = &[("DeviceTagSet", "devicetagsets"), ("DNSConfig", "dnsconfigs")];
 
-/// Resync of the snapshots this source builds itself (standalone `--kubeconfig`).
-const STANDALONE_RESYNC: Duration = Duration::from_secs(30);
+/// Resync of the snapshots this source builds itself (standalone `--kubeconfig`): an
+/// interactive tool reads the tailnet afresh on every call, so a console edit is seen at once.
+const STANDALONE_RESYNC: Duration = Duration::ZERO;
 
 pub struct KubeSource {
     client: Client,
@@ -167,6 +171,118 @@ impl KubeSource {
     }
 }
 
+impl KubeSource {
+    /// Everything the proposal checks need: the TailnetPolicies, the ConfigMaps they read,
+    /// and the target tailnet's users, devices and live policy.
+    async fn world(&self, tailnet: Option<String>) -> Result<ProposalWorld, BackendError> {
+        let policies = Api::<TailnetPolicy>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| BackendError::unavailable("listing TailnetPolicies", e))?
+            .items;
+        let mut config_maps = Vec::new();
+        for r in policies
+            .iter()
+            .filter_map(|p| p.spec.policy_from.as_ref())
+            .map(|f| &f.config_map_key_ref)
+        {
+            let found = Api::<ConfigMap>::namespaced(self.client.clone(), &r.namespace)
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| BackendError::unavailable("reading a policy ConfigMap", e))?;
+            config_maps.extend(found);
+        }
+        let mut world = ProposalWorld {
+            policies,
+            config_maps,
+            ..Default::default()
+        };
+        let snapshots = match tailnet {
+            Some(name) => self.snapshots(name).await.ok(),
+            None => None,
+        };
+        if let Some(snapshots) = snapshots {
+            let (policy, devices, users) =
+                tokio::join!(snapshots.policy(), snapshots.devices(), snapshots.users());
+            if let (Ok(d), Ok(u)) = (devices, users) {
+                world.view = tailnet_view(&d.data, &u.data);
+            }
+            world.live_policy = policy.ok().map(|p| p.data.hujson.clone());
+        }
+        Ok(world)
+    }
+
+    /// Validates the patch (or, with `None`, the adopt-drift patch) on the target as it is now
+    /// and creates the ChangeProposal; nothing is created when validation fails.
+    async fn propose(
+        &self,
+        key: ResourceKey,
+        patch: Option<Value>,
+        summary: String,
+    ) -> Result<ProposalCreated, BackendError> {
+        let resources = self.resources().await?;
+        let target = resources
+            .into_iter()
+            .find(|r| {
+                r.get("kind").and_then(Value::as_str) == Some(key.kind.as_str())
+                    && r.pointer("/metadata/name").and_then(Value::as_str) == Some(key.name.as_str())
+            })
+            .ok_or_else(|| {
+                BackendError::NotFound(format!(
+                    "{}: no such resource; list_resources shows what exists",
+                    key.label()
+                ))
+            })?;
+        let tailnet = match key.kind.as_str() {
+            "Tailnet" => Some(key.name.clone()),
+            _ => target
+                .pointer("/spec/tailnetRef")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        let world = self.world(tailnet).await?;
+        let patch = match patch {
+            Some(patch) => patch,
+            None => proposal::adopt_drift_patch(&target, &world)
+                .map_err(|e| BackendError::Invalid(e.to_string()))?,
+        };
+        let preview = proposal::preview(&target, &patch, &world)
+            .map_err(|e| BackendError::Invalid(e.to_string()))?;
+        if !preview.is_valid() {
+            return Err(BackendError::Invalid(format!(
+                "the patched {} fails validation, no proposal created: {}",
+                key.label(),
+                preview.problems()
+            )));
+        }
+        let created = self.create_proposal(key.clone(), patch, summary).await?;
+        let name = created.name_any();
+        let namespace = created.namespace().unwrap_or_else(|| self.proposal_namespace.clone());
+        Ok(ProposalCreated {
+            next_step: format!(
+                "a human reviews it (`kubectl -n {namespace} get changeproposal {name} -o yaml`) \
+                 and approves with `kubectl -n {namespace} patch changeproposal {name} --type \
+                 merge -p '{{\"spec\":{{\"approved\":true}}}}'`"
+            ),
+            name,
+            namespace: Some(namespace),
+            target: key,
+            yaml_diff: preview.diff,
+            access_diff: preview.access_diff,
+            validation: preview
+                .validation
+                .into_iter()
+                .map(|v| ValidationView {
+                    check: v.check,
+                    ok: v.ok,
+                    message: v.message,
+                })
+                .collect(),
+            file: None,
+        })
+    }
+}
+
 /// generateName prefixes are capped so the generated name stays a DNS subdomain.
 fn truncate_name(prefix: &str) -> String {
     let clean: String = prefix
@@ -271,19 +387,27 @@ impl Source for KubeSource {
 
     fn propose_patch(&self, request: ProposeRequest) -> BackendResult<'_, ProposalCreated> {
         Box::pin(async move {
-            let _ = (&request, Self::create_proposal);
-            Err(BackendError::Unsupported(
-                "proposals need the ChangeProposal validation library".to_owned(),
-            ))
+            let key = ResourceKey {
+                kind: request.kind,
+                name: request.name,
+                namespace: request.namespace,
+            };
+            self.propose(key, Some(request.patch), request.summary).await
         })
     }
 
     fn adopt_drift(&self, request: AdoptDriftRequest) -> BackendResult<'_, ProposalCreated> {
         Box::pin(async move {
-            let _ = &request;
-            Err(BackendError::Unsupported(
-                "proposals need the ChangeProposal validation library".to_owned(),
-            ))
+            let key = ResourceKey {
+                kind: request.kind,
+                name: request.name,
+                namespace: request.namespace,
+            };
+            let summary = format!(
+                "Adopt the live tailnet's state into {} (keep the console edit)",
+                key.label()
+            );
+            self.propose(key, None, summary).await
         })
     }
 }

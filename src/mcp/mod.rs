@@ -2,10 +2,12 @@
 //! proposes changes for a human to review; it never writes to the tailnet.
 pub mod audit_log;
 pub mod backend;
+pub mod cli;
 pub mod http;
 pub mod kube_source;
 pub mod local;
 pub mod loopback;
+pub mod manifests_source;
 pub mod remote;
 pub mod server;
 

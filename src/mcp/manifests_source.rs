@@ -1,0 +1,373 @@
+//! The GitOps-checkout [`Source`] (`tailnet-operator mcp --manifests PATH`): desired state from
+//! the CR files under PATH (file mode's loader), live state from the tailnet given by the TS_*
+//! settings or, without any, the embedded simulated tailnet (said on stderr), status and drift
+//! from the same planner the controller runs. No Kubernetes at all.
+//!
+//! A proposal is a patch file under `--proposals-dir`: a `git apply`-able diff of the target's
+//! manifest, preceded by `# ` header lines (summary, target, validation, access diff) that
+//! `git apply` skips. A human reviews it, applies it to the checkout and commits.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::backend::*;
+use super::local::{Source, kind_of, name_of};
+use crate::cli::file_mode::{self, Manifests};
+use crate::cli::{Connection, ConnectionArgs, connect};
+use crate::proposal::{self, ProposalWorld};
+use crate::reconcile::tailnet_policy::{InMemoryRevisionStore, PolicyResource, observe_and_plan};
+use crate::reconcile::view::tailnet_view;
+use crate::resources::tailnet_policy::TailnetPolicyStatus;
+use crate::snapshot::TailnetSnapshots;
+
+pub struct ManifestsSource {
+    path: PathBuf,
+    proposals_dir: PathBuf,
+    /// The checkout's root (nearest ancestor with `.git`), which patch paths are relative to.
+    repo_root: PathBuf,
+    snapshots: TailnetSnapshots,
+    simulated: bool,
+    /// Keeps the embedded simulated tailnet running.
+    _connection: Connection,
+}
+
+impl ManifestsSource {
+    pub async fn open(
+        path: &Path,
+        proposals_dir: &Path,
+        connection: &ConnectionArgs,
+    ) -> Result<ManifestsSource, BackendError> {
+        let path = path.canonicalize().map_err(|e| {
+            BackendError::Invalid(format!("--manifests {}: {e}", path.display()))
+        })?;
+        // Load once up front so a broken checkout fails at start, naming the file.
+        file_mode::load(&path).map_err(|e| BackendError::Invalid(e.to_string()))?;
+        let connection = connect(connection)
+            .await
+            .map_err(|e| BackendError::Invalid(e.to_string()))?;
+        // An interactive tool: every call reads the tailnet afresh (one read per area per call),
+        // so a console edit is seen at once.
+        let snapshots = TailnetSnapshots::new(connection.client.clone(), Duration::ZERO);
+        let repo_root = repo_root(&path);
+        Ok(ManifestsSource {
+            simulated: connection.is_simulated(),
+            proposals_dir: proposals_dir.to_owned(),
+            path,
+            repo_root,
+            snapshots,
+            _connection: connection,
+        })
+    }
+
+    fn manifests(&self) -> Result<Manifests, BackendError> {
+        file_mode::load(&self.path).map_err(|e| BackendError::Invalid(e.to_string()))
+    }
+
+    async fn world(&self, manifests: &Manifests) -> ProposalWorld {
+        let (policy, devices, users) = tokio::join!(
+            self.snapshots.policy(),
+            self.snapshots.devices(),
+            self.snapshots.users()
+        );
+        let view = match (devices, users) {
+            (Ok(d), Ok(u)) => tailnet_view(&d.data, &u.data),
+            _ => Default::default(),
+        };
+        ProposalWorld {
+            policies: manifests.policies.clone(),
+            config_maps: manifests.config_maps.clone(),
+            view,
+            live_policy: policy.ok().map(|p| p.data.hujson.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Validates `patch` on the target and writes the proposal file; nothing is written when
+    /// the preview fails.
+    async fn propose(
+        &self,
+        target_key: ResourceKey,
+        patch: PatchOrAdopt,
+        summary: Option<String>,
+    ) -> Result<ProposalCreated, BackendError> {
+        let manifests = self.manifests()?;
+        let located = locate(&self.path, &target_key)?;
+        let world = self.world(&manifests).await;
+        let patch = match patch {
+            PatchOrAdopt::Patch(p) => p,
+            PatchOrAdopt::Adopt => proposal::adopt_drift_patch(&located.object, &world)
+                .map_err(|e| BackendError::Invalid(e.to_string()))?,
+        };
+        let summary = summary.unwrap_or_else(|| {
+            format!(
+                "Adopt the live tailnet's state into {} (keep the console edit)",
+                target_key.label()
+            )
+        });
+        let preview = proposal::preview(&located.object, &patch, &world)
+            .map_err(|e| BackendError::Invalid(e.to_string()))?;
+        if !preview.is_valid() {
+            return Err(BackendError::Invalid(format!(
+                "the patched {} fails validation, no proposal written: {}",
+                target_key.label(),
+                preview.problems()
+            )));
+        }
+        let relative = located
+            .file
+            .strip_prefix(&self.repo_root)
+            .unwrap_or(&located.file)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let diff = proposal::manifest_patch(&relative, &located.text, located.index, &preview.patched)
+            .map_err(|e| BackendError::Invalid(e.to_string()))?;
+        let name = format!(
+            "{}-{}-{}",
+            Utc::now().format("%Y%m%dT%H%M%S%3f"),
+            target_key.kind.to_lowercase(),
+            target_key.name
+        );
+        let validation: Vec<ValidationView> = preview
+            .validation
+            .iter()
+            .map(|v| ValidationView {
+                check: v.check.clone(),
+                ok: v.ok,
+                message: v.message.clone(),
+            })
+            .collect();
+        let header = header(&summary, &target_key, &validation, preview.access_diff.as_deref());
+        std::fs::create_dir_all(&self.proposals_dir).map_err(|e| {
+            BackendError::unavailable(&format!("creating {}", self.proposals_dir.display()), e)
+        })?;
+        let file = self.proposals_dir.join(format!("{name}.patch"));
+        std::fs::write(&file, format!("{header}{diff}"))
+            .map_err(|e| BackendError::unavailable(&format!("writing {}", file.display()), e))?;
+        Ok(ProposalCreated {
+            name,
+            namespace: None,
+            target: target_key,
+            yaml_diff: preview.diff,
+            access_diff: preview.access_diff,
+            validation,
+            file: Some(file.display().to_string()),
+            next_step: format!(
+                "review {file}, then from {root}: `git apply {file}`, check with \
+                 `tailnet-operator plan -f {manifests}`, and commit",
+                file = file.display(),
+                root = self.repo_root.display(),
+                manifests = self.path.display()
+            ),
+        })
+    }
+}
+
+enum PatchOrAdopt {
+    Patch(Value),
+    Adopt,
+}
+
+/// The nearest ancestor of `path` holding `.git` (a directory, or a file in a worktree);
+/// `path` itself when there is none.
+fn repo_root(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .unwrap_or(path)
+        .to_owned()
+}
+
+/// Where a resource's document is: file, text, index (as `serde_saphyr::from_multiple` counts
+/// documents) and the document itself.
+struct Located {
+    file: PathBuf,
+    text: String,
+    index: usize,
+    object: Value,
+}
+
+fn locate(root: &Path, key: &ResourceKey) -> Result<Located, BackendError> {
+    for file in file_mode::yaml_files(root).map_err(|e| BackendError::Invalid(e.to_string()))? {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| BackendError::unavailable(&file.display().to_string(), e))?;
+        let Ok(docs) = serde_saphyr::from_multiple::<Value>(&text) else {
+            continue;
+        };
+        for (index, object) in docs.into_iter().enumerate() {
+            if kind_of(&object) == key.kind && name_of(&object) == key.name {
+                return Ok(Located {
+                    file,
+                    text,
+                    index,
+                    object,
+                });
+            }
+        }
+    }
+    Err(BackendError::NotFound(format!(
+        "{}: no document with this kind and name under {}",
+        key.label(),
+        root.display()
+    )))
+}
+
+fn header(
+    summary: &str,
+    target: &ResourceKey,
+    validation: &[ValidationView],
+    access_diff: Option<&str>,
+) -> String {
+    let mut lines = vec![
+        "# tailnet-operator change proposal (review, then `git apply` this file)".to_owned(),
+        format!("# summary: {}", summary.replace('\n', " ")),
+        format!("# target: {}", target.label()),
+    ];
+    for v in validation {
+        lines.push(format!(
+            "# check {}: {} {}",
+            v.check,
+            if v.ok { "ok" } else { "FAILED" },
+            v.message.replace('\n', " ")
+        ));
+    }
+    if let Some(access) = access_diff {
+        lines.push("# access diff:".to_owned());
+        lines.extend(access.lines().map(|l| format!("#   {l}")));
+    }
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+fn proposal_from_file(path: &Path) -> Option<ProposalInfo> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .take_while(|l| l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(&format!("# {name}: ")))
+            .map(str::to_owned)
+    };
+    let target = field("target")?;
+    let (kind, name) = target.split_once('/')?;
+    Some(ProposalInfo {
+        name: path.file_stem()?.to_string_lossy().into_owned(),
+        namespace: None,
+        target: ResourceKey {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            namespace: None,
+        },
+        summary: field("summary").unwrap_or_default(),
+        mode: "GitOps".to_owned(),
+        approved: false,
+        phase: None,
+        diff: None,
+        access_diff: None,
+        message: None,
+        file: Some(path.display().to_string()),
+    })
+}
+
+impl Source for ManifestsSource {
+    fn describe(&self) -> String {
+        let live = if self.simulated {
+            "the embedded simulated tailnet"
+        } else {
+            "the tailnet of the TS_* settings"
+        };
+        format!("manifests at {} (no cluster), live state from {live}", self.path.display())
+    }
+
+    fn resources(&self) -> BackendResult<'_, Vec<Value>> {
+        Box::pin(async move {
+            let manifests = self.manifests()?;
+            let plan = observe_and_plan(
+                &manifests.policy_resources(),
+                &[],
+                &self.snapshots,
+                &InMemoryRevisionStore::new(),
+            )
+            .await
+            .map_err(|e| BackendError::unavailable("planning the TailnetPolicies", e))?;
+            let now = crate::resources::conditions::time_from(Utc::now());
+            let mut out = Vec::new();
+            for tailnet in &manifests.tailnets {
+                out.push(object_json(tailnet, "Tailnet"));
+            }
+            for policy in &manifests.policies {
+                let mut value = object_json(policy, "TailnetPolicy");
+                let name = policy.metadata.name.clone().unwrap_or_default();
+                if let Some(outcome) = plan.outcome(&name) {
+                    let mut status = TailnetPolicyStatus::default();
+                    outcome.write_status(&mut status, &now);
+                    value["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
+                }
+                out.push(value);
+            }
+            Ok(out)
+        })
+    }
+
+    fn snapshots(&self, _tailnet: String) -> BackendResult<'_, TailnetSnapshots> {
+        // One checkout manages one tailnet (file mode's rule).
+        Box::pin(async move { Ok(self.snapshots.clone()) })
+    }
+
+    fn policy_resources(&self, tailnet: String) -> BackendResult<'_, Vec<PolicyResource>> {
+        Box::pin(async move {
+            let manifests = self.manifests()?;
+            Ok(manifests
+                .policy_resources()
+                .into_iter()
+                .filter(|r| r.spec.common.tailnet_ref == tailnet || tailnet.is_empty())
+                .collect())
+        })
+    }
+
+    fn proposals(&self) -> BackendResult<'_, ProposalList> {
+        Box::pin(async move {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&self.proposals_dir)
+                .map(|dir| {
+                    dir.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|e| e == "patch"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            Ok(ProposalList {
+                proposals: files.iter().filter_map(|f| proposal_from_file(f)).collect(),
+            })
+        })
+    }
+
+    fn propose_patch(&self, request: ProposeRequest) -> BackendResult<'_, ProposalCreated> {
+        Box::pin(async move {
+            let key = ResourceKey {
+                kind: request.kind,
+                name: request.name,
+                namespace: request.namespace,
+            };
+            self.propose(key, PatchOrAdopt::Patch(request.patch), Some(request.summary))
+                .await
+        })
+    }
+
+    fn adopt_drift(&self, request: AdoptDriftRequest) -> BackendResult<'_, ProposalCreated> {
+        Box::pin(async move {
+            let key = ResourceKey {
+                kind: request.kind,
+                name: request.name,
+                namespace: request.namespace,
+            };
+            self.propose(key, PatchOrAdopt::Adopt, None).await
+        })
+    }
+}
+
+fn object_json<K: serde::Serialize>(object: &K, kind: &str) -> Value {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if value.get("kind").is_none() {
+        value["kind"] = kind.into();
+    }
+    value
+}
