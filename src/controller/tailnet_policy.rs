@@ -439,7 +439,10 @@ fn latest(ctx: &PolicyContext, policy: &TailnetPolicy) -> Arc<TailnetPolicy> {
 }
 
 /// The planner inputs of `members`, each text resolved (a ConfigMap key: one `GET`).
-pub async fn resolve_all(client: &kube::Client, members: &[Arc<TailnetPolicy>]) -> Vec<PolicyResource> {
+pub async fn resolve_all(
+    client: &kube::Client,
+    members: &[Arc<TailnetPolicy>],
+) -> Vec<PolicyResource> {
     let mut resources = Vec::with_capacity(members.len());
     for member in members {
         let text = resolve_text(client, member).await;

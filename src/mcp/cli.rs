@@ -118,7 +118,9 @@ async fn backend(args: &McpArgs) -> Result<Arc<dyn Backend>, McpError> {
             .proposal_namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_owned());
-        return Ok(Arc::new(LocalBackend::new(KubeSource::new(client, namespace))));
+        return Ok(Arc::new(LocalBackend::new(KubeSource::new(
+            client, namespace,
+        ))));
     }
     let path = args.manifests.clone().unwrap_or_default();
     let source = ManifestsSource::open(&path, &args.proposals_dir, &args.connection).await?;
@@ -130,8 +132,7 @@ async fn kube_client(path: &PathBuf) -> Result<kube::Client, McpError> {
         path: path.clone(),
         message,
     };
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(path).map_err(|e| error(e.to_string()))?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| error(e.to_string()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .map_err(|e| error(e.to_string()))?;
@@ -193,7 +194,10 @@ async fn serve_http(args: &McpArgs, addr: SocketAddr, server: TailnetMcp) -> Res
         message: e.to_string(),
     })?;
     // The test harness and operators read the bound address (port 0 picks one) from here.
-    eprintln!("MCP streamable HTTP listening on http://{local}{}", http::MCP_PATH);
+    eprintln!(
+        "MCP streamable HTTP listening on http://{local}{}",
+        http::MCP_PATH
+    );
     http::serve(listener, server, options, crate::cli::shutdown_signal())
         .await
         .map_err(|e| McpError::Serve {

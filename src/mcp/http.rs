@@ -179,9 +179,15 @@ mod tests {
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let t0 = Instant::now();
         assert!((0..3).all(|_| limiter.allow(a, t0)));
-        assert!(!limiter.allow(a, t0), "the fourth request within the minute is refused");
+        assert!(
+            !limiter.allow(a, t0),
+            "the fourth request within the minute is refused"
+        );
         assert!(limiter.allow(b, t0), "another client has its own bucket");
-        assert!(limiter.allow(a, t0 + Duration::from_secs(20)), "one token back after 20 s");
+        assert!(
+            limiter.allow(a, t0 + Duration::from_secs(20)),
+            "one token back after 20 s"
+        );
         assert!(!limiter.allow(a, t0 + Duration::from_secs(20)));
     }
 

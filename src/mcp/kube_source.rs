@@ -23,7 +23,10 @@ use crate::tailscale::{ClientConfig, TailscaleClient};
 
 /// Kinds of the operator's group other than the typed ones, read generically so they show up
 /// as soon as their CRDs are installed: (kind, plural).
-const OTHER_KINDS: &[(&str, &str)] = &[("DeviceTagSet", "devicetagsets"), ("DNSConfig", "dnsconfigs")];
+const OTHER_KINDS: &[(&str, &str)] = &[
+    ("DeviceTagSet", "devicetagsets"),
+    ("DNSConfig", "dnsconfigs"),
+];
 
 /// Resync of the snapshots this source builds itself (standalone `--kubeconfig`): an
 /// interactive tool reads the tailnet afresh on every call, so a console edit is seen at once.
@@ -225,7 +228,8 @@ impl KubeSource {
             .into_iter()
             .find(|r| {
                 r.get("kind").and_then(Value::as_str) == Some(key.kind.as_str())
-                    && r.pointer("/metadata/name").and_then(Value::as_str) == Some(key.name.as_str())
+                    && r.pointer("/metadata/name").and_then(Value::as_str)
+                        == Some(key.name.as_str())
             })
             .ok_or_else(|| {
                 BackendError::NotFound(format!(
@@ -257,7 +261,9 @@ impl KubeSource {
         }
         let created = self.create_proposal(key.clone(), patch, summary).await?;
         let name = created.name_any();
-        let namespace = created.namespace().unwrap_or_else(|| self.proposal_namespace.clone());
+        let namespace = created
+            .namespace()
+            .unwrap_or_else(|| self.proposal_namespace.clone());
         Ok(ProposalCreated {
             next_step: format!(
                 "a human reviews it (`kubectl -n {namespace} get changeproposal {name} -o yaml`) \
@@ -287,7 +293,13 @@ impl KubeSource {
 fn truncate_name(prefix: &str) -> String {
     let clean: String = prefix
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     clean.chars().take(200).collect()
 }
@@ -375,10 +387,11 @@ impl Source for KubeSource {
 
     fn proposals(&self) -> BackendResult<'_, ProposalList> {
         Box::pin(async move {
-            let list = Api::<ChangeProposal>::namespaced(self.client.clone(), &self.proposal_namespace)
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| BackendError::unavailable("listing ChangeProposals", e))?;
+            let list =
+                Api::<ChangeProposal>::namespaced(self.client.clone(), &self.proposal_namespace)
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| BackendError::unavailable("listing ChangeProposals", e))?;
             Ok(ProposalList {
                 proposals: list.items.iter().map(proposal_info).collect(),
             })
@@ -392,7 +405,8 @@ impl Source for KubeSource {
                 name: request.name,
                 namespace: request.namespace,
             };
-            self.propose(key, Some(request.patch), request.summary).await
+            self.propose(key, Some(request.patch), request.summary)
+                .await
         })
     }
 
@@ -411,4 +425,3 @@ impl Source for KubeSource {
         })
     }
 }
-

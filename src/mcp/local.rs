@@ -207,7 +207,9 @@ pub fn detail(resource: &Value) -> ResourceDetail {
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_owned),
-        generation: resource.pointer("/metadata/generation").and_then(Value::as_i64),
+        generation: resource
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64),
         spec: resource.get("spec").cloned().unwrap_or(Value::Null),
         drift: status.get("drift").cloned().filter(|d| !d.is_null()),
         status,
@@ -263,7 +265,10 @@ pub fn filter_matches(filter: &DeviceFilter, d: &Device) -> bool {
     let contains = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
     filter.tag.as_ref().is_none_or(|t| d.tags.contains(t))
         && filter.user.as_ref().is_none_or(|u| &d.user == u)
-        && filter.os.as_ref().is_none_or(|os| d.os.eq_ignore_ascii_case(os))
+        && filter
+            .os
+            .as_ref()
+            .is_none_or(|os| d.os.eq_ignore_ascii_case(os))
         && filter
             .name_contains
             .as_ref()
@@ -289,7 +294,9 @@ pub fn key_info(k: &Key) -> KeyInfo {
         reusable: create.is_some_and(|c| c.reusable),
         ephemeral: create.is_some_and(|c| c.ephemeral),
         preauthorized: create.is_some_and(|c| c.preauthorized),
-        tags: create.map(|c| c.tags.clone()).unwrap_or_else(|| k.tags.clone()),
+        tags: create
+            .map(|c| c.tags.clone())
+            .unwrap_or_else(|| k.tags.clone()),
         scopes: k.scopes.clone(),
         invalid: k.invalid,
     }

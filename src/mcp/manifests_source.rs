@@ -39,9 +39,9 @@ impl ManifestsSource {
         proposals_dir: &Path,
         connection: &ConnectionArgs,
     ) -> Result<ManifestsSource, BackendError> {
-        let path = path.canonicalize().map_err(|e| {
-            BackendError::Invalid(format!("--manifests {}: {e}", path.display()))
-        })?;
+        let path = path
+            .canonicalize()
+            .map_err(|e| BackendError::Invalid(format!("--manifests {}: {e}", path.display())))?;
         // Load once up front so a broken checkout fails at start, naming the file.
         file_mode::load(&path).map_err(|e| BackendError::Invalid(e.to_string()))?;
         let connection = connect(connection)
@@ -121,8 +121,9 @@ impl ManifestsSource {
             .unwrap_or(&located.file)
             .to_string_lossy()
             .replace('\\', "/");
-        let diff = proposal::manifest_patch(&relative, &located.text, located.index, &preview.patched)
-            .map_err(|e| BackendError::Invalid(e.to_string()))?;
+        let diff =
+            proposal::manifest_patch(&relative, &located.text, located.index, &preview.patched)
+                .map_err(|e| BackendError::Invalid(e.to_string()))?;
         let name = format!(
             "{}-{}-{}",
             Utc::now().format("%Y%m%dT%H%M%S%3f"),
@@ -138,7 +139,12 @@ impl ManifestsSource {
                 message: v.message.clone(),
             })
             .collect();
-        let header = header(&summary, &target_key, &validation, preview.access_diff.as_deref());
+        let header = header(
+            &summary,
+            &target_key,
+            &validation,
+            preview.access_diff.as_deref(),
+        );
         std::fs::create_dir_all(&self.proposals_dir).map_err(|e| {
             BackendError::unavailable(&format!("creating {}", self.proposals_dir.display()), e)
         })?;
@@ -275,7 +281,10 @@ impl Source for ManifestsSource {
         } else {
             "the tailnet of the TS_* settings"
         };
-        format!("manifests at {} (no cluster), live state from {live}", self.path.display())
+        format!(
+            "manifests at {} (no cluster), live state from {live}",
+            self.path.display()
+        )
     }
 
     fn resources(&self) -> BackendResult<'_, Vec<Value>> {
@@ -347,8 +356,12 @@ impl Source for ManifestsSource {
                 name: request.name,
                 namespace: request.namespace,
             };
-            self.propose(key, PatchOrAdopt::Patch(request.patch), Some(request.summary))
-                .await
+            self.propose(
+                key,
+                PatchOrAdopt::Patch(request.patch),
+                Some(request.summary),
+            )
+            .await
         })
     }
 

@@ -52,12 +52,17 @@ impl RemoteBackend {
                 BackendError::Unavailable(format!("unexpected answer from {url}: {e}"))
             })
         } else {
-            Err(serde_json::from_slice::<BackendError>(&bytes).unwrap_or_else(|_| {
-                BackendError::Unavailable(format!(
-                    "{url}: {}",
-                    String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()
-                ))
-            }))
+            Err(
+                serde_json::from_slice::<BackendError>(&bytes).unwrap_or_else(|_| {
+                    BackendError::Unavailable(format!(
+                        "{url}: {}",
+                        String::from_utf8_lossy(&bytes)
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
+                    ))
+                }),
+            )
         }
     }
 }

@@ -83,7 +83,11 @@ impl TailnetMcp {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn overview(&self) -> Result<Json<Overview>, String> {
-        self.backend.overview().await.map(Json).map_err(backend_error)
+        self.backend
+            .overview()
+            .await
+            .map(Json)
+            .map_err(backend_error)
     }
 
     #[tool(
@@ -314,7 +318,9 @@ impl TailnetMcp {
                 McpError::internal_error(problem.unwrap_or_else(|| "unavailable".into()), None)
             });
         }
-        let rest = uri.strip_prefix(RESOURCE_URI_PREFIX).ok_or_else(not_found)?;
+        let rest = uri
+            .strip_prefix(RESOURCE_URI_PREFIX)
+            .ok_or_else(not_found)?;
         let (kind, name) = rest.split_once('/').ok_or_else(not_found)?;
         let detail = self
             .backend
@@ -372,7 +378,8 @@ impl ServerHandler for TailnetMcp {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => Outcome::Error,
             Ok(_) => Outcome::Ok,
         };
-        self.audit.record(&client, &tool, outcome, started.elapsed());
+        self.audit
+            .record(&client, &tool, outcome, started.elapsed());
         result
     }
 

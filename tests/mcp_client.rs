@@ -1,0 +1,937 @@
+//! `tailnet-operator mcp` driven by a REAL MCP client: the official Python SDK
+//! (`tests/mcp/client.py`, installed by `scripts/test` into the test venv whose interpreter
+//! is `$TAILNET_TEST_PYTHON`).
+//!
+//! The server runs as a child process exactly as a user runs it: `--kubeconfig` against the
+//! in-process fake API server served over TCP on 127.0.0.1 (with the simulated tailnet behind
+//! the `Tailnet`'s Secret), `--operator-url` against the loopback API, and `--manifests` over a
+//! copy of `examples/` with no cluster and no credentials. Every byte the client received (tool
+//! outputs, resources) and every proposal file is scanned for the secrets in play.
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use serde_json::{Value, json};
+use support::fake_kube::{FakeKube, Gvr};
+use tailnet_operator::controller::{Manager, RunConfig};
+use tailnet_operator::mcp::kube_source::KubeSource;
+use tailnet_operator::mcp::local::LocalBackend;
+use tailnet_operator::resources::{ChangeProposal, Tailnet, TailnetPolicy};
+use tailnet_operator::sim::{SimConfig, SimServer};
+use tower::ServiceExt;
+
+const HANG_GUARD: Duration = Duration::from_secs(60);
+const NAMESPACE: &str = "tailnet-system";
+const TAILNET: &str = "home";
+const BIN: &str = env!("CARGO_BIN_EXE_tailnet-operator");
+const BEARER: &str = "test-bearer-token-0123456789abcdef";
+const READ_TOOLS: &[&str] = &[
+    "overview",
+    "list_resources",
+    "get_resource",
+    "get_policy",
+    "check_access",
+    "list_devices",
+    "device_audit",
+    "list_auth_keys",
+    "list_proposals",
+];
+
+const BASE: &str = r#"// Base policy (MCP test).
+{
+  "groups": {
+    "group:eng": ["alice@example.com", "carol@example.com"],
+    "group:sre": ["bob@example.com", "dave@example.com"],
+  },
+  "tagOwners": {
+    "tag:server": ["group:sre"],
+    "tag:prod":   ["group:sre"],
+    "tag:ci":     ["group:eng"],
+  },
+  "grants": [
+    {"src": ["group:sre"], "dst": ["tag:prod", "tag:server"], "ip": ["*"]},
+    {"src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:443"]},
+  ],
+  "tests": [
+    {"src": "carol@example.com", "accept": ["tag:server:443"], "deny": ["tag:prod:5432"]},
+  ],
+}
+"#;
+
+/// The interpreter of the test venv; a clear failure, never a silent pass, without it.
+fn python() -> String {
+    match std::env::var("TAILNET_TEST_PYTHON") {
+        Ok(python) if !python.is_empty() => python,
+        _ => panic!(
+            "TAILNET_TEST_PYTHON is not set: these tests drive the server with the official \
+             Python MCP SDK. Run `scripts/test` (it creates the test venv from \
+             scripts/requirements-test.txt and sets TAILNET_TEST_PYTHON), or set it to a \
+             python with `pip install -r scripts/requirements-test.txt`"
+        ),
+    }
+}
+
+fn client_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py")
+}
+
+/// Runs the Python client with `steps` and returns its per-step results (and the raw output,
+/// for the secret scan). Runs on a blocking thread: the fake API server and the sim live on
+/// this test's runtime.
+async fn run_client(
+    transport: Vec<String>,
+    steps: Value,
+    env: Vec<(String, String)>,
+) -> (Vec<Value>, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(python());
+        command
+            .arg(client_script())
+            .args(&transport)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // The server must never pick up a developer's real credentials.
+        for var in [
+            "TS_API_KEY",
+            "TS_OAUTH_CLIENT_ID",
+            "TS_OAUTH_CLIENT_SECRET",
+            "TS_TAILNET",
+            "TS_API_URL",
+            "KUBECONFIG",
+        ] {
+            command.env_remove(var);
+        }
+        command.envs(env);
+        let mut child = command.spawn().expect("python starts");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(steps.to_string().as_bytes()).unwrap();
+        }
+        let output = child.wait_with_output().expect("python runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success(),
+            "the MCP client failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+            output.status
+        );
+        let parsed: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("client output is not JSON ({e}): {stdout}\n{stderr}"));
+        let steps = parsed["steps"].as_array().cloned().unwrap_or_default();
+        (steps, format!("{stdout}\n{stderr}"))
+    })
+    .await
+    .expect("client thread")
+}
+
+fn stdio(args: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "--stdio".to_owned(),
+        "--".to_owned(),
+        BIN.to_owned(),
+        "mcp".to_owned(),
+    ];
+    v.extend(args.iter().map(|a| (*a).to_owned()));
+    v
+}
+
+/// Arguments for each read tool.
+fn read_tool_calls() -> Value {
+    json!([
+        {"op": "list_tools"},
+        {"op": "call", "tool": "overview"},
+        {"op": "call", "tool": "list_resources", "args": {}},
+        {"op": "call", "tool": "get_resource", "args": {"kind": "TailnetPolicy", "name": "base"}},
+        {"op": "call", "tool": "get_policy", "args": {}},
+        {"op": "call", "tool": "check_access", "args": {"src": "bob@example.com", "dst": "tag:prod", "port": 5432}},
+        {"op": "call", "tool": "list_devices", "args": {"tag": "tag:server"}},
+        {"op": "call", "tool": "device_audit", "args": {}},
+        {"op": "call", "tool": "list_auth_keys", "args": {}},
+        {"op": "call", "tool": "list_proposals"},
+        {"op": "list_resources"},
+        {"op": "read_resources"},
+    ])
+}
+
+/// Checks the read-tool session: every tool listed with its annotations, every read tool
+/// answered with structured output.
+fn check_reads(steps: &[Value], read_only: bool) {
+    let tools: BTreeMap<String, &Value> = steps[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap().to_owned(), t))
+        .collect();
+    for name in READ_TOOLS {
+        let tool = tools
+            .get(*name)
+            .unwrap_or_else(|| panic!("{name} listed: {tools:?}"));
+        assert_eq!(tool["readOnly"], true, "{name} is annotated read-only");
+        assert_eq!(tool["hasOutputSchema"], true, "{name} has an output schema");
+    }
+    for name in ["propose_patch", "adopt_drift"] {
+        assert_eq!(
+            tools.contains_key(name),
+            !read_only,
+            "{name} listed unless --read-only"
+        );
+    }
+    for (i, step) in steps[1..10].iter().enumerate() {
+        assert_eq!(
+            step["isError"], false,
+            "read tool {} failed: {step}",
+            READ_TOOLS[i]
+        );
+        assert!(
+            step["structured"].is_object(),
+            "{}: structured output",
+            READ_TOOLS[i]
+        );
+    }
+    let overview = &steps[1]["structured"];
+    assert!(
+        overview["tailnets"][0]["devices"]["total"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{overview}"
+    );
+    let access = &steps[5]["structured"];
+    assert_eq!(access["verdict"], "accept", "SRE reaches prod: {access}");
+    let devices = &steps[6]["structured"]["devices"];
+    assert!(
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["tags"].as_array().unwrap().contains(&json!("tag:server")))
+    );
+    let resources = steps[10]["resources"].as_array().unwrap();
+    assert!(
+        resources.contains(&json!("tailnet://policy/live")),
+        "{resources:?}"
+    );
+    assert!(resources.contains(&json!("tailnet://resources/TailnetPolicy/base")));
+    let contents = steps[11]["contents"].as_object().unwrap();
+    assert_eq!(
+        contents.len(),
+        resources.len(),
+        "every listed resource reads"
+    );
+}
+
+/// None of `secrets` occurs in `text`.
+fn assert_no_secrets(text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!secret.is_empty());
+        assert!(
+            !text.contains(secret),
+            "a secret value appears in MCP output:\n{text}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster: fake API server over TCP, sim, controllers in process.
+
+struct Cluster {
+    fake: FakeKube,
+    sim: SimServer,
+    manager: Manager,
+    kubeconfig: PathBuf,
+    _dir: TempDir,
+}
+
+impl Cluster {
+    fn secrets(&self) -> Vec<String> {
+        let credentials = self.sim.tailnet().credentials();
+        vec![
+            credentials.api_key.expose().to_owned(),
+            credentials.oauth_client_secret.expose().to_owned(),
+            BEARER.to_owned(),
+        ]
+    }
+
+    fn proposals(&self) -> Vec<Value> {
+        self.fake
+            .list(&Gvr::of::<ChangeProposal>(), Some(NAMESPACE))
+    }
+
+    async fn wait_for_phase(&self, name: &str, phase: &str) -> Value {
+        self.fake
+            .wait_for(&format!("ChangeProposal {name} {phase}"), HANG_GUARD, |f| {
+                f.get(&Gvr::of::<ChangeProposal>(), Some(NAMESPACE), name)
+                    .filter(|p| p.pointer("/status/phase") == Some(&json!(phase)))
+            })
+            .await
+    }
+
+    fn approve(&self, name: &str) {
+        self.fake
+            .merge_patch(
+                &Gvr::of::<ChangeProposal>(),
+                Some(NAMESPACE),
+                name,
+                json!({"spec": {"approved": true}}),
+            )
+            .expect("approved");
+    }
+
+    async fn wait_for_condition(&self, name: &str, condition: &str, status: &str) {
+        self.fake
+            .wait_for(&format!("{name} {condition}={status}"), HANG_GUARD, |f| {
+                let policy = f.get(&Gvr::of::<TailnetPolicy>(), None, name)?;
+                policy["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == condition && c["status"] == status)
+                    .cloned()
+            })
+            .await;
+    }
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "tailnet-mcp-{label}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Serves `fake` over HTTP on 127.0.0.1 so a child process's kube client reaches it.
+async fn serve_fake(fake: FakeKube) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let fake = fake.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let request =
+                http::Request::from_parts(parts, kube::client::Body::from(bytes.to_vec()));
+            fake.oneshot(request).await.expect("the fake answers")
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn write_kubeconfig(dir: &Path, addr: SocketAddr) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: tester\n    namespace: {NAMESPACE}\n\
+         current-context: fake\nusers:\n- name: tester\n  user: {{}}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn cluster(drift_policy: &str) -> Cluster {
+    let fake = FakeKube::new()
+        .with_status_subresource_for::<Tailnet>()
+        .with_status_subresource_for::<TailnetPolicy>()
+        .with_status_subresource_for::<ChangeProposal>();
+    let sim = SimServer::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("sim starts");
+    let mut secret = KubeSecret::default();
+    secret.metadata.name = Some("ts-key".to_owned());
+    secret.metadata.namespace = Some(NAMESPACE.to_owned());
+    let key = sim.tailnet().credentials().api_key.expose().to_owned();
+    secret.data = Some(BTreeMap::from([(
+        "api_key".to_owned(),
+        ByteString(key.into_bytes()),
+    )]));
+    let mut manifest = serde_json::to_value(secret).unwrap();
+    manifest["apiVersion"] = json!("v1");
+    manifest["kind"] = json!("Secret");
+    fake.apply(&Gvr::of::<KubeSecret>(), manifest).unwrap();
+    fake.create(
+        &Gvr::of::<Tailnet>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "Tailnet",
+            "metadata": {"name": TAILNET},
+            "spec": {"tailnet": "-", "apiUrl": sim.base_url(),
+                     "apiKeySecretRef": {"name": "ts-key", "namespace": NAMESPACE, "key": "api_key"},
+                     "resyncInterval": "30s"},
+        }),
+    )
+    .unwrap();
+    fake.create(
+        &Gvr::of::<TailnetPolicy>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "TailnetPolicy",
+            "metadata": {"name": "base"},
+            "spec": {"tailnetRef": TAILNET, "role": "Base", "driftPolicy": drift_policy, "policy": BASE},
+        }),
+    )
+    .unwrap();
+    let manager = Manager::start(
+        fake.client(),
+        RunConfig {
+            namespace: NAMESPACE.to_owned(),
+            identity: "op-0".to_owned(),
+            metrics_listen: "127.0.0.1:0".parse().unwrap(),
+            leader_election: None,
+        },
+    )
+    .await
+    .expect("manager starts");
+    let dir = TempDir::new("cluster");
+    let addr = serve_fake(fake.clone()).await;
+    let kubeconfig = write_kubeconfig(&dir.0, addr);
+    let cluster = Cluster {
+        fake,
+        sim,
+        manager,
+        kubeconfig,
+        _dir: dir,
+    };
+    cluster.wait_for_condition("base", "Ready", "True").await;
+    cluster
+}
+
+/// The valid change: engineers get SSH to servers (the policy's tests still pass).
+fn ssh_patch() -> Value {
+    let text = BASE.replace(
+        r#"{"src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:443"]},"#,
+        r#"{"src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:443", "tcp:22"]},"#,
+    );
+    assert_ne!(text, BASE);
+    json!({"spec": {"policy": text}})
+}
+
+/// An invalid change: engineers reach the prod databases, which the policy's tests forbid.
+fn forbidden_patch() -> Value {
+    let text = BASE.replace(
+        r#"{"src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:443"]},"#,
+        r#"{"src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:443"]},
+    {"src": ["group:eng"], "dst": ["tag:prod"], "ip": ["tcp:5432"]},"#,
+    );
+    json!({"spec": {"policy": text}})
+}
+
+fn propose_step(patch: Value, summary: &str) -> Value {
+    json!({"op": "call", "tool": "propose_patch", "args": {
+        "kind": "TailnetPolicy", "name": "base", "patch": patch, "summary": summary}})
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubeconfig_over_stdio_reads_proposes_and_approval_applies() {
+    let cluster = cluster("Correct").await;
+    let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
+    let transport = stdio(&["--kubeconfig", &kubeconfig]);
+    let mut outputs = String::new();
+
+    let (steps, raw) = run_client(transport.clone(), read_tool_calls(), vec![]).await;
+    outputs.push_str(&raw);
+    check_reads(&steps, false);
+
+    // An invalid patch: a clear error, and no ChangeProposal.
+    let (steps, raw) = run_client(
+        transport.clone(),
+        json!([propose_step(forbidden_patch(), "let engineers query prod")]),
+        vec![],
+    )
+    .await;
+    outputs.push_str(&raw);
+    assert_eq!(steps[0]["isError"], true, "{}", steps[0]);
+    assert!(
+        steps[0]["text"].as_str().unwrap().contains("policyTests"),
+        "{}",
+        steps[0]
+    );
+    assert!(
+        cluster.proposals().is_empty(),
+        "nothing created for an invalid patch"
+    );
+
+    // A valid patch: the proposal, its YAML diff and access diff.
+    let (steps, raw) = run_client(
+        transport.clone(),
+        json!([propose_step(ssh_patch(), "engineers need SSH to servers")]),
+        vec![],
+    )
+    .await;
+    outputs.push_str(&raw);
+    let created = &steps[0]["structured"];
+    assert_eq!(steps[0]["isError"], false, "{}", steps[0]);
+    assert!(
+        created["yamlDiff"].as_str().unwrap().contains("tcp:22"),
+        "{created}"
+    );
+    let access = created["accessDiff"].as_str().unwrap();
+    assert!(
+        access.contains("+ ") && access.contains("22"),
+        "gained SSH pairs: {access}"
+    );
+    let name = created["name"].as_str().unwrap().to_owned();
+    assert_eq!(created["namespace"], NAMESPACE);
+    assert_eq!(cluster.proposals().len(), 1);
+    cluster.wait_for_phase(&name, "Pending").await;
+    let posts_before = cluster
+        .sim
+        .tailnet()
+        .calls()
+        .get("POST /api/v2/tailnet/{tailnet}/acl");
+
+    // A human approves: the operator applies it and the tailnet's policy changes.
+    cluster.approve(&name);
+    cluster.wait_for_phase(&name, "Applied").await;
+    let live = cluster
+        .fake
+        .wait_for("the new policy in the tailnet", HANG_GUARD, |_| {
+            let (text, _) = cluster.sim.tailnet().policy();
+            text.contains("tcp:22").then_some(text)
+        })
+        .await;
+    assert!(live.contains(r#""tcp:443", "tcp:22""#));
+    assert!(
+        cluster
+            .sim
+            .tailnet()
+            .calls()
+            .get("POST /api/v2/tailnet/{tailnet}/acl")
+            > posts_before
+    );
+
+    // A proposal whose target changes before approval goes Stale.
+    let (steps, raw) = run_client(
+        transport.clone(),
+        json!([propose_step(
+            json!({"metadata": {"labels": {"team": "net"}}}),
+            "label it"
+        )]),
+        vec![],
+    )
+    .await;
+    outputs.push_str(&raw);
+    let stale = steps[0]["structured"]["name"].as_str().unwrap().to_owned();
+    cluster.wait_for_phase(&stale, "Pending").await;
+    let mut spec = cluster
+        .fake
+        .get(&Gvr::of::<TailnetPolicy>(), None, "base")
+        .unwrap()["spec"]
+        .clone();
+    spec["historyLimit"] = json!(5);
+    cluster
+        .fake
+        .set_spec(&Gvr::of::<TailnetPolicy>(), None, "base", spec)
+        .unwrap();
+    cluster.approve(&stale);
+    cluster.wait_for_phase(&stale, "Stale").await;
+    let labels = cluster
+        .fake
+        .get(&Gvr::of::<TailnetPolicy>(), None, "base")
+        .unwrap();
+    assert!(
+        labels.pointer("/metadata/labels/team").is_none(),
+        "a stale patch is not applied"
+    );
+
+    let secrets = cluster.secrets();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secrets(&outputs, &secrets);
+    cluster.manager.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adopt_drift_keeps_the_console_edit_and_clears_drift() {
+    let cluster = cluster("Report").await;
+    let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
+    let transport = stdio(&["--kubeconfig", &kubeconfig]);
+    // Someone edits the policy in the admin console.
+    let edited = BASE.replace(
+        r#""group:sre": ["bob@example.com", "dave@example.com"],"#,
+        r#""group:sre": ["bob@example.com", "dave@example.com", "erin@example.com"],"#,
+    );
+    cluster.sim.tailnet().console_set_policy(&edited).unwrap();
+    // Make the controller look now rather than at its next resync.
+    cluster
+        .fake
+        .merge_patch(
+            &Gvr::of::<TailnetPolicy>(),
+            None,
+            "base",
+            json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "now"}}}),
+        )
+        .unwrap();
+    cluster.wait_for_condition("base", "Drifted", "True").await;
+
+    let (steps, raw) = run_client(
+        transport,
+        json!([
+            {"op": "call", "tool": "get_resource", "args": {"kind": "TailnetPolicy", "name": "base"}},
+            {"op": "call", "tool": "adopt_drift", "args": {"kind": "TailnetPolicy", "name": "base"}},
+        ]),
+        vec![],
+    )
+    .await;
+    assert!(
+        steps[0]["structured"]["drift"].is_object(),
+        "the drift diff is shown: {}",
+        steps[0]
+    );
+    assert_eq!(steps[1]["isError"], false, "{}", steps[1]);
+    let name = steps[1]["structured"]["name"].as_str().unwrap().to_owned();
+    assert!(
+        steps[1]["structured"]["yamlDiff"]
+            .as_str()
+            .unwrap()
+            .contains("erin@example.com")
+    );
+    cluster.wait_for_phase(&name, "Pending").await;
+    let posts_before = cluster
+        .sim
+        .tailnet()
+        .calls()
+        .get("POST /api/v2/tailnet/{tailnet}/acl");
+    cluster.approve(&name);
+    cluster.wait_for_phase(&name, "Applied").await;
+    cluster.wait_for_condition("base", "Drifted", "False").await;
+    let (live, _) = cluster.sim.tailnet().policy();
+    assert_eq!(live, edited, "the tailnet keeps the console edit");
+    assert_eq!(
+        cluster
+            .sim
+            .tailnet()
+            .calls()
+            .get("POST /api/v2/tailnet/{tailnet}/acl"),
+        posts_before,
+        "adopting drift writes nothing to the tailnet"
+    );
+    let secrets = cluster.secrets();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secrets(&raw, &secrets);
+    cluster.manager.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_url_over_http_with_token_host_checks() {
+    let cluster = cluster("Correct").await;
+    // The operator's loopback API, over the controllers' own caches.
+    let source = KubeSource::new(cluster.fake.client(), NAMESPACE)
+        .with_shared_snapshots(cluster.manager.snapshots().clone());
+    let (loopback, _task) = tailnet_operator::mcp::loopback::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(LocalBackend::new(source)),
+        std::future::pending(),
+    )
+    .await
+    .expect("loopback API starts");
+    let dir = TempDir::new("http");
+    let token_file = dir.0.join("token");
+    std::fs::write(&token_file, format!("{BEARER}\n")).unwrap();
+    let audit = dir.0.join("audit.jsonl");
+    let sidecar = Command::new(BIN)
+        .args([
+            "mcp",
+            "--operator-url",
+            &format!("http://{loopback}"),
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--audit-log")
+        .arg(&audit)
+        .env_remove("KUBECONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sidecar starts");
+    let mut sidecar = KillOnDrop(sidecar);
+    let url = listening_url(&mut sidecar.0);
+
+    let transport = vec![
+        "--http".to_owned(),
+        url.clone(),
+        "--token".to_owned(),
+        BEARER.to_owned(),
+    ];
+    let (steps, raw) = run_client(transport.clone(), read_tool_calls(), vec![]).await;
+    check_reads(&steps, false);
+    let (steps, raw2) = run_client(
+        transport,
+        json!([propose_step(ssh_patch(), "engineers need SSH to servers")]),
+        vec![],
+    )
+    .await;
+    assert_eq!(steps[0]["isError"], false, "{}", steps[0]);
+    assert!(
+        steps[0]["structured"]["accessDiff"]
+            .as_str()
+            .unwrap()
+            .contains("22")
+    );
+    assert_eq!(
+        cluster.proposals().len(),
+        1,
+        "created through the loopback API"
+    );
+
+    // No token, a wrong token: 401. A wrong Host: refused.
+    let http = reqwest::Client::new();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+    let post = |token: Option<&str>, host: Option<&str>| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        request.send()
+    };
+    assert_eq!(post(None, None).await.unwrap().status(), 401);
+    assert_eq!(
+        post(Some("wrong-token-0123456789abcdef"), None)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        post(Some(BEARER), Some("evil.example.com"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+
+    let audit = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["tool"] == "propose_patch" && l["outcome"] == "ok")
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["client"].as_str().unwrap().starts_with("127.0.0.1:"))
+    );
+
+    let secrets = cluster.secrets();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secrets(&format!("{raw}{raw2}{audit}"), &secrets);
+    cluster.manager.shutdown();
+}
+
+/// Reads the sidecar's stderr until it says where it listens, then keeps draining it on a
+/// thread so the child never blocks on a full pipe.
+fn listening_url(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("MCP streamable HTTP listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    rx.recv_timeout(HANG_GUARD).expect("the sidecar listens")
+}
+
+/// Ends a child process when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A copy of `examples/` in a fresh git repository.
+fn examples_checkout() -> TempDir {
+    let dir = TempDir::new("manifests");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    std::fs::create_dir_all(dir.0.join("examples")).unwrap();
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(
+            &path,
+            dir.0.join("examples").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(&dir.0)
+            .stdout(Stdio::null())
+            .status()
+            .expect("git runs");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "add",
+        ".",
+    ]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-qm",
+        "examples",
+    ]);
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn manifests_over_stdio_without_cluster_writes_a_patch_that_git_applies() {
+    let checkout = examples_checkout();
+    let manifests = checkout.0.join("examples").to_string_lossy().into_owned();
+    let proposals = checkout.0.join("proposals").to_string_lossy().into_owned();
+    let transport = stdio(&["--manifests", &manifests, "--proposals-dir", &proposals]);
+    let (steps, mut raw) = run_client(transport.clone(), read_tool_calls(), vec![]).await;
+    check_reads(&steps, false);
+    assert!(
+        raw.contains("embedded simulated tailnet"),
+        "said on stderr / in the overview"
+    );
+
+    let base = std::fs::read_to_string(checkout.0.join("examples/policy-base.yaml")).unwrap();
+    let doc: Value = serde_saphyr::from_str(&base).unwrap();
+    let text = doc["spec"]["policy"].as_str().unwrap().replace(
+        r#""group:sre":    ["bob@example.com", "dave@example.com"],"#,
+        r#""group:sre":    ["bob@example.com", "dave@example.com"],
+  "group:oncall": ["dave@example.com"],"#,
+    );
+    assert!(text.contains("group:oncall"));
+    let (steps, raw2) = run_client(
+        transport,
+        json!([
+            propose_step(json!({"spec": {"policy": text}}), "an on-call group"),
+            {"op": "call", "tool": "list_proposals"},
+        ]),
+        vec![],
+    )
+    .await;
+    raw.push_str(&raw2);
+    assert_eq!(steps[0]["isError"], false, "{}", steps[0]);
+    let file = steps[0]["structured"]["file"].as_str().unwrap().to_owned();
+    assert_eq!(steps[1]["structured"]["proposals"][0]["file"], json!(file));
+    let patch = std::fs::read_to_string(&file).unwrap();
+
+    let apply = Command::new("git")
+        .args(["apply", "--verbose", &file])
+        .current_dir(&checkout.0)
+        .output()
+        .unwrap();
+    assert!(
+        apply.status.success(),
+        "git apply: {}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    let plan = Command::new(BIN)
+        .args(["plan", "-f", &manifests])
+        .env_remove("TS_API_KEY")
+        .env_remove("TS_OAUTH_CLIENT_ID")
+        .env_remove("TS_OAUTH_CLIENT_SECRET")
+        .env_remove("TS_API_URL")
+        .env_remove("TS_TAILNET")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(2), "plan shows changes: {shown}");
+    assert!(
+        shown.contains("group:oncall"),
+        "plan shows the proposed change: {shown}"
+    );
+
+    assert_no_secrets(
+        &format!("{raw}{patch}"),
+        &sim_demo_secrets()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+}
+
+/// The embedded simulated tailnet's demo credentials (the same seed every run).
+fn sim_demo_secrets() -> Vec<String> {
+    let seed = tailnet_operator::sim::SimTailnet::new(SimConfig::default());
+    let credentials = seed.credentials();
+    vec![
+        credentials.api_key.expose().to_owned(),
+        credentials.oauth_client_secret.expose().to_owned(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_only_mode_hides_and_refuses_propose_tools() {
+    let checkout = examples_checkout();
+    let manifests = checkout.0.join("examples").to_string_lossy().into_owned();
+    let proposals = checkout.0.join("proposals");
+    let proposals_arg = proposals.to_string_lossy().into_owned();
+    let transport = stdio(&[
+        "--manifests",
+        &manifests,
+        "--proposals-dir",
+        &proposals_arg,
+        "--read-only",
+    ]);
+    let mut steps = read_tool_calls();
+    steps.as_array_mut().unwrap().extend([
+        json!({"op": "call", "tool": "propose_patch", "args": {"kind": "TailnetPolicy", "name": "base", "patch": {"spec": {"historyLimit": 3}}, "summary": "x"}}),
+        json!({"op": "call", "tool": "adopt_drift", "args": {"kind": "TailnetPolicy", "name": "base"}}),
+    ]);
+    let (steps, _) = run_client(transport, steps, vec![]).await;
+    check_reads(&steps, true);
+    for refused in &steps[12..14] {
+        let refused_by_protocol = refused.get("protocolError").is_some();
+        let refused_as_error = refused["isError"] == true;
+        assert!(
+            refused_by_protocol || refused_as_error,
+            "refused: {refused}"
+        );
+    }
+    assert!(!proposals.exists(), "no proposal file in read-only mode");
+}
