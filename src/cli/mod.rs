@@ -62,7 +62,7 @@ pub enum Command {
     Run(RunArgs),
     /// MCP server for assistants: read state, propose reviewed patches (stdio, or HTTP with
     /// --http-listen). Never writes to the tailnet.
-    Mcp(crate::mcp::cli::McpArgs),
+    Mcp(Box<crate::mcp::cli::McpArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -185,7 +185,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Run(args) => run_manager(args).await.map(|()| ExitCode::SUCCESS),
         Command::Plan(args) => file_mode::run(&args, file_mode::Mode::Plan).await,
         Command::Apply(args) => file_mode::run(&args, file_mode::Mode::Apply).await,
-        Command::Mcp(args) => crate::mcp::cli::run(args)
+        Command::Mcp(args) => crate::mcp::cli::run(*args)
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(CliError::from),
