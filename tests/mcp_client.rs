@@ -399,6 +399,7 @@ async fn cluster(drift_policy: &str) -> Cluster {
             identity: "op-0".to_owned(),
             metrics_listen: "127.0.0.1:0".parse().unwrap(),
             leader_election: None,
+            proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
         },
     )
     .await

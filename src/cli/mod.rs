@@ -3,6 +3,7 @@ mod connection;
 pub mod crdgen;
 pub mod file_mode;
 mod policy;
+pub mod proposal;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -63,6 +64,8 @@ pub enum Command {
     /// MCP server for assistants: read state, propose reviewed patches (stdio, or HTTP with
     /// --http-listen). Never writes to the tailnet.
     Mcp(Box<crate::mcp::cli::McpArgs>),
+    /// ChangeProposals: `export NAME` prints one as a file to commit (GitOps review flow).
+    Proposal(proposal::ProposalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +83,14 @@ pub struct RunArgs {
     /// address; loopback addresses only, e.g. 127.0.0.1:8081.
     #[arg(long, value_parser = crate::mcp::loopback::parse_loopback)]
     pub loopback_listen: Option<SocketAddr>,
+    /// How long finished ChangeProposals (Applied, Failed, Stale, Rejected) are kept before
+    /// they are deleted, e.g. `168h` (units ms, s, m, h).
+    #[arg(long, default_value = "168h", value_parser = parse_ttl)]
+    pub proposal_ttl: std::time::Duration,
+}
+
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    crate::resources::common::parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,6 +155,7 @@ pub enum CliError {
     Mcp(#[from] crate::mcp::cli::McpError),
     #[error(transparent)]
     Loopback(#[from] crate::mcp::loopback::LoopbackError),
+    Export(#[from] proposal::ExportError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -189,6 +201,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(CliError::from),
+        Command::Proposal(args) => proposal::run(&args).await.map(|out| {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }),
     }
 }
 
@@ -201,6 +217,7 @@ async fn run_manager(args: RunArgs) -> Result<(), CliError> {
         leader_election: args
             .leader_election
             .then(crate::controller::LeaseConfig::default),
+        proposal_ttl: args.proposal_ttl,
     };
     let Some(loopback) = args.loopback_listen else {
         crate::controller::run(client, config, shutdown_signal()).await?;

@@ -16,9 +16,7 @@ use super::common::{CommonStatus, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN};
 /// Longest `spec.summary` (characters).
 pub const MAX_SUMMARY_LENGTH: u32 = 2048;
 
-/// A reviewed change to one of the operator's resources.
-///
-/// CEL rules (evaluated by the API server): a proposal cannot be created with
+/// A reviewed change to one of the operator's resources. CEL rules (evaluated by the API server): a proposal cannot be created with
 /// `spec.approved: true`; `spec.target`, `spec.patch` and `spec.mode` cannot change once it
 /// exists (what a human approves is what the proposer created).
 #[allow(clippy::duplicated_attributes)]
@@ -189,9 +187,18 @@ pub struct ChangeProposalStatus {
     /// applied only if the target still has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_resource_version: Option<String>,
+    /// SHA-256 (hex) of the target's spec, labels and annotations the diff was computed
+    /// against: a target whose resourceVersion moved only because its status was written is
+    /// not stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_hash: Option<String>,
     /// When the patch was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_at: Option<Time>,
+    /// When it became Applied, Failed, Stale or Rejected; it is deleted the operator's
+    /// `--proposal-ttl` later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
     /// Why the proposal is Failed, Stale or Rejected, and what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -215,4 +222,39 @@ fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
     })
+}
+
+impl ProposalPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProposalPhase::Pending => "Pending",
+            ProposalPhase::Approved => "Approved",
+            ProposalPhase::Applied => "Applied",
+            ProposalPhase::Failed => "Failed",
+            ProposalPhase::Stale => "Stale",
+            ProposalPhase::Rejected => "Rejected",
+        }
+    }
+
+    /// Applied, Failed, Stale and Rejected are final: nothing happens to the proposal any more
+    /// but its garbage collection.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            ProposalPhase::Applied
+                | ProposalPhase::Failed
+                | ProposalPhase::Stale
+                | ProposalPhase::Rejected
+        )
+    }
+
+    /// Every phase, for gauges that report zero too.
+    pub const ALL: [ProposalPhase; 6] = [
+        ProposalPhase::Pending,
+        ProposalPhase::Approved,
+        ProposalPhase::Applied,
+        ProposalPhase::Failed,
+        ProposalPhase::Stale,
+        ProposalPhase::Rejected,
+    ];
 }
