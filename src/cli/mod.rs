@@ -155,6 +155,7 @@ pub enum CliError {
     Mcp(#[from] crate::mcp::cli::McpError),
     #[error(transparent)]
     Loopback(#[from] crate::mcp::loopback::LoopbackError),
+    #[error(transparent)]
     Export(#[from] proposal::ExportError),
     #[error("{context}: {source}")]
     Io {
