@@ -158,3 +158,30 @@ async fn dispatch(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_addresses_are_accepted() {
+        assert!(parse_loopback("127.0.0.1:8081").is_ok());
+        assert!(parse_loopback("[::1]:8081").is_ok());
+        let refused = parse_loopback("0.0.0.0:8081").unwrap_err();
+        assert!(refused.contains("loopback"), "{refused}");
+        assert!(parse_loopback("10.0.0.5:8081").is_err());
+        assert!(parse_loopback("not an address").is_err());
+    }
+
+    #[test]
+    fn errors_map_to_statuses_and_round_trip_as_json() {
+        let err = BackendError::Invalid("the patch is not an object".into());
+        assert_eq!(status_of(&err), StatusCode::BAD_REQUEST);
+        let text = serde_json::to_string(&err).unwrap();
+        assert_eq!(serde_json::from_str::<BackendError>(&text).unwrap(), err);
+        assert_eq!(
+            status_of(&BackendError::NotFound("x".into())),
+            StatusCode::NOT_FOUND
+        );
+    }
+}
