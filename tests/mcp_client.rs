@@ -924,8 +924,13 @@ async fn read_only_mode_hides_and_refuses_propose_tools() {
         json!({"op": "call", "tool": "propose_patch", "args": {"kind": "TailnetPolicy", "name": "base", "patch": {"spec": {"historyLimit": 3}}, "summary": "x"}}),
         json!({"op": "call", "tool": "adopt_drift", "args": {"kind": "TailnetPolicy", "name": "base"}}),
     ]);
-    let (steps, _) = run_client(transport, steps, vec![]).await;
+    let (steps, raw) = run_client(transport, steps, vec![]).await;
     check_reads(&steps, true);
+    let secrets = sim_demo_secrets();
+    assert_no_secrets(
+        &raw,
+        &secrets.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     for refused in &steps[12..14] {
         let refused_by_protocol = refused.get("protocolError").is_some();
         let refused_as_error = refused["isError"] == true;

@@ -7,6 +7,8 @@
 //! - each client (peer IP) gets a token bucket of requests per minute (429);
 //! - the peer address becomes the client identity of the audit log (never a header).
 //!
+//! `/healthz` answers without a token (probes); it tells nothing but that the process is up.
+//!
 //! Sessions are stateless (no `Mcp-Session-Id` to steal or replay) and responses plain JSON.
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -83,9 +85,13 @@ pub fn router(server: TailnetMcp, options: HttpOptions) -> Router {
         token: options.token,
         limiter: RateLimiter::new(options.requests_per_minute),
     });
-    Router::new()
+    let guarded = Router::new()
         .nest_service(MCP_PATH, service)
-        .layer(middleware::from_fn_with_state(guard, guard_request))
+        .layer(middleware::from_fn_with_state(guard, guard_request));
+    // For the kubelet's probes: says nothing but "up", so it needs no token.
+    Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .merge(guarded)
 }
 
 struct Guard {
