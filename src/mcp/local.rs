@@ -63,6 +63,7 @@ impl<S: Source> LocalBackend<S> {
             .collect();
         if names.is_empty() {
             names = resources.iter().filter_map(tailnet_ref).collect();
+            names.sort();
             names.dedup();
         }
         Ok(match names.len() {
