@@ -53,10 +53,6 @@ pub struct GetResourceArgs {
     pub namespace: Option<String>,
 }
 
-/// No arguments.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-pub struct NoArgs {}
-
 fn backend_error(err: BackendError) -> String {
     err.to_string()
 }
