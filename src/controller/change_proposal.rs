@@ -70,6 +70,8 @@ pub const TAILNET_WAIT: Duration = Duration::from_secs(10);
 /// Per-controller state beside the shared [`Context`].
 pub struct ProposalContext {
     pub shared: Arc<Context>,
+    /// Every ChangeProposal the watch has seen (for [`phase_counts`]).
+    pub store: Store<ChangeProposal>,
 }
 
 impl KindContext for ProposalContext {
@@ -86,7 +88,8 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
         watcher::Config::default(),
         |_| {},
     );
-    let by_target = controller.store();
+    let store = controller.store();
+    let by_target = store.clone();
     let controller = controller
         .watches(
             Api::<TailnetPolicy>::all(client),
@@ -98,8 +101,23 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
         KIND,
         controller,
         reconcile,
-        Arc::new(ProposalContext { shared: ctx }),
+        Arc::new(ProposalContext { shared: ctx, store }),
     )
+}
+
+/// How many proposals are in each phase (a proposal not validated yet counts as Pending),
+/// every phase listed, for a proposals-by-phase gauge.
+pub fn phase_counts(proposals: &[Arc<ChangeProposal>]) -> Vec<(ProposalPhase, usize)> {
+    ProposalPhase::ALL
+        .iter()
+        .map(|&phase| {
+            let count = proposals
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase).unwrap_or_default() == phase)
+                .count();
+            (phase, count)
+        })
+        .collect()
 }
 
 /// The unfinished proposals whose target is `object` (of `kind`).

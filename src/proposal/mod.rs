@@ -21,6 +21,9 @@
 //! - [`manifest_yaml`]`(patched)`: the patched target as a manifest (no status, no server
 //!   metadata), e.g. for `proposal export`.
 //! - [`kinds`]: the per-kind registry ([`kinds::registry`], [`kinds::lookup`]).
+//! - From a cluster: `controller::change_proposal::{gather_world, fetch_target}` build the
+//!   world and fetch the target as the ChangeProposal controller does (kube client, optional
+//!   tailnet snapshots). Lifecycle, RBAC and export: `docs/change-proposal.md`.
 //!
 //! # What `preview` checks, in order (each a [`ValidationResult`], `check` names below)
 //!
