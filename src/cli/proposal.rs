@@ -10,8 +10,8 @@
 //! - `--against FILE`: a **unified diff** (`diff --git a/FILE b/FILE`) that applies the
 //!   proposal's merge patch to the target's document in FILE (found by kind and name), for
 //!   `git apply` at the repository root; FILE is the path as given (relative to that root).
-//!   Only the patched document changes, and only what the patch changes in it (plus the
-//!   renderer's formatting of that document).
+//!   Only the `spec` keys (and labels/annotations) the patch changes are rewritten; every
+//!   other line of the file is kept.
 //! - `--format patch`: the JSON merge patch itself (as YAML), for `kubectl patch --type merge`.
 //!
 //! Warnings go to stderr: a proposal not approved yet, not valid, or whose target changed since
@@ -252,8 +252,16 @@ mod tests {
                 && diff.contains("\n+  driftPolicy: Correct\n"),
             "{diff}"
         );
-        // The ConfigMap document before it is untouched.
-        assert!(diff.contains("@@ -10,"), "{diff}");
+        // One line changes; the ConfigMap document and the policy's quoting are untouched.
+        let changed = diff
+            .lines()
+            .filter(|l| {
+                (l.starts_with('-') || l.starts_with('+'))
+                    && !l.starts_with("---")
+                    && !l.starts_with("+++")
+            })
+            .count();
+        assert_eq!(changed, 2, "{diff}");
         let mut other = proposal.clone();
         other.spec.target.name = "nope".into();
         let err = against_file("p.yaml", file, &other)

@@ -68,6 +68,7 @@ mod manifest;
 mod patch;
 mod policy;
 mod schema;
+mod splice;
 
 pub mod kinds;
 
