@@ -369,6 +369,21 @@ async fn invalid_patches_are_rejected_naming_the_problem() {
         !tests.ok && tests.message.contains("carol@example.com"),
         "{tests:?}"
     );
+    // Created approved (the CRD's CEL rule forbids it; the fake API server runs no CEL).
+    fake.create(
+        &Gvr::of::<ChangeProposal>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "ChangeProposal",
+            "metadata": {"name": "self-approved", "namespace": NAMESPACE},
+            "spec": {"target": {"kind": "TailnetPolicy", "name": "base"},
+                     "patch": {"spec": {"policy": with_erin()}},
+                     "summary": "sneaky", "approved": true},
+        }),
+    )
+    .expect("created");
+    let sneaky = wait_phase(&fake, "self-approved", ProposalPhase::Rejected).await;
+    let message = sneaky.status.unwrap().message.unwrap();
+    assert!(message.contains("created already approved"), "{message}");
     let path = wait_phase(&fake, "bad-path", ProposalPhase::Rejected).await;
     let message = path.status.unwrap().message.unwrap();
     assert!(message.contains("not status"), "{message}");

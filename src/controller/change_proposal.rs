@@ -4,8 +4,9 @@
 //! Lifecycle (`status.phase`):
 //! - new → **Pending** (the [`crate::proposal::preview`] passed: status has the validation
 //!   results, the YAML diff, the access diff for policies, the target's `resourceVersion` and
-//!   a hash of its spec/labels/annotations) or **Rejected** (it did not, or the target is
-//!   missing or of an unsupported kind).
+//!   a hash of its spec/labels/annotations) or **Rejected** (it did not, the target is
+//!   missing or of an unsupported kind, or it was created already approved: the CRD's CEL rule
+//!   forbids that, and the controller refuses it too where the rule did not run).
 //! - Pending, target changed (its spec, labels or annotations differ from the hash) →
 //!   **Stale**. A target whose `resourceVersion` moved only because its status was written is
 //!   not stale.
@@ -203,6 +204,14 @@ impl Step<'_> {
     /// First look at a new proposal: Pending or Rejected.
     async fn validate(&mut self) -> Result<Action, ReconcileError> {
         let spec = &self.proposal.spec;
+        if spec.approved && self.proposal.metadata.generation.unwrap_or(1) <= 1 {
+            // The CRD's CEL rule refuses this; checked again for API servers that do not run
+            // it (an old CRD, validation disabled): approval must be a reviewer's update.
+            let message = "created already approved: a proposal must be created with \
+                           spec.approved unset and approved by a reviewer afterwards"
+                .to_owned();
+            return self.finish(ProposalPhase::Rejected, message, |_| {}).await;
+        }
         let target = match self.fetch_target().await? {
             Ok(Some(target)) => target,
             Ok(None) => {
