@@ -13,6 +13,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
+use tailnet_operator::cli::proposal::{ExportArgs, ExportFormat, export_with};
 use tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL;
 use tailnet_operator::controller::{Manager, RunConfig};
 use tailnet_operator::proposal::{self, ProposalWorld};
@@ -324,6 +325,34 @@ async fn a_gitops_proposal_is_approved_but_never_applied() {
     assert_eq!(base(&fake).spec.policy.as_deref(), Some(BASE));
     assert_eq!(live(&sim), BASE);
     assert_eq!(sim.tailnet().calls().get(POST_ACL), posts);
+
+    // `proposal export` prints the patched manifest to commit, or the merge patch.
+    let args = |format| ExportArgs {
+        name: "add-erin".into(),
+        namespace: Some(NAMESPACE.into()),
+        format,
+        against: None,
+    };
+    let manifest = export_with(fake.client(), &args(ExportFormat::Manifest))
+        .await
+        .unwrap();
+    assert!(
+        manifest.starts_with("# ChangeProposal tailnet-system/add-erin\n# test proposal\n"),
+        "{manifest}"
+    );
+    let exported: Value = serde_saphyr::from_str(&manifest).unwrap();
+    assert_eq!(exported["spec"]["policy"], json!(with_erin()));
+    assert_eq!(
+        exported["metadata"],
+        json!({"name": "base"}),
+        "no server metadata"
+    );
+    assert!(exported.get("status").is_none());
+    let patch = export_with(fake.client(), &args(ExportFormat::Patch))
+        .await
+        .unwrap();
+    let exported: Value = serde_saphyr::from_str(&patch).unwrap();
+    assert_eq!(exported, json!({"spec": {"policy": with_erin()}}));
 
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");

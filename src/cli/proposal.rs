@@ -87,7 +87,11 @@ pub async fn run(args: &ProposalArgs) -> Result<String, CliError> {
 }
 
 async fn export(args: &ExportArgs) -> Result<String, CliError> {
-    let client = kube::Client::try_default().await?;
+    export_with(kube::Client::try_default().await?, args).await
+}
+
+/// `proposal export` with a given client: the text to print (warnings go to stderr).
+pub async fn export_with(client: kube::Client, args: &ExportArgs) -> Result<String, CliError> {
     let namespace = args
         .namespace
         .clone()
