@@ -65,6 +65,8 @@ pub const PROPOSALS_FIELD_MANAGER: &str = "tailnet-operator-proposals";
 pub const DEFAULT_PROPOSAL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often an open proposal re-checks its target (TailnetPolicy targets are watched too).
 pub const PENDING_RECHECK: Duration = Duration::from_secs(300);
+/// Longest `status.message` (characters); each check's message is capped on its own.
+pub const MAX_STATUS_MESSAGE: usize = 4000;
 /// How soon a proposal waiting for its tailnet's snapshots looks again.
 pub const TAILNET_WAIT: Duration = Duration::from_secs(10);
 
@@ -446,6 +448,7 @@ impl Step<'_> {
         let mut status = self.written.clone();
         let changed_phase = status.phase != Some(phase);
         status.phase = Some(phase);
+        let message = proposal::cap(message, MAX_STATUS_MESSAGE);
         status.message = Some(message.clone());
         status.common.observed_generation = self.proposal.metadata.generation;
         fill(&mut status);

@@ -22,7 +22,8 @@ pub fn manifest_yaml(patched: &Value) -> Result<String, ProposalError> {
 /// `metadata.labels` / `metadata.annotations`; every other line of the file (comments, order,
 /// formatting) is kept. A document whose layout is not understood (flow style) is re-rendered
 /// whole from the patched object (see [`manifest_yaml`]), keeping its leading comments. Errors when the document does not exist or is
-/// not the patched object (kind and name differ).
+/// not the patched object (kind and name differ). Empty when the patched object changes
+/// nothing in the file.
 pub fn manifest_patch(
     file_path_in_repo: &str,
     file_text: &str,

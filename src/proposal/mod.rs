@@ -251,12 +251,25 @@ pub struct PlannerReport {
     pub access_diff: Option<String>,
 }
 
+/// Longest [`ValidationResult::message`] (characters): results are kept in status.
+pub const MAX_CHECK_MESSAGE: usize = 2000;
+
 fn result(check: &str, ok: bool, message: impl Into<String>) -> ValidationResult {
     ValidationResult {
         check: check.to_owned(),
         ok,
-        message: message.into(),
+        message: cap(message.into(), MAX_CHECK_MESSAGE),
     }
+}
+
+/// `text` cut to `max` characters, ending with `…` when cut.
+pub fn cap(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 #[cfg(test)]

@@ -345,3 +345,10 @@ fn other_kinds_get_schema_cel_and_typed_checks_from_the_registry() {
     let cel = check_of(&fast, check::CEL);
     assert!(!cel.ok && cel.message.contains("at least 30s"), "{cel:?}");
 }
+
+#[test]
+fn long_check_messages_are_capped() {
+    let message = result("x", false, "y".repeat(5000)).message;
+    assert_eq!(message.chars().count(), MAX_CHECK_MESSAGE);
+    assert!(message.ends_with('…'));
+}
