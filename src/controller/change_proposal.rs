@@ -4,8 +4,9 @@
 //! Lifecycle (`status.phase`):
 //! - new → **Pending** (the [`crate::proposal::preview`] passed: status has the validation
 //!   results, the YAML diff, the access diff for policies, the target's `resourceVersion` and
-//!   a hash of its spec/labels/annotations) or **Rejected** (it did not, or the target is
-//!   missing or of an unsupported kind).
+//!   a hash of its spec/labels/annotations) or **Rejected** (it did not, the target is
+//!   missing or of an unsupported kind, or it was created already approved: the CRD's CEL rule
+//!   forbids that, and the controller refuses it too where the rule did not run).
 //! - Pending, target changed (its spec, labels or annotations differ from the hash) →
 //!   **Stale**. A target whose `resourceVersion` moved only because its status was written is
 //!   not stale.
@@ -64,12 +65,16 @@ pub const PROPOSALS_FIELD_MANAGER: &str = "tailnet-operator-proposals";
 pub const DEFAULT_PROPOSAL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often an open proposal re-checks its target (TailnetPolicy targets are watched too).
 pub const PENDING_RECHECK: Duration = Duration::from_secs(300);
+/// Longest `status.message` (characters); each check's message is capped on its own.
+pub const MAX_STATUS_MESSAGE: usize = 4000;
 /// How soon a proposal waiting for its tailnet's snapshots looks again.
 pub const TAILNET_WAIT: Duration = Duration::from_secs(10);
 
 /// Per-controller state beside the shared [`Context`].
 pub struct ProposalContext {
     pub shared: Arc<Context>,
+    /// Every ChangeProposal the watch has seen (for [`phase_counts`]).
+    pub store: Store<ChangeProposal>,
 }
 
 impl KindContext for ProposalContext {
@@ -86,7 +91,8 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
         watcher::Config::default(),
         |_| {},
     );
-    let by_target = controller.store();
+    let store = controller.store();
+    let by_target = store.clone();
     let controller = controller
         .watches(
             Api::<TailnetPolicy>::all(client),
@@ -98,8 +104,23 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
         KIND,
         controller,
         reconcile,
-        Arc::new(ProposalContext { shared: ctx }),
+        Arc::new(ProposalContext { shared: ctx, store }),
     )
+}
+
+/// How many proposals are in each phase (a proposal not validated yet counts as Pending),
+/// every phase listed, for a proposals-by-phase gauge.
+pub fn phase_counts(proposals: &[Arc<ChangeProposal>]) -> Vec<(ProposalPhase, usize)> {
+    ProposalPhase::ALL
+        .iter()
+        .map(|&phase| {
+            let count = proposals
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase).unwrap_or_default() == phase)
+                .count();
+            (phase, count)
+        })
+        .collect()
 }
 
 /// The unfinished proposals whose target is `object` (of `kind`).
@@ -185,6 +206,14 @@ impl Step<'_> {
     /// First look at a new proposal: Pending or Rejected.
     async fn validate(&mut self) -> Result<Action, ReconcileError> {
         let spec = &self.proposal.spec;
+        if spec.approved && self.proposal.metadata.generation.unwrap_or(1) <= 1 {
+            // The CRD's CEL rule refuses this; checked again for API servers that do not run
+            // it (an old CRD, validation disabled): approval must be a reviewer's update.
+            let message = "created already approved: a proposal must be created with \
+                           spec.approved unset and approved by a reviewer afterwards"
+                .to_owned();
+            return self.finish(ProposalPhase::Rejected, message, |_| {}).await;
+        }
         let target = match self.fetch_target().await? {
             Ok(Some(target)) => target,
             Ok(None) => {
@@ -419,6 +448,7 @@ impl Step<'_> {
         let mut status = self.written.clone();
         let changed_phase = status.phase != Some(phase);
         status.phase = Some(phase);
+        let message = proposal::cap(message, MAX_STATUS_MESSAGE);
         status.message = Some(message.clone());
         status.common.observed_generation = self.proposal.metadata.generation;
         fill(&mut status);

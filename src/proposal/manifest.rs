@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::ProposalError;
 use super::patch::{display_object, object_label, to_yaml};
+use super::splice::splice;
 use crate::reconcile::text_diff;
 
 /// The patched target as a manifest to commit: `apiVersion`, `kind`, `metadata` (name,
@@ -17,10 +18,12 @@ pub fn manifest_yaml(patched: &Value) -> Result<String, ProposalError> {
 /// of the YAML file at `file_path_in_repo` (relative to the repository root, `/`-separated)
 /// with the patched target, so `git apply` (or `patch -p1`) works on the checkout.
 ///
-/// The document's leading comment lines are kept; the document itself is re-rendered from
-/// the patched object (see [`manifest_yaml`]), so formatting inside it follows the renderer.
-/// Everything else in the file is untouched. Errors when the document does not exist or is
-/// not the patched object (kind and name differ).
+/// Only what changed is rewritten: the `spec` keys whose value differs, and
+/// `metadata.labels` / `metadata.annotations`; every other line of the file (comments, order,
+/// formatting) is kept. A document whose layout is not understood (flow style) is re-rendered
+/// whole from the patched object (see [`manifest_yaml`]), keeping its leading comments. Errors when the document does not exist or is
+/// not the patched object (kind and name differ). Empty when the patched object changes
+/// nothing in the file.
 pub fn manifest_patch(
     file_path_in_repo: &str,
     file_text: &str,
@@ -49,8 +52,14 @@ pub fn manifest_patch(
             "{path}: document {document_index} is {found}, not {wanted}"
         )));
     }
-    let mut new_text: String = lines[..start + comments].concat();
-    new_text.push_str(&manifest_yaml(patched)?);
+    let mut new_text: String = lines[..start].concat();
+    match splice(body, &original, patched) {
+        Some(edited) => new_text.push_str(&edited),
+        None => {
+            new_text.push_str(&body[..comments].concat());
+            new_text.push_str(&manifest_yaml(patched)?);
+        }
+    }
     new_text.push_str(&lines[end..].concat());
     if !file_text.ends_with('\n') {
         new_text.truncate(new_text.trim_end_matches('\n').len());

@@ -21,6 +21,9 @@
 //! - [`manifest_yaml`]`(patched)`: the patched target as a manifest (no status, no server
 //!   metadata), e.g. for `proposal export`.
 //! - [`kinds`]: the per-kind registry ([`kinds::registry`], [`kinds::lookup`]).
+//! - From a cluster: `controller::change_proposal::{gather_world, fetch_target}` build the
+//!   world and fetch the target as the ChangeProposal controller does (kube client, optional
+//!   tailnet snapshots). Lifecycle, RBAC and export: `docs/change-proposal.md`.
 //!
 //! # What `preview` checks, in order (each a [`ValidationResult`], `check` names below)
 //!
@@ -65,6 +68,7 @@ mod manifest;
 mod patch;
 mod policy;
 mod schema;
+mod splice;
 
 pub mod kinds;
 
@@ -247,12 +251,25 @@ pub struct PlannerReport {
     pub access_diff: Option<String>,
 }
 
+/// Longest [`ValidationResult::message`] (characters): results are kept in status.
+pub const MAX_CHECK_MESSAGE: usize = 2000;
+
 fn result(check: &str, ok: bool, message: impl Into<String>) -> ValidationResult {
     ValidationResult {
         check: check.to_owned(),
         ok,
-        message: message.into(),
+        message: cap(message.into(), MAX_CHECK_MESSAGE),
     }
+}
+
+/// `text` cut to `max` characters, ending with `…` when cut.
+pub fn cap(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 #[cfg(test)]

@@ -312,3 +312,43 @@ fn adopt_drift_switches_a_config_map_base_to_inline() {
     let patch = adopt_drift_patch(&base, &world).unwrap();
     assert_eq!(patch, json!({"spec": {"policy": BASE, "policyFrom": null}}));
 }
+
+#[test]
+fn other_kinds_get_schema_cel_and_typed_checks_from_the_registry() {
+    let tailnet = json!({
+        "apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "Tailnet",
+        "metadata": {"name": "home", "resourceVersion": "7"},
+        "spec": {"tailnet": "-", "apiUrl": "https://api.tailscale.com", "resyncInterval": "5m",
+                 "apiKeySecretRef": {"name": "k", "namespace": "ops", "key": "api_key"}}
+    });
+    let ok = super::preview(
+        &tailnet,
+        &json!({"spec": {"resyncInterval": "2m"}}),
+        &world(&[]),
+    )
+    .unwrap();
+    assert!(ok.is_valid(), "{}", ok.problems());
+    assert!(ok.access_diff.is_none());
+    assert!(
+        ok.diff
+            .contains("-  resyncInterval: 5m\n+  resyncInterval: 2m\n"),
+        "{}",
+        ok.diff
+    );
+
+    let fast = super::preview(
+        &tailnet,
+        &json!({"spec": {"resyncInterval": "10s"}}),
+        &world(&[]),
+    )
+    .unwrap();
+    let cel = check_of(&fast, check::CEL);
+    assert!(!cel.ok && cel.message.contains("at least 30s"), "{cel:?}");
+}
+
+#[test]
+fn long_check_messages_are_capped() {
+    let message = result("x", false, "y".repeat(5000)).message;
+    assert_eq!(message.chars().count(), MAX_CHECK_MESSAGE);
+    assert!(message.ends_with('…'));
+}

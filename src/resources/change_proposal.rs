@@ -151,7 +151,8 @@ pub enum ProposalPhase {
     /// Validated, waiting for a human's approval.
     #[default]
     Pending,
-    /// Approved; the operator is applying it.
+    /// Approved: the operator is applying it (mode Apply), or it awaits its commit (mode
+    /// GitOps: never applied).
     Approved,
     /// Applied to the target.
     Applied,
