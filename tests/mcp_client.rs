@@ -849,6 +849,7 @@ async fn manifests_over_stdio_without_cluster_writes_a_patch_that_git_applies() 
     let (steps, raw2) = run_client(
         transport,
         json!([
+            propose_step(json!({"spec": {"role": "Primary"}}), "not a role"),
             propose_step(json!({"spec": {"policy": text}}), "an on-call group"),
             {"op": "call", "tool": "list_proposals"},
         ]),
@@ -856,9 +857,21 @@ async fn manifests_over_stdio_without_cluster_writes_a_patch_that_git_applies() 
     )
     .await;
     raw.push_str(&raw2);
-    assert_eq!(steps[0]["isError"], false, "{}", steps[0]);
-    let file = steps[0]["structured"]["file"].as_str().unwrap().to_owned();
-    assert_eq!(steps[1]["structured"]["proposals"][0]["file"], json!(file));
+    assert_eq!(steps[0]["isError"], true, "{}", steps[0]);
+    assert!(
+        steps[0]["text"].as_str().unwrap().contains("spec.role"),
+        "{}",
+        steps[0]
+    );
+    assert_eq!(steps[1]["isError"], false, "{}", steps[1]);
+    let file = steps[1]["structured"]["file"].as_str().unwrap().to_owned();
+    let listed = steps[2]["structured"]["proposals"].as_array().unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "only the valid proposal was written: {listed:?}"
+    );
+    assert_eq!(listed[0]["file"], json!(file));
     let patch = std::fs::read_to_string(&file).unwrap();
 
     let apply = Command::new("git")
