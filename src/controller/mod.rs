@@ -17,6 +17,7 @@
 //!
 //! One module per kind ([`tailnet`], [`tailnet_policy`]); each exposes `controller(ctx, stop) -> KindController`,
 //! and [`manager`] runs the list of them (adding a kind is one line there).
+pub mod dns_config;
 pub mod http;
 pub mod manager;
 pub mod metrics;

@@ -201,13 +201,29 @@ pub struct DNSConfigStatus {
 }
 
 /// Another DNSConfig of the same tailnet won.
+///
+/// Fields default to empty: server-side apply removes the leaves of a status field the
+/// operator stops sending but keeps their parent as `{}` (see [`DNSConfigStatus::normalized`]).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct DnsConflict {
     /// The DNSConfig that manages the tailnet's DNS (the oldest; by name when equally old).
     pub winner: String,
     /// Why, and what to do.
     pub message: String,
+}
+
+impl DNSConfigStatus {
+    /// The status with the empty objects server-side apply leaves behind read as absent:
+    /// when the operator stops sending `conflict`, `drift` or `applied`, their leaves are
+    /// removed but the parent stays as `{}`. An empty `applied` means "nothing applied" either
+    /// way (there is nothing to clear or drift from).
+    pub fn normalized(mut self) -> DNSConfigStatus {
+        self.conflict = self.conflict.filter(|c| !c.winner.is_empty());
+        self.drift = self.drift.filter(|d| !d.is_empty());
+        self.applied = self.applied.filter(|a| !a.is_empty());
+        self
+    }
 }
 
 impl DnsSettings {
@@ -239,6 +255,13 @@ mod tests {
         let back = serde_json::to_value(&spec).unwrap();
         assert_eq!(back["magicDNS"], true);
         assert!(back.get("splitDNS").is_none() && back.get("dns").is_none());
+    }
+
+    #[test]
+    fn empty_objects_left_by_server_side_apply_read_as_absent() {
+        let status: DNSConfigStatus =
+            serde_json::from_value(json!({"conflict": {}, "drift": {}, "applied": {}})).unwrap();
+        assert_eq!(status.normalized(), DNSConfigStatus::default());
     }
 
     #[test]

@@ -67,7 +67,7 @@ impl DnsOutcome {
             );
         }
         status.common.observed_generation = self.generation;
-        status.applied = self.applied.clone();
+        status.applied = self.applied.clone().filter(|a| !a.is_empty());
         status.magic_dns = self.magic_dns;
         status.drift = self.drift.clone();
         status.conflict = self.conflict.clone();

@@ -54,7 +54,7 @@ impl DnsResource {
                 .as_ref()
                 .and_then(|t| DateTime::<Utc>::from_timestamp(t.0.as_second(), 0)),
             spec: obj.spec.clone(),
-            applied: obj.status.as_ref().and_then(|s| s.applied.clone()),
+            applied: obj.status.clone().and_then(|s| s.normalized().applied),
         }
     }
 
