@@ -25,14 +25,14 @@ pub const MAX_SPLIT_DNS_DOMAINS: u32 = 256;
 pub const MAX_SEARCH_PATHS: u32 = 64;
 
 /// A dotted-quad IPv4 address.
-pub const IPV4_PATTERN: &str = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$";
+pub const IPV4_PATTERN: &str = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$";
 /// An IPv6 address in any of its textual forms (without a zone; without an embedded IPv4).
 pub const IPV6_PATTERN: &str = r"^(([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,7}:|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}|:((:[0-9a-fA-F]{1,4}){1,7}|:))$";
 /// A DNS-over-HTTPS resolver URL.
 pub const DOH_PATTERN: &str = r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[!-~]*)?$";
 /// A domain name: dot-separated labels of letters, digits, `-` and `_` (not at a label's
 /// ends), at most 63 characters each, optionally with a trailing dot.
-pub const DOMAIN_PATTERN: &str = r"^([A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?\.?$";
+pub const DOMAIN_PATTERN: &str = r"^([A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?[.])*[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?[.]?$";
 
 /// A tailnet's DNS configuration, one per tailnet. Parts left out are not managed; parts set
 /// are applied exactly, in one write of Tailscale's combined DNS endpoint.
@@ -130,7 +130,7 @@ pub struct DnsSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_SEARCH_PATHS), inner(length(min = 1, max = 253)))]
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": format!("self.all(path, path.matches('{DOMAIN_PATTERN}'))"),
+        "rule": format!("self.all(entry, entry.matches('{DOMAIN_PATTERN}'))"),
         "message": "every searchPaths entry must be a domain name such as corp.example.com (letters, digits, '-' and '_' in dot-separated labels of at most 63 characters)",
     }]))]
     pub search_paths: Option<Vec<SearchPath>>,
