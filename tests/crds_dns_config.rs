@@ -167,10 +167,10 @@ fn every_property_has_a_description() {
     walk(&schema(), String::new(), &mut |path, node| {
         if path.rsplit('/').nth(1) == Some("properties") {
             count += 1;
-            if !node
+            if node
                 .get("description")
                 .and_then(Value::as_str)
-                .is_some_and(|d| d.trim().len() > 3)
+                .is_none_or(|d| d.trim().len() <= 3)
             {
                 missing.push(path.to_owned());
             }

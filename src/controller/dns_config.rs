@@ -11,8 +11,9 @@
 //! Decisions:
 //! - **One per tailnet, deterministically.** The oldest DNSConfig of a tailnet (by name when
 //!   equally old) manages its DNS; every other one is `Ready=False, Conflict`, names the winner
-//!   in `status.conflict`, and never writes, not even on deletion. When the winner goes, the
-//!   watch's delete event triggers the others at once, and the next oldest takes over.
+//!   in `status.conflict`, and never writes, not even on deletion. A winner being deleted
+//!   keeps its claim until its cleanup is done and it is gone; then the watch's delete event
+//!   triggers the others at once, and the next oldest takes over.
 //! - **Serialized per tailnet.** Two DNSConfigs of a tailnet never plan concurrently, so a
 //!   conflict is always decided on the same store state and no two writes race.
 //! - **`reconcile-at` means "look now"**: a new value re-reads the DNS instead of using the
