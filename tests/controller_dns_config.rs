@@ -423,6 +423,13 @@ fn console_edit(sim: &SimServer) -> DnsConfig {
 async fn drift_is_corrected_with_drift_policy_correct() {
     let (fake, sim, manager) = with_dns(main_spec()).await;
     let writes_before = status_writes(&fake);
+    let ready_since = |f: &FakeKube| {
+        let status = dns_config(f, "dns").unwrap().status.unwrap();
+        find(&status.common.conditions, ConditionType::Ready)
+            .map(|c| (c.status.clone(), c.last_transition_time.clone()))
+            .unwrap()
+    };
+    let ready_before = ready_since(&fake);
     console_edit(&sim);
 
     force_reconcile(&fake, "dns", "2026-11-22T00:00:00Z");
@@ -455,6 +462,11 @@ async fn drift_is_corrected_with_drift_policy_correct() {
     })
     .await;
     assert!(drift_gauge(&manager, "dns").unwrap().ends_with(" 0"));
+    assert_eq!(
+        ready_since(&fake),
+        ready_before,
+        "Ready stayed True through the correction (no flip, same transition time)"
+    );
 
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");

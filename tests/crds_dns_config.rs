@@ -230,7 +230,10 @@ fn every_cel_rule_compiles_and_fits_the_cost_budget() {
     });
     // spec: tailnetRef (immutable), nameserver address (global and split), split-DNS domains
     // and their nameserver count, search paths; status.applied repeats the five DNS ones.
-    assert_eq!(total, 11, "a rule was added or lost; extend the tests below");
+    assert_eq!(
+        total, 11,
+        "a rule was added or lost; extend the tests below"
+    );
 }
 
 #[test]

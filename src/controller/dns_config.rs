@@ -227,7 +227,12 @@ async fn plan_and_execute(
     let plan = observe_and_plan(&resource, &others(&ctx.store, current), snapshots).await?;
     let mut before = current.status.clone().unwrap_or_default().normalized();
     if plan.write_reason() == Some(WriteReason::DriftCorrection) {
-        before = report(ctx, api, current, &plan.outcome, None, now).await?;
+        // Only the drift: Ready and Synced keep their values (and transition times) until
+        // the correction's own outcome.
+        let mut detected = as_last_written(current);
+        detected.drifted = plan.outcome.drifted.clone();
+        detected.drift = plan.outcome.drift.clone();
+        before = report(ctx, api, current, &detected, None, now).await?;
     }
     let executed = execute(plan, snapshots).await?;
     let mut reported = current.clone();
@@ -337,25 +342,34 @@ fn failed(obj: &DNSConfig, err: &ReconcileError) -> DnsOutcome {
     )
 }
 
-/// `Ready=False` and `Synced=False` with `why`; `Drifted`, the drift, the conflict and what
-/// was applied stay as last written.
+/// `Ready=False` and `Synced=False` with `why`; everything else stays as last written.
 fn kept_with(obj: &DNSConfig, why: &str, message: &str) -> DnsOutcome {
+    let mut outcome = as_last_written(obj);
+    outcome.ready = Verdict::new(ConditionStatus::False, why, message);
+    outcome.synced = Verdict::new(ConditionStatus::False, why, message);
+    outcome
+}
+
+/// The outcome `obj`'s status already says (conditions not set yet: `Unknown, Pending`).
+fn as_last_written(obj: &DNSConfig) -> DnsOutcome {
     let status = obj.status.clone().unwrap_or_default().normalized();
-    let drifted = conditions::find(&status.common.conditions, ConditionType::Drifted)
-        .map(|c| {
-            let value = match c.status.as_str() {
-                "True" => ConditionStatus::True,
-                "False" => ConditionStatus::False,
-                _ => ConditionStatus::Unknown,
-            };
-            Verdict::new(value, &c.reason, c.message.clone())
-        })
-        .unwrap_or_else(|| Verdict::new(ConditionStatus::Unknown, reason::PENDING, ""));
+    let verdict = |type_| {
+        conditions::find(&status.common.conditions, type_)
+            .map(|c| {
+                let value = match c.status.as_str() {
+                    "True" => ConditionStatus::True,
+                    "False" => ConditionStatus::False,
+                    _ => ConditionStatus::Unknown,
+                };
+                Verdict::new(value, &c.reason, c.message.clone())
+            })
+            .unwrap_or_else(|| Verdict::new(ConditionStatus::Unknown, reason::PENDING, ""))
+    };
     DnsOutcome {
         generation: obj.metadata.generation,
-        ready: Verdict::new(ConditionStatus::False, why, message),
-        synced: Verdict::new(ConditionStatus::False, why, message),
-        drifted,
+        ready: verdict(ConditionType::Ready),
+        synced: verdict(ConditionType::Synced),
+        drifted: verdict(ConditionType::Drifted),
         drift: status.drift,
         conflict: status.conflict,
         applied: status.applied,
