@@ -2,10 +2,12 @@
 //! (`record_write(Area::Dns)`), and checks the endpoint's answer (the configuration the
 //! tailnet now has) against the plan, so a write the API silently altered is reported instead
 //! of being called applied. No read-back call: the write's answer is the read-back.
-use super::plan::{DnsAction, DnsPlan, WriteReason, managed_parts};
+use super::plan::{
+    DnsAction, DnsPlan, WriteReason, in_sync_verdict, managed_parts, ready_verdict, synced_verdict,
+};
 use crate::reconcile::tailnet_policy::Verdict;
 use crate::resources::ReconcileError;
-use crate::resources::conditions::{ConditionStatus, reason};
+use crate::resources::conditions::ConditionStatus;
 use crate::resources::drift::{DiffOptions, diff_with};
 use crate::snapshot::{Area, TailnetSnapshots};
 use crate::tailscale::DnsConfiguration;
@@ -46,32 +48,22 @@ pub async fn execute(
     snapshots.record_write(Area::Dns);
     let answer = answer?;
     Ok(DnsExecuted {
-        outcome: written(&plan, *why, &answer),
+        outcome: written(&plan, &answer),
         wrote: Some(*why),
     })
 }
 
 /// The outcome after a write answered with `answer` (pure).
-pub fn written(plan: &DnsPlan, why: WriteReason, answer: &DnsConfiguration) -> DnsOutcome {
+pub fn written(plan: &DnsPlan, answer: &DnsConfiguration) -> DnsOutcome {
     let mut outcome = plan.outcome.clone();
     outcome.magic_dns = Some(answer.preferences.magic_dns);
     let held = managed_parts(&plan.desired, answer);
     if held == plan.desired {
-        outcome.ready = Verdict::new(
-            ConditionStatus::True,
-            reason::RECONCILED,
-            format!(
-                "applied {} ({})",
-                super::plan::describe_parts(&plan.desired),
-                why.as_str()
-            ),
-        );
-        outcome.synced = Verdict::new(ConditionStatus::True, reason::RECONCILED, "written");
-        outcome.drifted = Verdict::new(
-            ConditionStatus::False,
-            reason::IN_SYNC,
-            "the live DNS is as applied",
-        );
+        // The texts of a steady-state pass, so the next pass writes no status; the write
+        // itself is told by the `Applied` event.
+        outcome.ready = ready_verdict(&plan.desired);
+        outcome.synced = synced_verdict();
+        outcome.drifted = in_sync_verdict();
         outcome.drift = None;
         outcome.applied = Some(plan.desired.clone());
         return outcome;

@@ -157,12 +157,8 @@ pub fn plan(resource: &DnsResource, others: &[DnsResource], live: &DnsConfigurat
         outcome: DnsOutcome {
             generation: resource.generation,
             ready: pending(),
-            synced: Verdict::new(
-                ConditionStatus::True,
-                reason::RECONCILED,
-                "the DNS was read",
-            ),
-            drifted: Verdict::new(ConditionStatus::False, reason::IN_SYNC, "no drift"),
+            synced: synced_verdict(),
+            drifted: in_sync_verdict(),
             drift: None,
             conflict: None,
             applied: resource.applied.clone(),
@@ -203,11 +199,7 @@ pub fn plan(resource: &DnsResource, others: &[DnsResource], live: &DnsConfigurat
         plan.outcome.drift = Some(diff.clone());
     }
     if live_parts == desired {
-        plan.outcome.ready = Verdict::new(
-            ConditionStatus::True,
-            reason::RECONCILED,
-            in_sync_message(&desired),
-        );
+        plan.outcome.ready = ready_verdict(&desired);
         plan.outcome.applied = Some(desired);
         return plan;
     }
@@ -251,6 +243,34 @@ pub fn plan(resource: &DnsResource, others: &[DnsResource], live: &DnsConfigurat
 
 fn pending() -> Verdict {
     Verdict::new(ConditionStatus::Unknown, reason::PENDING, "")
+}
+
+/// `Synced=True` after a pass that reached the API. The same text whether or not the pass
+/// wrote, so the pass after a write changes nothing in status.
+pub(super) fn synced_verdict() -> Verdict {
+    Verdict::new(
+        ConditionStatus::True,
+        reason::RECONCILED,
+        "the live DNS was read and compared",
+    )
+}
+
+/// `Drifted=False`.
+pub(super) fn in_sync_verdict() -> Verdict {
+    Verdict::new(
+        ConditionStatus::False,
+        reason::IN_SYNC,
+        "the live DNS is as applied",
+    )
+}
+
+/// `Ready=True`: the same text after a write and in steady state.
+pub(super) fn ready_verdict(desired: &DnsSettings) -> Verdict {
+    Verdict::new(
+        ConditionStatus::True,
+        reason::RECONCILED,
+        in_sync_message(desired),
+    )
 }
 
 fn in_sync_message(desired: &DnsSettings) -> String {
@@ -624,7 +644,7 @@ mod tests {
         assert!(body.nameservers.is_empty());
         assert!(body.preferences.magic_dns);
         // The endpoint answers with what it stored; as written, the resource is Ready.
-        let done = super::super::written(&plan, WriteReason::Initial, body);
+        let done = super::super::written(&plan, body);
         assert!(done.ready.is_true(), "{:?}", done.ready);
         assert_eq!(done.applied, Some(dns));
     }
@@ -637,10 +657,10 @@ mod tests {
             ..DnsSettings::default()
         };
         let plan = plan(&resource("dns", dns), &[], &live());
-        let (body, why) = write_of(&plan);
+        let (body, _) = write_of(&plan);
         let mut answer = body.clone();
         answer.preferences.magic_dns = false; // what the per-part endpoints would have done
-        let done = super::super::written(&plan, why, &answer);
+        let done = super::super::written(&plan, &answer);
         assert_eq!(done.ready.reason, super::super::NOT_APPLIED);
         assert!(
             done.ready.message.contains("/magicDNS"),
