@@ -3,7 +3,8 @@
 //! tailnet now has) against the plan, so a write the API silently altered is reported instead
 //! of being called applied. No read-back call: the write's answer is the read-back.
 use super::plan::{
-    DnsAction, DnsPlan, WriteReason, in_sync_verdict, managed_parts, ready_verdict, synced_verdict,
+    DnsAction, DnsPlan, WriteReason, in_sync_verdict, managed_parts, ready_verdict, same_dns,
+    synced_verdict,
 };
 use crate::reconcile::tailnet_policy::Verdict;
 use crate::resources::ReconcileError;
@@ -58,7 +59,7 @@ pub fn written(plan: &DnsPlan, answer: &DnsConfiguration) -> DnsOutcome {
     let mut outcome = plan.outcome.clone();
     outcome.magic_dns = Some(answer.preferences.magic_dns);
     let held = managed_parts(&plan.desired, answer);
-    if held == plan.desired {
+    if same_dns(&held, &plan.desired) {
         // The texts of a steady-state pass, so the next pass writes no status; the write
         // itself is told by the `Applied` event.
         outcome.ready = ready_verdict(&plan.desired);

@@ -14,8 +14,8 @@ mod plan;
 pub use execute::{DnsExecuted, NOT_APPLIED, execute, written};
 pub use plan::{
     DRIFT_ENTRIES, DnsAction, DnsOutcome, DnsPlan, DnsResource, WriteReason, cleared,
-    describe_parts, drift_of, is_domain, live_settings, managed_parts, merged, plan, validate,
-    winner,
+    describe_parts, drift_of, is_domain, live_settings, managed_parts, merged, plan, same_dns,
+    validate, winner,
 };
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -198,7 +198,7 @@ pub fn plan(resource: &DnsResource, others: &[DnsResource], live: &DnsConfigurat
         );
         plan.outcome.drift = Some(diff.clone());
     }
-    if live_parts == desired {
+    if same_dns(&live_parts, &desired) {
         plan.outcome.ready = ready_verdict(&desired);
         plan.outcome.applied = Some(desired);
         return plan;
@@ -491,19 +491,64 @@ pub fn drift_of(
         override_local_dns: same(&desired.override_local_dns, &applied.override_local_dns),
     };
     let live_of_unchanged = managed_parts(&unchanged, live);
-    if live_of_unchanged == unchanged {
+    if same_dns(&live_of_unchanged, &unchanged) {
         return None;
     }
     let as_json = |s: &DnsSettings| serde_json::to_value(s).unwrap_or(Value::Null);
+    // In canonical form, so a difference of spelling alone is never listed.
     let diff = diff_with(
-        &as_json(&unchanged),
-        &as_json(&live_of_unchanged),
+        &as_json(&canonical(&unchanged)),
+        &as_json(&canonical(&live_of_unchanged)),
         &DiffOptions {
             cap: DRIFT_ENTRIES,
             string_arrays_as_sets: false,
         },
     );
     (!diff.is_empty()).then_some(diff)
+}
+
+/// Whether two settings mean the same DNS: IP addresses compared in canonical form
+/// (`2606:4700:4700:0:0:0:0:1111` is `2606:4700:4700::1111`), domains case-insensitively and
+/// without a trailing dot. An API that stores a normalized form therefore never looks like a
+/// difference (which would be a write at every resync).
+pub fn same_dns(a: &DnsSettings, b: &DnsSettings) -> bool {
+    canonical(a) == canonical(b)
+}
+
+fn canonical(settings: &DnsSettings) -> DnsSettings {
+    let nameservers = |list: &[Nameserver]| -> Vec<Nameserver> {
+        list.iter()
+            .map(|n| Nameserver {
+                address: canonical_address(&n.address),
+                use_with_exit_node: n.use_with_exit_node,
+            })
+            .collect()
+    };
+    DnsSettings {
+        nameservers: settings.nameservers.as_deref().map(nameservers),
+        split_dns: settings.split_dns.as_ref().map(|split| {
+            split
+                .iter()
+                .map(|(domain, list)| (canonical_domain(domain), nameservers(list)))
+                .collect()
+        }),
+        search_paths: settings
+            .search_paths
+            .as_ref()
+            .map(|paths| paths.iter().map(|p| canonical_domain(p)).collect()),
+        magic_dns: settings.magic_dns,
+        override_local_dns: settings.override_local_dns,
+    }
+}
+
+fn canonical_address(address: &str) -> String {
+    address
+        .parse::<IpAddr>()
+        .map_or_else(|_| address.to_owned(), |ip| ip.to_string())
+}
+
+fn canonical_domain(domain: &str) -> String {
+    domain.trim_end_matches('.').to_ascii_lowercase()
 }
 
 fn same<T: Clone + PartialEq>(desired: &Option<T>, applied: &Option<T>) -> Option<T> {
@@ -835,6 +880,24 @@ mod tests {
         for bad in ["", "a..b", ".example", "bad domain", "x-.example"] {
             assert!(!is_domain(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_normalized_answer_is_not_a_difference() {
+        let dns = DnsSettings {
+            nameservers: Some(vec![ns("2606:4700:4700:0:0:0:0:1111")]),
+            search_paths: Some(vec!["Corp.Example.com.".into()]),
+            ..DnsSettings::default()
+        };
+        let mut tailnet = live();
+        tailnet.nameservers[0].address = "2606:4700:4700::1111".into();
+        tailnet.search_paths = vec!["corp.example.com".into()];
+        let mut applied = resource("dns", dns.clone());
+        applied.applied = Some(dns);
+        let plan = plan(&applied, &[], &tailnet);
+        assert_eq!(plan.action, DnsAction::NoChange, "{:?}", plan.outcome);
+        assert!(!plan.outcome.drifted.is_true());
+        assert!(plan.outcome.ready.is_true());
     }
 
     #[test]
