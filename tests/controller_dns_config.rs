@@ -638,3 +638,22 @@ async fn resync_all(fake: &FakeKube, sim: &SimServer, manager: &Manager, label: 
     .await;
     calls(sim, GET_DNS) - before
 }
+
+#[tokio::test]
+async fn a_dns_config_waits_for_its_tailnet_and_applies_when_it_becomes_ready() {
+    let (fake, sim) = (fake(), sim().await);
+    create_dns(&fake, "dns", main_spec());
+    let manager = start(&fake).await;
+    let (reason, message) = wait_condition(&fake, "dns", ConditionType::Ready, "False").await;
+    assert_eq!(reason, "TailnetNotReady", "{message}");
+    assert!(message.contains("Tailnet home"), "{message}");
+    assert_eq!(posts(&sim), 0);
+
+    // The Tailnet watch triggers the DNSConfig as soon as the Tailnet is there.
+    connect_tailnet(&fake, &sim);
+    wait_condition(&fake, "dns", ConditionType::Ready, "True").await;
+    assert_eq!(posts(&sim), 1);
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
