@@ -484,7 +484,19 @@ async fn drift_is_reported_with_drift_policy_report() {
     let (fake, sim, manager) = with_dns(spec).await;
     let edited = console_edit(&sim);
 
-    force_reconcile(&fake, "dns", "2026-11-22T00:00:00Z");
+    // Seen at the next resync: the shared snapshot expires and the DNSConfig reconciles.
+    manager
+        .snapshots()
+        .get(TAILNET)
+        .expect("the Tailnet's snapshots")
+        .invalidate_all();
+    fake.merge_patch(
+        &Gvr::of::<Tailnet>(),
+        None,
+        TAILNET,
+        json!({"metadata": {"labels": {"resync": "1"}}}),
+    )
+    .expect("labelled");
     let (reason, message) = wait_condition(&fake, "dns", ConditionType::Drifted, "True").await;
     assert_eq!(reason, "Drifted", "{message}");
     let status = dns_config(&fake, "dns").unwrap().status.unwrap();
