@@ -12,7 +12,11 @@ Generic over whatever exists, so a new kind or manifest is checked without editi
    default values and with ci/all-flags-on-values.yaml; values.yaml and the all-flags-on values
    validate against values.schema.json; a wrong-typed and an unknown value are rejected, by the
    schema and by Helm's lint;
-4. the chart's alert rules (files/prometheus-rules.yaml) are rendered with the default values
+4. deploy/ equals the chart's defaults where it matters (RBAC rules, security contexts,
+   resources, image, ports, leader election, no automounted token);
+5. the Argo CD health checks cover every kind and deploy/argocd/argocd-cm-health.yaml carries
+   the tested Lua scripts verbatim;
+6. the chart's alert rules (files/prometheus-rules.yaml) are rendered with the default values
    into a plain rule file (--rules-out) for `promtool check rules` / `promtool test rules`.
 
 Exits non-zero listing every problem found.
@@ -287,6 +291,57 @@ def render_rules(out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------
+# 4b. deploy/ is the chart's defaults as plain manifests
+
+def chart_template_without_directives(name: str) -> list[dict[str, Any]]:
+    """A chart template with its template-only lines dropped: what remains of rbac.yaml is the
+    rules, which must equal deploy/'s."""
+    text = (CHART / "templates" / name).read_text()
+    kept = [line for line in text.splitlines() if "{{" not in line]
+    return [d for d in yaml.safe_load_all("\n".join(kept)) if isinstance(d, dict)]
+
+
+def check_deploy_matches_chart() -> None:
+    print("deploy/ equals the chart's defaults")
+    values = chart_values()
+    deploy = ROOT / "deploy" / "manifests"
+    chart_rbac = {d["kind"]: d.get("rules") for d in chart_template_without_directives("rbac.yaml")}
+    for _, doc in documents(deploy / "rbac.yaml"):
+        if "rules" in doc and doc.get("rules") != chart_rbac.get(doc["kind"]):
+            problem(f"deploy {doc['kind']} rules differ from the chart's templates/rbac.yaml")
+        elif "rules" in doc:
+            ok(f"{doc['kind']} rules match the chart")
+    deployment = next(d for _, d in documents(deploy / "deployment.yaml"))
+    pod = deployment["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    expectations = [
+        ("pod securityContext", pod.get("securityContext"), values["podSecurityContext"]),
+        ("replicas", deployment["spec"]["replicas"], values["replicaCount"]),
+        ("operator resources", containers["operator"].get("resources"),
+         values["operator"]["resources"]),
+        ("mcp resources", containers["mcp"].get("resources"), values["mcp"]["resources"]),
+        ("operator securityContext", containers["operator"].get("securityContext"),
+         values["containerSecurityContext"]),
+        ("mcp securityContext", containers["mcp"].get("securityContext"),
+         values["containerSecurityContext"]),
+        ("operator image", containers["operator"]["image"],
+         f"{values['image']['repository']}:{yaml.safe_load((CHART / 'Chart.yaml').read_text())['appVersion']}"),
+        ("metrics port", containers["operator"]["ports"][0]["containerPort"],
+         values["operator"]["metricsPort"]),
+        ("mcp port", containers["mcp"]["ports"][0]["containerPort"], values["mcp"]["port"]),
+        ("automountServiceAccountToken", pod.get("automountServiceAccountToken"), False),
+    ]
+    for what, got, want in expectations:
+        if got != want:
+            problem(f"deploy/manifests/deployment.yaml {what}: {got!r}, chart default {want!r}")
+        else:
+            ok(f"{what} matches the chart default")
+    leader = "--leader-election=false" if values["replicaCount"] == 1 else "--leader-election=true"
+    if leader not in containers["operator"]["args"]:
+        problem(f"deploy operator args lack {leader} (chart default for {values['replicaCount']} replica(s))")
+
+
+# ------------------------------------------------------------------------------------------
 # 5. Argo CD health checks: one per kind, carried verbatim by the argocd-cm patch
 
 # The kinds fixed across the project, plus whatever CRDs exist (a new kind needs a script).
@@ -318,6 +373,7 @@ def main() -> int:
     check_builtin_manifests()
     check_custom_resources()
     check_chart()
+    check_deploy_matches_chart()
     check_argocd_health()
     render_rules(args.rules_out)
     if problems:

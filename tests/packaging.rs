@@ -130,3 +130,70 @@ fn the_deployments_keep_the_sidecar_without_credentials() {
         }
     }
 }
+
+/// Every YAML file under `dirs` (recursively).
+fn yaml_files(dirs: &[&str]) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for dir in dirs {
+        walk(&repo(dir), &mut files);
+    }
+    files.sort();
+    files
+}
+
+/// The CEL rules (`x-kubernetes-validations`) of each CR's CRD hold for every custom resource in
+/// examples/ and deploy/, as the API server would check on create. (scripts/check_packaging.py
+/// checks the same objects against the OpenAPI schema.)
+#[test]
+fn every_custom_resource_in_examples_and_deploy_passes_its_crd_cel_rules() {
+    let crds = resources::crds();
+    let mut checked = 0;
+    for path in yaml_files(&["examples", "deploy"]) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        for doc in docs {
+            let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+            if !api_version.starts_with("tailnet.ops.dev/") {
+                continue;
+            }
+            let kind = doc["kind"].as_str().unwrap_or_default();
+            let crd = crds
+                .iter()
+                .find(|crd| crd.spec.names.kind == kind)
+                .unwrap_or_else(|| panic!("{}: no CRD for kind {kind}", path.display()));
+            let schema = crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("openAPIV3Schema");
+            let schema = serde_json::to_value(schema).unwrap();
+            if let Err(errors) = kube_cel::Validator::new().validate(&schema, &doc, None) {
+                let messages: Vec<String> = errors
+                    .into_vec()
+                    .into_iter()
+                    .map(|e| e.to_string())
+                    .collect();
+                panic!("{} ({kind}): {messages:?}", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 0,
+        "no custom resources found in examples/ or deploy/"
+    );
+}
