@@ -10,6 +10,10 @@
 //! `get/list/watch` on Secrets cluster-wide, because a Tailnet (cluster-scoped) may name a Secret
 //! in any namespace.
 //!
+//! The same pass feeds the tailnet's metrics: device counts from the devices snapshot, key expiry
+//! from the keys snapshot (one more read per resync; skipped quietly without the
+//! `auth_keys:read` scope), and the client's `RequestObserver` feeds the `tailscale_api_*` ones.
+//!
 //! A `Tailnet` has no finalizer: it owns nothing in the tailnet. Its cache is dropped from the
 //! registry when the watch sees it deleted (and, should a delete event be missed across a
 //! re-list, at the next Tailnet reconcile).
