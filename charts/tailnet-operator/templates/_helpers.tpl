@@ -32,10 +32,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* Leader election: explicit, or on exactly when there is more than one replica. */}}
 {{- define "tailnet-operator.leaderElection" -}}
-{{- if eq .Values.operator.leaderElection "auto" -}}
+{{- $mode := toString .Values.operator.leaderElection -}}
+{{- if eq $mode "auto" -}}
 {{- if gt (int .Values.replicaCount) 1 }}true{{ else }}false{{ end -}}
 {{- else -}}
-{{- .Values.operator.leaderElection -}}
+{{- $mode -}}
 {{- end -}}
 {{- end -}}
 
