@@ -28,8 +28,8 @@ fn the_chart_crds_are_the_generated_ones() {
     let stale = crdgen::stale_files(&repo("charts/tailnet-operator/crds")).unwrap();
     assert!(
         stale.is_empty(),
-        "charts/tailnet-operator/crds is stale: {stale:?}; run \
-         `cargo run -- crdgen --out charts/tailnet-operator/crds` and commit it"
+        "charts/tailnet-operator/crds is stale: {stale:?}; run scripts/regenerate \
+         (or `cargo run -- crdgen --out charts/tailnet-operator/crds`) and commit it"
     );
 }
 
@@ -47,7 +47,8 @@ fn the_crd_kustomization_lists_every_generated_file() {
         .collect();
     assert_eq!(
         listed, generated,
-        "crds/kustomization.yaml must list the files crdgen writes, in its order"
+        "crds/kustomization.yaml must list the files crdgen writes, in its order; run \
+         scripts/regenerate and commit it"
     );
 }
 
@@ -56,7 +57,7 @@ fn the_crd_reference_is_up_to_date() {
     let path = repo(docgen::DEFAULT_OUT);
     assert!(
         docgen::is_up_to_date(&path).unwrap(),
-        "{} is stale; run `{}` and commit it",
+        "{} is stale; run scripts/regenerate (or `{}`) and commit it",
         docgen::DEFAULT_OUT,
         docgen::REGENERATE
     );
