@@ -45,8 +45,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
 use super::{
-    Context, KindContext, KindController, Stop, controller_for, has_finalizer, instrumented,
-    kind_controller, set_finalizer, write_status,
+    Context, KindContext, KindController, Metrics, Stop, controller_for, has_finalizer,
+    instrumented, kind_controller, set_finalizer, write_status,
 };
 use crate::reconcile::tailnet_policy::{
     ApplyReason, ConfigMapRevisionStore, ExecuteOutcome, ExecuteResult, PolicyAction, PolicyPlan,
@@ -293,6 +293,7 @@ async fn compose_and_report(
         }
     }
     let outcome = execute(plan, snapshots, &history, Utc::now()).await?;
+    record_outcome_metrics(&ctx.shared.metrics, &outcome.result);
     for member in &members {
         if let Some(resource_outcome) = outcome.outcome(&member.name_any()) {
             report_outcome(
@@ -308,6 +309,18 @@ async fn compose_and_report(
         }
     }
     Ok(outcome)
+}
+
+/// Counts drift corrections and rollbacks (one per pass: the pass writes one policy file).
+fn record_outcome_metrics(metrics: &Metrics, result: &ExecuteResult) {
+    match result {
+        ExecuteResult::Applied {
+            reason: ApplyReason::DriftCorrection,
+            ..
+        } => metrics.record_drift_correction(KIND),
+        ExecuteResult::RolledBack { .. } => metrics.record_rollback(KIND),
+        _ => {}
+    }
 }
 
 fn corrects_drift(plan: &PolicyPlan) -> bool {
