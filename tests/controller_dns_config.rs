@@ -467,6 +467,13 @@ async fn drift_is_corrected_with_drift_policy_correct() {
     })
     .await;
     assert!(drift_gauge(&manager, "dns").unwrap().ends_with(" 0"));
+    assert!(
+        manager
+            .metrics()
+            .encode()
+            .contains(r#"tailnet_operator_drift_corrections_total{kind="DNSConfig"} 1"#),
+        "the correction is counted"
+    );
     assert_eq!(
         ready_since(&fake),
         ready_before,

@@ -168,6 +168,9 @@ fn patch_policy(fake: &FakeKube, patch: serde_json::Value) {
 #[tokio::test]
 async fn the_drift_gauge_goes_to_1_on_a_console_edit_and_back_to_0_after_correction() {
     let (fake, sim, manager) = start().await;
+    // The gauge is 0 before the first apply too: wait for the apply itself, or the console
+    // edit below could land before it and simply be overwritten.
+    wait_applied(&fake).await;
     scrape_until(&manager, "the Base applied, not drifted", |t| {
         drift(t) == Some(0.0)
     })

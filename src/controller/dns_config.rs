@@ -235,6 +235,9 @@ async fn plan_and_execute(
         before = report(ctx, api, current, &detected, None, now).await?;
     }
     let executed = execute(plan, snapshots).await?;
+    if executed.wrote == Some(WriteReason::DriftCorrection) {
+        ctx.shared.metrics.record_drift_correction(KIND);
+    }
     let mut reported = current.clone();
     reported.status = Some(before);
     report(ctx, api, &reported, &executed.outcome, executed.wrote, now).await?;
