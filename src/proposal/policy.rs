@@ -124,8 +124,7 @@ pub(super) fn planner_checks(
             ),
             (Some(_), false) => result(check::POLICY_TESTS, false, join(&tests)),
         });
-    if let Some(new) = &outcome.policy {
-        let old = current_policy(&before, world);
+    if let (Some(new), Some(old)) = (&outcome.policy, current_policy(&before, world)) {
         report.access_diff = Some(render_access_diff(&old.access_diff(new, &world.view)));
     }
     report
@@ -266,8 +265,8 @@ fn composition(
 }
 
 /// What the tailnet enforces now: the live policy when known and compilable, else the current
-/// composition, else nothing.
-fn current_policy(before: &TailnetPolicy, world: &ProposalWorld) -> Policy {
+/// composition, else the empty policy (which allows nothing).
+fn current_policy(before: &TailnetPolicy, world: &ProposalWorld) -> Option<Policy> {
     let compiled = |text: &str| {
         hujson::parse_strict(text)
             .ok()
@@ -283,7 +282,6 @@ fn current_policy(before: &TailnetPolicy, world: &ProposalWorld) -> Policy {
                 .and_then(|(c, _)| compiled(&c.text))
         })
         .or_else(|| Policy::compile(&json!({})).ok())
-        .expect("the empty policy compiles")
 }
 
 /// `+ src -> dst proto:port` (gained) and `- ...` (lost) lines, capped, with counts.

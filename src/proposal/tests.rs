@@ -352,3 +352,29 @@ fn long_check_messages_are_capped() {
     assert_eq!(message.chars().count(), MAX_CHECK_MESSAGE);
     assert!(message.ends_with('…'));
 }
+
+#[test]
+fn without_the_live_policy_the_access_diff_starts_from_the_current_composition() {
+    let base = policy("base", "Base", BASE);
+    let fragment = policy("team", "Fragment", "{}");
+    let mut world = world(&[&base, &fragment]);
+    world.live_policy = None;
+    let grant =
+        r#"{"grants": [{"src": ["bob@example.com"], "dst": ["tag:web"], "ip": ["tcp:22"]}]}"#;
+    let preview = super::preview(&fragment, &json!({"spec": {"policy": grant}}), &world).unwrap();
+    assert!(preview.is_valid(), "{}", preview.problems());
+    assert!(
+        check_of(&preview, check::POLICY_COMPOSE)
+            .message
+            .contains("TailnetPolicy/base"),
+        "{:?}",
+        preview.validation
+    );
+    assert_eq!(
+        preview.access_diff.as_deref(),
+        Some(
+            "1 gained, 0 lost (source -> destination proto:ports)\n\
+             + bob-laptop -> web-1 tcp:22"
+        )
+    );
+}
