@@ -10,7 +10,7 @@ use crate::policy::checks::{self, CheckProblem};
 use crate::policy::compose::{Composition, PolicySource, compose};
 use crate::policy::hujson;
 use crate::reconcile::tailnet_policy::{
-    TextSource, config_map_text, policy_hash, source_name, text_source,
+    TextSource, config_map_text, find_config_map, policy_hash, source_name, text_source,
 };
 use crate::resources::tailnet_policy::{PolicyRole, TailnetPolicy};
 
@@ -28,13 +28,9 @@ fn text_of(policy: &TailnetPolicy, world: &ProposalWorld) -> Result<String, Stri
         TextSource::Inline(text) => return Ok(text.to_owned()),
         TextSource::ConfigMap(r) => r,
     };
-    let found = world.config_maps.iter().find(|c| {
-        c.metadata.name.as_deref() == Some(&r.name)
-            && c.metadata.namespace.as_deref().unwrap_or("default") == r.namespace
-    });
     config_map_text(
         r,
-        found,
+        find_config_map(&world.config_maps, r),
         "spec.policyFrom.configMapKeyRef names a ConfigMap that does not exist: create it or \
          fix the reference",
     )
