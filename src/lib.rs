@@ -7,11 +7,13 @@
 //! - [`secret`]: the redacting wrapper every secret is held in.
 //! - [`error`]: error categories shared by the client, reconcilers and metrics.
 //! - [`resources`]: the custom resources and the machinery every kind shares.
+//! - [`proposal`]: ChangeProposal previews (validation, YAML and access diffs), adopt-drift.
 pub mod audit;
 pub mod cli;
 pub mod controller;
 pub mod error;
 pub mod policy;
+pub mod proposal;
 pub mod reconcile;
 pub mod resources;
 pub mod secret;

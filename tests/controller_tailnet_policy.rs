@@ -83,6 +83,7 @@ async fn start(fake: &FakeKube) -> Manager {
         identity: "op-0".to_owned(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         leader_election: None,
+        proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
     };
     Manager::start(fake.client(), config)
         .await

@@ -92,6 +92,7 @@ async fn start() -> (FakeKube, SimServer, Manager) {
         namespace: NAMESPACE.to_owned(),
         identity: "op-0".to_owned(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
         leader_election: None,
     };
     let manager = Manager::start(fake.client(), config)

@@ -27,8 +27,8 @@ mod dns_config;
 use super::connection::{ConnectionArgs, connect};
 use crate::reconcile::tailnet_policy::{
     ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyPlan, PolicyResource,
-    ResourceOutcome, TextSource, config_map_text, observe_and_plan, policy_resource, reconcile,
-    text_source,
+    ResourceOutcome, TextSource, config_map_text, find_config_map, observe_and_plan,
+    policy_resource, reconcile, text_source,
 };
 use crate::resources::common::GROUP;
 use crate::resources::{DNSConfig, ReconcileError, Tailnet, TailnetPolicy};
@@ -248,13 +248,9 @@ impl Manifests {
             TextSource::Inline(text) => return Ok(text.to_owned()),
             TextSource::ConfigMap(r) => r,
         };
-        let found = self.config_maps.iter().find(|c| {
-            c.metadata.name.as_deref() == Some(&r.name)
-                && c.metadata.namespace.as_deref().unwrap_or("default") == r.namespace
-        });
         config_map_text(
             r,
-            found,
+            find_config_map(&self.config_maps, r),
             "spec.policyFrom.configMapKeyRef: in file mode the ConfigMap must be a document \
              under the same PATH (apiVersion v1, kind ConfigMap, with that namespace and name)",
         )

@@ -4,6 +4,7 @@ pub mod crdgen;
 pub mod docgen;
 pub mod file_mode;
 mod policy;
+pub mod proposal;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub enum Command {
     Apply(file_mode::FileArgs),
     /// Run the controllers in a cluster (leader election, /healthz, /readyz, /metrics).
     Run(RunArgs),
+    /// ChangeProposals: `export NAME` prints one as a file to commit (GitOps review flow).
+    Proposal(proposal::ProposalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +80,14 @@ pub struct RunArgs {
     /// Elect a leader through a Lease so several replicas are safe; `false` for one replica.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
+    /// How long finished ChangeProposals (Applied, Failed, Stale, Rejected) are kept before
+    /// they are deleted, e.g. `168h` (units ms, s, m, h).
+    #[arg(long, default_value = "168h", value_parser = parse_ttl)]
+    pub proposal_ttl: std::time::Duration,
+}
+
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    crate::resources::common::parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,6 +150,8 @@ pub enum CliError {
     File(#[from] file_mode::FileModeError),
     #[error(transparent)]
     Reconcile(#[from] crate::resources::ReconcileError),
+    #[error(transparent)]
+    Export(#[from] proposal::ExportError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -183,6 +196,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Run(args) => run_manager(args).await.map(|()| ExitCode::SUCCESS),
         Command::Plan(args) => file_mode::run(&args, file_mode::Mode::Plan).await,
         Command::Apply(args) => file_mode::run(&args, file_mode::Mode::Apply).await,
+        Command::Proposal(args) => proposal::run(&args).await.map(|out| {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }),
     }
 }
 
@@ -195,6 +212,7 @@ async fn run_manager(args: RunArgs) -> Result<(), CliError> {
         leader_election: args
             .leader_election
             .then(crate::controller::LeaseConfig::default),
+        proposal_ttl: args.proposal_ttl,
     };
     crate::controller::run(client, config, shutdown_signal()).await?;
     Ok(())

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::http::{self, Readiness};
 use super::{Context, KindController, Metrics, Stop};
-use crate::resources::{Tailnet, TailnetPolicy};
+use crate::resources::{ChangeProposal, Tailnet, TailnetPolicy};
 use crate::snapshot::SnapshotRegistry;
 
 /// The Lease's name.
@@ -37,6 +37,8 @@ pub struct RunConfig {
     pub metrics_listen: SocketAddr,
     /// `None` runs the controllers at once (a single replica).
     pub leader_election: Option<LeaseConfig>,
+    /// How long finished ChangeProposals are kept before they are deleted.
+    pub proposal_ttl: std::time::Duration,
 }
 
 /// Leader election timings.
@@ -124,12 +126,14 @@ impl Manager {
             readiness.clone(),
             stop.wait(),
         ));
-        let ctx = Arc::new(Context::new(
+        let mut ctx = Context::new(
             client,
             config.namespace.clone(),
             &config.identity,
             Arc::clone(&metrics),
-        ));
+        );
+        ctx.proposal_ttl = config.proposal_ttl;
+        let ctx = Arc::new(ctx);
         let snapshots = ctx.snapshots.clone();
         let task = tokio::spawn(supervise(ctx, config, stop.clone(), readiness, http_task));
         Ok(Manager {
@@ -203,6 +207,13 @@ async fn check_crds(client: &Client) -> Result<(), ManagerError> {
             kind: "TailnetPolicy",
             source,
         })?;
+    Api::<ChangeProposal>::all(client.clone())
+        .list(&probe)
+        .await
+        .map_err(|source| ManagerError::CrdsMissing {
+            kind: "ChangeProposal",
+            source,
+        })?;
     Ok(())
 }
 
@@ -212,6 +223,7 @@ fn controllers(ctx: &Arc<Context>, stop: &Stop) -> Vec<KindController> {
         super::tailnet::controller(Arc::clone(ctx), stop),
         super::tailnet_policy::controller(Arc::clone(ctx), stop),
         super::dns_config::controller(Arc::clone(ctx), stop),
+        super::change_proposal::controller(Arc::clone(ctx), stop),
     ]
 }
 

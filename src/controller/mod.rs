@@ -17,6 +17,7 @@
 //!
 //! One module per kind ([`tailnet`], [`tailnet_policy`]); each exposes `controller(ctx, stop) -> KindController`,
 //! and [`manager`] runs the list of them (adding a kind is one line there).
+pub mod change_proposal;
 pub mod dns_config;
 pub mod http;
 pub mod manager;
@@ -70,6 +71,8 @@ pub struct Context {
     pub namespace: String,
     /// This replica's name (`POD_NAME`): the Lease holder and the events' reporting instance.
     pub identity: String,
+    /// How long finished ChangeProposals are kept (`run --proposal-ttl`).
+    pub proposal_ttl: Duration,
     /// Consecutive failures per object (`Kind/namespace/name`), reset by a success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -102,6 +105,7 @@ impl Context {
             metrics,
             namespace: namespace.into(),
             identity: identity.to_owned(),
+            proposal_ttl: change_proposal::DEFAULT_PROPOSAL_TTL,
             failures: Mutex::default(),
         }
     }

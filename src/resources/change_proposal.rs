@@ -16,7 +16,9 @@ use super::common::{CommonStatus, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN};
 /// Longest `spec.summary` (characters).
 pub const MAX_SUMMARY_LENGTH: u32 = 2048;
 
-/// A reviewed change to one of the operator's resources.
+/// A reviewed change to one of the operator's resources. CEL rules (evaluated by the API server): a proposal cannot be created with
+/// `spec.approved: true`; `spec.target`, `spec.patch` and `spec.mode` cannot change once it
+/// exists (what a human approves is what the proposer created).
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[kube(
@@ -74,6 +76,25 @@ pub const MAX_SUMMARY_LENGTH: u32 = 2048;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "oldSelf.hasValue() || !self.approved",
+        "optionalOldSelf": true,
+        "message": "a ChangeProposal cannot be created already approved: create it with spec.approved unset (false); a human reviewer sets it to true",
+    },
+    {
+        "rule": "self.target == oldSelf.target",
+        "message": "spec.target is immutable: create a new ChangeProposal to change another resource",
+    },
+    {
+        "rule": "self.patch == oldSelf.patch",
+        "message": "spec.patch is immutable: the reviewed patch is the one applied; create a new ChangeProposal for a different patch",
+    },
+    {
+        "rule": "self.mode == oldSelf.mode",
+        "message": "spec.mode is immutable: what was reviewed for Apply or GitOps stays so; create a new ChangeProposal for the other mode",
+    },
+]))]
 pub struct ChangeProposalSpec {
     /// The resource the patch changes.
     pub target: ProposalTarget,
@@ -130,7 +151,8 @@ pub enum ProposalPhase {
     /// Validated, waiting for a human's approval.
     #[default]
     Pending,
-    /// Approved; the operator is applying it.
+    /// Approved: the operator is applying it (mode Apply), or it awaits its commit (mode
+    /// GitOps: never applied).
     Approved,
     /// Applied to the target.
     Applied,
@@ -166,9 +188,18 @@ pub struct ChangeProposalStatus {
     /// applied only if the target still has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_resource_version: Option<String>,
+    /// SHA-256 (hex) of the target's spec, labels and annotations the diff was computed
+    /// against: a target whose resourceVersion moved only because its status was written is
+    /// not stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_hash: Option<String>,
     /// When the patch was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_at: Option<Time>,
+    /// When it became Applied, Failed, Stale or Rejected; it is deleted the operator's
+    /// `--proposal-ttl` later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
     /// Why the proposal is Failed, Stale or Rejected, and what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -192,4 +223,39 @@ fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
     })
+}
+
+impl ProposalPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProposalPhase::Pending => "Pending",
+            ProposalPhase::Approved => "Approved",
+            ProposalPhase::Applied => "Applied",
+            ProposalPhase::Failed => "Failed",
+            ProposalPhase::Stale => "Stale",
+            ProposalPhase::Rejected => "Rejected",
+        }
+    }
+
+    /// Applied, Failed, Stale and Rejected are final: nothing happens to the proposal any more
+    /// but its garbage collection.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            ProposalPhase::Applied
+                | ProposalPhase::Failed
+                | ProposalPhase::Stale
+                | ProposalPhase::Rejected
+        )
+    }
+
+    /// Every phase, for gauges that report zero too.
+    pub const ALL: [ProposalPhase; 6] = [
+        ProposalPhase::Pending,
+        ProposalPhase::Approved,
+        ProposalPhase::Applied,
+        ProposalPhase::Failed,
+        ProposalPhase::Stale,
+        ProposalPhase::Rejected,
+    ];
 }

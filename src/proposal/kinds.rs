@@ -1,0 +1,160 @@
+//! The kinds a `ChangeProposal` may target, one [`KindEntry`] each. Schema, CEL and typed
+//! validation come from the kind's Rust type and generated CRD, so a new kind is one line in
+//! [`registry`] (`KindEntry::of::<NewKind>()`), plus `.with_planner(...)` /
+//! `.with_adopt(...)` when it has planner checks or supports `adopt_drift`.
+use std::sync::OnceLock;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{PlannerReport, ProposalError, ProposalWorld, check, policy};
+use crate::resources::dns_config::DNSConfig;
+use crate::resources::{Tailnet, TailnetPolicy};
+
+/// A kind's planner checks: `(target, patched, world)`.
+pub type Planner = fn(&Value, &Value, &ProposalWorld) -> PlannerReport;
+/// A kind's adopt-drift patch: `(target, world)`.
+pub type Adopt = fn(&Value, &ProposalWorld) -> Result<Value, ProposalError>;
+
+/// What the proposal core knows about one kind.
+pub struct KindEntry {
+    /// e.g. `TailnetPolicy`.
+    pub kind: String,
+    pub namespaced: bool,
+    /// The generated CRD (its `openAPIV3Schema` and CEL rules validate patched objects).
+    pub crd: CustomResourceDefinition,
+    /// Deserializes into the kind's Rust type; the error names the field path.
+    pub typed: fn(&Value) -> Result<(), String>,
+    pub planner: Option<Planner>,
+    /// The check names `planner` reports (listed as not run when earlier checks fail).
+    pub planner_checks: &'static [&'static str],
+    pub adopt: Option<Adopt>,
+}
+
+impl KindEntry {
+    /// Schema, CEL and typed validation for `K`; no planner checks, no adopt.
+    pub fn of<K>() -> KindEntry
+    where
+        K: CustomResourceExt + DeserializeOwned,
+    {
+        let crd = K::crd();
+        KindEntry {
+            kind: crd.spec.names.kind.clone(),
+            namespaced: crd.spec.scope == "Namespaced",
+            crd,
+            typed: typed::<K>,
+            planner: None,
+            planner_checks: &[],
+            adopt: None,
+        }
+    }
+
+    pub fn with_planner(mut self, planner: Planner, checks: &'static [&'static str]) -> Self {
+        self.planner = Some(planner);
+        self.planner_checks = checks;
+        self
+    }
+
+    pub fn with_adopt(mut self, adopt: Adopt) -> Self {
+        self.adopt = Some(adopt);
+        self
+    }
+
+    /// The `openAPIV3Schema` of the CRD's (single served) version, as JSON.
+    pub fn schema(&self) -> Value {
+        self.crd
+            .spec
+            .versions
+            .first()
+            .and_then(|v| v.schema.as_ref())
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// `apiVersion` of the kind, e.g. `tailnet.ops.dev/v1alpha1`.
+    pub fn api_version(&self) -> String {
+        let version = self
+            .crd
+            .spec
+            .versions
+            .first()
+            .map_or("v1alpha1", |v| v.name.as_str());
+        format!("{}/{version}", self.crd.spec.group)
+    }
+}
+
+/// Every kind a proposal may target. (`ChangeProposal` itself is not one: a proposal never
+/// changes another proposal.) Add new kinds here.
+pub fn registry() -> &'static [KindEntry] {
+    static REGISTRY: OnceLock<Vec<KindEntry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        vec![
+            KindEntry::of::<Tailnet>(),
+            KindEntry::of::<TailnetPolicy>()
+                .with_planner(
+                    policy::planner_checks,
+                    &[
+                        check::POLICY_COMPOSE,
+                        check::POLICY_CHECKS,
+                        check::POLICY_TESTS,
+                    ],
+                )
+                .with_adopt(policy::adopt_drift),
+            KindEntry::of::<DNSConfig>(),
+        ]
+    })
+}
+
+/// The entry for `kind`, or an error listing the supported kinds.
+pub fn lookup(kind: &str) -> Result<&'static KindEntry, ProposalError> {
+    registry()
+        .iter()
+        .find(|e| e.kind == kind)
+        .ok_or_else(|| ProposalError::UnsupportedKind {
+            kind: kind.to_owned(),
+            supported: registry().iter().map(|e| e.kind.clone()).collect(),
+        })
+}
+
+fn typed<K: DeserializeOwned>(value: &Value) -> Result<(), String> {
+    serde_path_to_error::deserialize::<_, K>(value)
+        .map(|_| ())
+        .map_err(|err| {
+            let path = err.path().to_string();
+            if path == "." || path.is_empty() {
+                err.inner().to_string()
+            } else {
+                format!("{path}: {}", err.inner())
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_schema_and_lookups_name_the_supported_kinds() {
+        for entry in registry() {
+            assert!(entry.schema().is_object(), "{}", entry.kind);
+        }
+        assert!(!lookup("TailnetPolicy").unwrap().namespaced);
+        let err = lookup("ChangeProposal").err().unwrap().to_string();
+        assert!(err.contains("Tailnet, TailnetPolicy"), "{err}");
+    }
+
+    #[test]
+    fn typed_errors_name_the_field() {
+        let entry = lookup("TailnetPolicy").unwrap();
+        let bad = serde_json::json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "TailnetPolicy",
+            "metadata": {"name": "base"},
+            "spec": {"role": "Base", "policy": "{}", "historyLimit": "ten"}
+        });
+        let err = (entry.typed)(&bad).unwrap_err();
+        assert!(err.starts_with("spec.historyLimit:"), "{err}");
+    }
+}

@@ -1,0 +1,423 @@
+//! Validation of a patched object as the API server would do it: the CRD's structural schema
+//! (evaluated here, for the OpenAPI v3 subset CRDs use), its CEL rules (with `kube-cel`), then
+//! deserialization into the kind's Rust type.
+//!
+//! Why evaluate the schema here rather than with a JSON Schema library: a CRD schema is
+//! OpenAPI, not JSON Schema (`nullable`, `x-kubernetes-*`), and the API server prunes nulls
+//! and defaults fields before validating; this follows the API server on those points and
+//! names each problem by its field path (`spec.role`).
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::{Map, Value};
+
+use super::kinds::KindEntry;
+use super::{ValidationResult, check, result};
+
+/// Problems listed per check before "and N more".
+const PROBLEMS_SHOWN: usize = 10;
+/// Root fields every object has and CRD schemas leave out.
+const ROOT_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
+
+/// `schema`, `cel` and `typed`, in order; later ones are not run once one fails.
+pub(super) fn check(entry: &KindEntry, target: &Value, patched: &Value) -> Vec<ValidationResult> {
+    let schema = entry.schema();
+    let mut object = patched.clone();
+    if let Some(root) = object.as_object_mut() {
+        // Status is written by the operator through its subresource, never by a proposal.
+        root.remove("status");
+    }
+    let object = kube_cel::apply_defaults(&schema, &object);
+    let mut problems = Vec::new();
+    validate(&schema, &object, "", true, &mut problems);
+    let mut results = vec![outcome(check::SCHEMA, problems)];
+    if !results[0].ok {
+        results.push(not_run(check::CEL));
+        results.push(not_run(check::TYPED));
+        return results;
+    }
+    results.push(outcome(check::CEL, cel_problems(&schema, &object, target)));
+    results.push(match (entry.typed)(&object) {
+        Ok(()) => result(check::TYPED, true, format!("a valid {}", entry.kind)),
+        Err(message) => result(check::TYPED, false, message),
+    });
+    results
+}
+
+fn not_run(name: &str) -> ValidationResult {
+    result(name, false, "not run: the patched object fails its schema")
+}
+
+fn outcome(name: &str, problems: Vec<String>) -> ValidationResult {
+    if problems.is_empty() {
+        return result(name, true, "passed");
+    }
+    let mut message = problems
+        .iter()
+        .take(PROBLEMS_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > PROBLEMS_SHOWN {
+        message.push_str(&format!("; and {} more", problems.len() - PROBLEMS_SHOWN));
+    }
+    result(name, false, message)
+}
+
+/// The CEL rules, on update (the current target is `oldSelf`, defaulted like the new one).
+fn cel_problems(schema: &Value, object: &Value, target: &Value) -> Vec<String> {
+    let mut old = target.clone();
+    if let Some(root) = old.as_object_mut() {
+        root.remove("status");
+    }
+    match validator().lock() {
+        Ok(validator) => match validator.validate(schema, object, Some(&old)) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.into_vec().iter().map(ToString::to_string).collect(),
+        },
+        Err(_) => vec!["the CEL evaluator is unavailable (a previous evaluation panicked)".into()],
+    }
+}
+
+/// One evaluator (its function registry is built once); `Validator` is `Send` but not `Sync`.
+fn validator() -> &'static Mutex<kube_cel::Validator> {
+    static VALIDATOR: OnceLock<Mutex<kube_cel::Validator>> = OnceLock::new();
+    VALIDATOR.get_or_init(|| Mutex::new(kube_cel::Validator::new()))
+}
+
+fn field(path: &str) -> &str {
+    if path.is_empty() { "the object" } else { path }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Checks `value` against `schema` at `path`, appending one problem per violation.
+fn validate(schema: &Value, value: &Value, path: &str, root: bool, problems: &mut Vec<String>) {
+    let Some(schema) = schema.as_object() else {
+        return;
+    };
+    let flag = |name: &str| schema.get(name).and_then(Value::as_bool).unwrap_or(false);
+    if value.is_null() {
+        // Nullable, or pruned by the API server when not; a required field that is null is
+        // reported missing by its parent.
+        return;
+    }
+    if flag("x-kubernetes-int-or-string") {
+        if !(value.is_string() || value.is_i64() || value.is_u64()) {
+            problems.push(format!("{}: must be an integer or a string", field(path)));
+        }
+        return;
+    }
+    if let Some(kind) = schema.get("type").and_then(Value::as_str) {
+        if !has_type(value, kind) {
+            problems.push(format!(
+                "{}: must be {}, not {}",
+                field(path),
+                article(kind),
+                describe(value)
+            ));
+            return;
+        }
+    }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+        if !options.contains(value) {
+            let listed: Vec<String> = options.iter().map(Value::to_string).collect();
+            problems.push(format!(
+                "{}: {} is not one of {}",
+                field(path),
+                value,
+                listed.join(", ")
+            ));
+        }
+    }
+    match value {
+        Value::Object(map) => validate_object(schema, map, path, root, problems),
+        Value::Array(items) => validate_array(schema, items, path, problems),
+        Value::String(text) => validate_string(schema, text, path, problems),
+        Value::Number(_) => validate_number(schema, value, path, problems),
+        _ => {}
+    }
+    for sub in ["allOf"] {
+        for branch in schema
+            .get(sub)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            validate(branch, value, path, root, problems);
+        }
+    }
+}
+
+fn has_type(value: &Value, kind: &str) -> bool {
+    match kind {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        _ => true,
+    }
+}
+
+fn article(kind: &str) -> String {
+    match kind {
+        "object" | "array" | "integer" => format!("an {kind}"),
+        other => format!("a {other}"),
+    }
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+fn validate_object(
+    schema: &Map<String, Value>,
+    map: &Map<String, Value>,
+    path: &str,
+    root: bool,
+    problems: &mut Vec<String>,
+) {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let additional = schema.get("additionalProperties");
+    let preserve = schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    for required in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if map.get(required).is_none_or(Value::is_null) {
+            problems.push(format!("{}: required", join(path, required)));
+        }
+    }
+    for (key, value) in map {
+        let child = join(path, key);
+        if let Some(sub) = properties.and_then(|p| p.get(key)) {
+            validate(sub, value, &child, false, problems);
+        } else if let Some(sub) = additional.filter(|a| a.is_object()) {
+            validate(sub, value, &child, false, problems);
+        } else if root && (ROOT_FIELDS.contains(&key.as_str()) || key == "status") {
+            // Server-managed or validated elsewhere (status through its subresource).
+        } else if !preserve && additional != Some(&Value::Bool(true)) {
+            let known: Vec<&str> = properties
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            problems.push(format!(
+                "{child}: unknown field (the API server would drop it); known fields here: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+    }
+    let count = map.len() as f64;
+    bound(
+        schema,
+        "minProperties",
+        "maxProperties",
+        count,
+        "properties",
+        path,
+        problems,
+    );
+}
+
+fn validate_array(
+    schema: &Map<String, Value>,
+    items: &[Value],
+    path: &str,
+    problems: &mut Vec<String>,
+) {
+    if let Some(item_schema) = schema.get("items") {
+        for (i, item) in items.iter().enumerate() {
+            validate(item_schema, item, &format!("{path}[{i}]"), false, problems);
+        }
+    }
+    bound(
+        schema,
+        "minItems",
+        "maxItems",
+        items.len() as f64,
+        "items",
+        path,
+        problems,
+    );
+    let set = schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set");
+    if set || schema.get("uniqueItems").and_then(Value::as_bool) == Some(true) {
+        for (i, item) in items.iter().enumerate() {
+            if items[..i].contains(item) {
+                problems.push(format!("{path}[{i}]: duplicate entry {item}"));
+            }
+        }
+    }
+}
+
+fn validate_string(
+    schema: &Map<String, Value>,
+    text: &str,
+    path: &str,
+    problems: &mut Vec<String>,
+) {
+    let length = text.chars().count() as f64;
+    bound(
+        schema,
+        "minLength",
+        "maxLength",
+        length,
+        "characters",
+        path,
+        problems,
+    );
+    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+        match compiled(pattern) {
+            Some(re) if !re.is_match(text) => problems.push(format!(
+                "{}: {} does not match the pattern {pattern}",
+                field(path),
+                describe(&Value::String(text.to_owned()))
+            )),
+            Some(_) => {}
+            None => problems.push(format!(
+                "{}: the schema's pattern {pattern} does not compile",
+                field(path)
+            )),
+        }
+    }
+}
+
+fn validate_number(
+    schema: &Map<String, Value>,
+    value: &Value,
+    path: &str,
+    problems: &mut Vec<String>,
+) {
+    let Some(number) = value.as_f64() else {
+        return;
+    };
+    if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+        let exclusive = schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
+        if number < min || (exclusive && number == min) {
+            problems.push(format!(
+                "{}: {value} is below the minimum {min}",
+                field(path)
+            ));
+        }
+    }
+    if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+        let exclusive = schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
+        if number > max || (exclusive && number == max) {
+            problems.push(format!(
+                "{}: {value} is above the maximum {max}",
+                field(path)
+            ));
+        }
+    }
+}
+
+/// A `min*`/`max*` pair on a count.
+fn bound(
+    schema: &Map<String, Value>,
+    min_key: &str,
+    max_key: &str,
+    count: f64,
+    noun: &str,
+    path: &str,
+    problems: &mut Vec<String>,
+) {
+    if let Some(min) = schema.get(min_key).and_then(Value::as_f64) {
+        if count < min {
+            problems.push(format!("{}: at least {min} {noun} required", field(path)));
+        }
+    }
+    if let Some(max) = schema.get(max_key).and_then(Value::as_f64) {
+        if count > max {
+            problems.push(format!("{}: at most {max} {noun} allowed", field(path)));
+        }
+    }
+}
+
+/// Compiled schema patterns, kept: the same few patterns are checked on every preview.
+fn compiled(pattern: &str) -> Option<regex::Regex> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().ok()?;
+    cache
+        .entry(pattern.to_owned())
+        .or_insert_with(|| regex::Regex::new(pattern).ok())
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn problems(schema: Value, value: Value) -> Vec<String> {
+        let mut out = Vec::new();
+        validate(&schema, &value, "", true, &mut out);
+        out
+    }
+
+    #[test]
+    fn each_violation_names_its_path() {
+        let schema = json!({
+            "type": "object", "required": ["spec"],
+            "properties": {"spec": {"type": "object", "required": ["role"], "properties": {
+                "role": {"type": "string", "enum": ["Base", "Fragment"]},
+                "limit": {"type": "integer", "minimum": 1.0, "maximum": 100.0},
+                "name": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 5},
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                "opt": {"type": "string", "nullable": true},
+            }}}
+        });
+        let found = problems(
+            schema.clone(),
+            json!({"apiVersion": "v", "kind": "K", "metadata": {},
+                   "spec": {"role": "Primary", "limit": 0, "name": "ABCDEFG",
+                            "tags": ["a", 1, "c"], "free": {"x": 1}, "extra": true,
+                            "opt": null}}),
+        );
+        let expect = [
+            "spec.role: \"Primary\" is not one of \"Base\", \"Fragment\"",
+            "spec.limit: 0 is below the minimum 1",
+            "spec.name: at most 5 characters allowed",
+            "spec.name: the string \"ABCDEFG\" does not match the pattern ^[a-z]+$",
+            "spec.tags[1]: must be a string, not the number 1",
+            "spec.tags: at most 2 items allowed",
+            "spec.extra: unknown field",
+        ];
+        for e in expect {
+            assert!(
+                found.iter().any(|p| p.starts_with(e)),
+                "{e} not in {found:?}"
+            );
+        }
+        assert_eq!(found.len(), expect.len(), "{found:?}");
+        assert_eq!(
+            problems(schema, json!({"spec": {"limit": 5}})),
+            vec!["spec.role: required"]
+        );
+    }
+}
