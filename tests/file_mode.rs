@@ -217,3 +217,97 @@ fn apply_exits_0_when_ready_and_1_when_a_resource_is_not() {
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.contains("Ready=False Conflict"), "{stdout}");
 }
+
+const POST_DNS: &str = "POST /api/v2/tailnet/{tailnet}/dns/configuration";
+
+#[tokio::test]
+async fn the_dns_config_example_converges_and_a_second_apply_writes_nothing() {
+    let server = start_sim().await;
+    let manifests = file_mode::load(&examples()).unwrap();
+    assert_eq!(manifests.dns_configs.len(), 1);
+    for run in 1..=2 {
+        let snapshots =
+            TailnetSnapshots::new(client(api_key_config(&server)), Duration::from_secs(300));
+        if run == 2 {
+            let plan = file_mode::plan_manifests(&manifests, &snapshots)
+                .await
+                .unwrap();
+            assert!(!plan.changes, "{}", plan.output);
+            assert!(
+                plan.output.contains("DNSConfig/default: no changes"),
+                "{}",
+                plan.output
+            );
+        }
+        let report = file_mode::apply_manifests(&manifests, &snapshots)
+            .await
+            .unwrap();
+        assert!(!report.failed, "run {run}:\n{}", report.output);
+        assert!(
+            report.output.contains("DNSConfig/default:\n  Ready=True"),
+            "{}",
+            report.output
+        );
+    }
+    assert_eq!(
+        server.tailnet().calls().get(POST_DNS),
+        1,
+        "one write over two runs"
+    );
+    let dns = server.tailnet().dns();
+    assert!(dns.nameservers[0].use_with_exit_node);
+    assert_eq!(dns.split_dns["corp.example.com"].len(), 2);
+    assert!(dns.preferences.magic_dns && dns.preferences.override_local_dns);
+}
+
+#[tokio::test]
+async fn a_dns_only_path_plans_the_write_and_a_second_dns_config_is_a_conflict() {
+    let doc = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: tailnet.ops.dev/v1alpha1\nkind: DNSConfig\nmetadata:\n  name: {name}\nspec:\n{spec}"
+        )
+    };
+    let dir = fixture(
+        "dns-only",
+        &[
+            ("a.yaml", &doc("a", "  magicDNS: true\n  nameservers: []\n")),
+            ("b.yaml", &doc("b", "  magicDNS: false\n")),
+        ],
+    );
+    let manifests = file_mode::load(&dir).unwrap();
+    let server = start_sim().await;
+    let snapshots =
+        TailnetSnapshots::new(client(api_key_config(&server)), Duration::from_secs(300));
+    let plan = file_mode::plan_manifests(&manifests, &snapshots)
+        .await
+        .unwrap();
+    assert!(plan.changes && plan.failed, "{}", plan.output);
+    assert!(
+        plan.output
+            .contains("DNSConfig/a: would write the tailnet's DNS (Initial)")
+            && plan.output.contains("/nameservers/0:")
+            && plan
+                .output
+                .contains("DNSConfig/b: error: Conflict DNSConfig a already manages"),
+        "{}",
+        plan.output
+    );
+    let report = file_mode::apply_manifests(&manifests, &snapshots)
+        .await
+        .unwrap();
+    assert!(
+        report.failed,
+        "the conflict fails the run:\n{}",
+        report.output
+    );
+    let dns = server.tailnet().dns();
+    assert!(
+        dns.nameservers.is_empty() && dns.preferences.magic_dns,
+        "{dns:?}"
+    );
+    assert_eq!(
+        server.tailnet().calls().get(POST_DNS),
+        1,
+        "only the winner wrote"
+    );
+}

@@ -4,7 +4,8 @@
 //!
 //! - PATH is a YAML file or a directory read recursively (`*.yaml`, `*.yml`, sorted by path);
 //!   files may hold several documents.
-//! - Documents are dispatched by `kind`: `Tailnet` and `TailnetPolicy` are handled;
+//! - Documents are dispatched by `kind`: `Tailnet`, `TailnetPolicy` and `DNSConfig` (in
+//!   [`dns_config`]) are handled;
 //!   `ConfigMap`s (apiVersion `v1`) are the sources of `policyFrom.configMapKeyRef`; other
 //!   kinds of the operator's group (`tailnet.ops.dev/...`) are skipped with a warning ("not
 //!   supported yet in file mode"); anything else is an error naming the file and the kind.
@@ -21,14 +22,16 @@ use chrono::Utc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::Value;
 
+mod dns_config;
+
 use super::connection::{ConnectionArgs, connect};
 use crate::reconcile::tailnet_policy::{
     ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyPlan, PolicyResource,
-    ResourceOutcome, TextSource, config_map_text, observe_and_plan, policy_resource, reconcile,
-    text_source,
+    ResourceOutcome, TextSource, config_map_text, find_config_map, observe_and_plan,
+    policy_resource, reconcile, text_source,
 };
 use crate::resources::common::GROUP;
-use crate::resources::{ReconcileError, Tailnet, TailnetPolicy};
+use crate::resources::{DNSConfig, ReconcileError, Tailnet, TailnetPolicy};
 use crate::snapshot::TailnetSnapshots;
 
 /// Arguments of `plan` and `apply`.
@@ -76,10 +79,10 @@ pub enum FileModeError {
         kind: String,
         message: String,
     },
-    #[error("{}: no *.yaml or *.yml file with a TailnetPolicy", path.display())]
+    #[error("{}: no *.yaml or *.yml file with a TailnetPolicy or a DNSConfig", path.display())]
     NothingToDo { path: PathBuf },
     #[error(
-        "the TailnetPolicies under {} name several tailnets ({}): file mode manages one \
+        "the resources under {} name several tailnets ({}): file mode manages one \
          tailnet per run; split them into one directory per tailnet",
         path.display(),
         tailnets.join(", ")
@@ -95,6 +98,7 @@ pub enum FileModeError {
 pub struct Manifests {
     pub tailnets: Vec<Tailnet>,
     pub policies: Vec<TailnetPolicy>,
+    pub dns_configs: Vec<DNSConfig>,
     pub config_maps: Vec<ConfigMap>,
     /// Documents skipped, each naming its file and kind.
     pub warnings: Vec<String>,
@@ -184,6 +188,9 @@ fn dispatch(
         ("TailnetPolicy", true) => manifests
             .policies
             .push(serde_json::from_value(doc).map_err(invalid)?),
+        ("DNSConfig", true) => manifests
+            .dns_configs
+            .push(serde_json::from_value(doc).map_err(invalid)?),
         ("ConfigMap", false) if api_version == "v1" => manifests
             .config_maps
             .push(serde_json::from_value(doc).map_err(invalid)?),
@@ -204,12 +211,17 @@ fn dispatch(
 }
 
 impl Manifests {
-    /// The tailnet the policies manage (their `tailnetRef`), one per PATH.
+    /// The tailnet the resources manage (their `tailnetRef`), one per PATH.
     pub fn tailnet(&self, path: &Path) -> Result<String, FileModeError> {
         let refs: BTreeSet<&str> = self
             .policies
             .iter()
             .map(|p| p.spec.common.tailnet_ref.as_str())
+            .chain(
+                self.dns_configs
+                    .iter()
+                    .map(|d| d.spec.common.tailnet_ref.as_str()),
+            )
             .collect();
         match refs.len() {
             0 => Err(FileModeError::NothingToDo {
@@ -236,13 +248,9 @@ impl Manifests {
             TextSource::Inline(text) => return Ok(text.to_owned()),
             TextSource::ConfigMap(r) => r,
         };
-        let found = self.config_maps.iter().find(|c| {
-            c.metadata.name.as_deref() == Some(&r.name)
-                && c.metadata.namespace.as_deref().unwrap_or("default") == r.namespace
-        });
         config_map_text(
             r,
-            found,
+            find_config_map(&self.config_maps, r),
             "spec.policyFrom.configMapKeyRef: in file mode the ConfigMap must be a document \
              under the same PATH (apiVersion v1, kind ConfigMap, with that namespace and name)",
         )
@@ -261,6 +269,43 @@ pub struct FileReport {
 
 /// Plans `manifests` against the tailnet behind `snapshots` (writes nothing).
 pub async fn plan_manifests(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+) -> Result<FileReport, ReconcileError> {
+    let mut report = FileReport::default();
+    if !manifests.policies.is_empty() {
+        report.merge(plan_policies(manifests, snapshots).await?);
+    }
+    if !manifests.dns_configs.is_empty() {
+        report.merge(dns_config::plan_dns(&manifests.dns_configs, snapshots).await?);
+    }
+    Ok(report)
+}
+
+/// Applies `manifests` to the tailnet behind `snapshots` and reports every resource's status.
+pub async fn apply_manifests(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+) -> Result<FileReport, ReconcileError> {
+    let mut report = FileReport::default();
+    if !manifests.policies.is_empty() {
+        report.merge(apply_policies(manifests, snapshots).await?);
+    }
+    if !manifests.dns_configs.is_empty() {
+        report.merge(dns_config::apply_dns(&manifests.dns_configs, snapshots).await?);
+    }
+    Ok(report)
+}
+
+impl FileReport {
+    fn merge(&mut self, other: FileReport) {
+        self.output.push_str(&other.output);
+        self.changes |= other.changes;
+        self.failed |= other.failed;
+    }
+}
+
+async fn plan_policies(
     manifests: &Manifests,
     snapshots: &TailnetSnapshots,
 ) -> Result<FileReport, ReconcileError> {
@@ -288,8 +333,7 @@ pub async fn plan_manifests(
     })
 }
 
-/// Applies `manifests` to the tailnet behind `snapshots` and reports every resource's status.
-pub async fn apply_manifests(
+async fn apply_policies(
     manifests: &Manifests,
     snapshots: &TailnetSnapshots,
 ) -> Result<FileReport, ReconcileError> {

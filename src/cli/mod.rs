@@ -1,6 +1,7 @@
 //! The `tailnet-operator` command line.
 mod connection;
 pub mod crdgen;
+pub mod docgen;
 pub mod file_mode;
 mod policy;
 pub mod proposal;
@@ -53,6 +54,9 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Write the CustomResourceDefinitions as YAML (`--check`: fail if the files are stale).
     Crdgen(crdgen::CrdgenArgs),
+    /// Write the CRD reference (docs/crd-reference.md) from the schemas (`--check`: fail if
+    /// stale).
+    Docgen(docgen::DocgenArgs),
     /// Show what `apply -f PATH` would change: policy text diff and access diff. Exit code 0
     /// (no changes), 2 (changes) or 1 (error).
     Plan(file_mode::FileArgs),
@@ -143,6 +147,8 @@ pub enum CliError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Crdgen(#[from] crdgen::CrdgenError),
+    #[error(transparent)]
+    Docgen(#[from] docgen::DocgenError),
     #[error("Kubernetes client configuration: {0}")]
     KubeConfig(#[from] kube::Error),
     #[error(transparent)]
@@ -193,6 +199,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Audit(args) => run_audit(args).await.map(|()| ExitCode::SUCCESS),
         Command::Policy(args) => policy::run(&args),
         Command::Crdgen(args) => crdgen::execute(&args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(CliError::from),
+        Command::Docgen(args) => docgen::execute(&args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(CliError::from),
         Command::Run(args) => run_manager(args).await.map(|()| ExitCode::SUCCESS),

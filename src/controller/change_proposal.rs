@@ -50,7 +50,8 @@ use super::{
 use crate::proposal::{self, ProposalWorld, kinds};
 use crate::reconcile::view::tailnet_view;
 use crate::resources::change_proposal::{
-    ChangeProposal, ChangeProposalStatus, ProposalMode, ProposalPhase, ProposalTarget,
+    ChangeProposal, ChangeProposalSpec, ChangeProposalStatus, ProposalMode, ProposalPhase,
+    ProposalTarget,
 };
 use crate::resources::conditions::time_from;
 use crate::resources::tailnet_policy::TailnetPolicy;
@@ -155,7 +156,13 @@ async fn reconcile(
     ctx: Arc<ProposalContext>,
 ) -> Result<Action, ReconcileError> {
     let shared = Arc::clone(&ctx.shared);
-    instrumented(&shared, &*proposal, reconcile_inner(&proposal, &ctx.shared)).await
+    let result = instrumented(&shared, &*proposal, reconcile_inner(&proposal, &ctx.shared)).await;
+    // From the store, which lags our own status write by one watch event: the gauge is as
+    // fresh as the operator's view of the cluster, and every reconcile refreshes it.
+    for (phase, count) in phase_counts(&ctx.store.state()) {
+        shared.metrics.set_proposals(phase, count);
+    }
+    result
 }
 
 /// One proposal's state and what it needs to move on.
@@ -692,6 +699,74 @@ pub async fn gather_world(
         world.live_policy = Some(policy.data.hujson.clone());
     }
     Ok(world)
+}
+
+/// Why [`propose`] created nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// No preview could be computed (unsupported kind, a forbidden path, ...).
+    #[error(transparent)]
+    Proposal(#[from] proposal::ProposalError),
+    #[error("the target {0} does not exist: check the kind, name and namespace")]
+    TargetNotFound(String),
+    #[error(
+        "spec.approved must be false: a proposal is approved by a reviewer after it is created"
+    )]
+    AlreadyApproved,
+    /// The patch fails its checks; the preview says which and why.
+    #[error("the patch is not valid, nothing was created: {}", .0.problems())]
+    Invalid(Box<proposal::Preview>),
+    #[error(transparent)]
+    Kube(#[from] ReconcileError),
+}
+
+/// Validates `spec` against its target as it is now and, only when the preview is valid,
+/// creates the ChangeProposal in `namespace` (named `<kind>-<target>-<random>`). Returns the
+/// created object and the preview (YAML diff, access diff, checks) to show the proposer; the
+/// controller then records the same in status. For the MCP server's kube backend and the
+/// operator's loopback API. `snapshots`: the target tailnet's, when at hand (policy tests and
+/// access diffs need its users, devices and live policy).
+pub async fn propose(
+    client: &Client,
+    snapshots: Option<&TailnetSnapshots>,
+    namespace: &str,
+    spec: ChangeProposalSpec,
+) -> Result<(ChangeProposal, proposal::Preview), ProposeError> {
+    if spec.approved {
+        return Err(ProposeError::AlreadyApproved);
+    }
+    let target_ns = spec
+        .target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace.to_owned());
+    let Some(target) = fetch_target(client, &spec.target, Some(&target_ns)).await? else {
+        return Err(ProposeError::TargetNotFound(format!(
+            "{}/{}",
+            spec.target.kind, spec.target.name
+        )));
+    };
+    let world = gather_world(client, snapshots, &target, &spec.patch).await?;
+    let preview = proposal::preview(&target, &spec.patch, &world)?;
+    if !preview.is_valid() {
+        return Err(ProposeError::Invalid(Box::new(preview)));
+    }
+    let mut object = ChangeProposal::new("", spec);
+    object.metadata.name = None;
+    object.metadata.namespace = Some(namespace.to_owned());
+    object.metadata.generate_name = Some(generate_name(&object.spec.target));
+    let created = Api::<ChangeProposal>::namespaced(client.clone(), namespace)
+        .create(&Default::default(), &object)
+        .await
+        .map_err(ReconcileError::from)?;
+    Ok((created, preview))
+}
+
+/// `<kind>-<name>-` in lower case, short enough for the API server's 5 random characters.
+fn generate_name(target: &ProposalTarget) -> String {
+    let mut prefix = format!("{}-{}", target.kind.to_lowercase(), target.name);
+    prefix.truncate(57);
+    format!("{}-", prefix.trim_end_matches(['-', '.']))
 }
 
 /// Why applying did not happen.

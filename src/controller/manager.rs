@@ -237,6 +237,7 @@ fn controllers(ctx: &Arc<Context>, stop: &Stop) -> Vec<KindController> {
     vec![
         super::tailnet::controller(Arc::clone(ctx), stop),
         super::tailnet_policy::controller(Arc::clone(ctx), stop),
+        super::dns_config::controller(Arc::clone(ctx), stop),
         super::change_proposal::controller(Arc::clone(ctx), stop),
     ]
 }

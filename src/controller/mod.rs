@@ -11,11 +11,14 @@
 //! - [`controller_for`]: a `Controller` whose trigger is the spec generation **or** the
 //!   `tailnet.ops.dev/reconcile-at` annotation, so status writes do not re-trigger reconciles
 //!   but `kubectl annotate ... reconcile-at=$(date)` does;
-//! - [`suspension`]: the shared `suspend` rule.
+//! - [`suspension`]: the shared `suspend` rule;
+//! - [`has_finalizer`] / [`set_finalizer`]: the cleanup finalizer, for kinds whose deletion
+//!   changes the tailnet.
 //!
 //! One module per kind ([`tailnet`], [`tailnet_policy`]); each exposes `controller(ctx, stop) -> KindController`,
 //! and [`manager`] runs the list of them (adding a kind is one line there).
 pub mod change_proposal;
+pub mod dns_config;
 pub mod http;
 pub mod manager;
 pub mod metrics;
@@ -46,7 +49,9 @@ pub use http::Readiness;
 pub use manager::{LeaseConfig, Manager, ManagerError, RunConfig, run};
 pub use metrics::Metrics;
 
-use crate::resources::common::{FIELD_MANAGER, RECONCILE_AT_ANNOTATION, ROLLBACK_TO_ANNOTATION};
+use crate::resources::common::{
+    FIELD_MANAGER, FINALIZER, RECONCILE_AT_ANNOTATION, ROLLBACK_TO_ANNOTATION,
+};
 use crate::resources::{ReconcileError, Tailnet};
 use crate::snapshot::SnapshotRegistry;
 
@@ -260,6 +265,41 @@ pub async fn publish_event<K: Resource<DynamicType = ()>>(
     if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
         tracing::warn!(name = %obj.name_any(), reason, "could not publish event: {err}");
     }
+}
+
+/// Whether `obj` carries the operator's finalizer ([`FINALIZER`]).
+pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
+    obj.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Adds (`present`) or removes the operator's finalizer on `obj`, keeping any other
+/// controller's. The merge patch carries the object's resourceVersion, so it fails with 409
+/// (and the reconcile is retried) instead of dropping a finalizer someone else added since.
+/// Any kind whose deletion must clean up the tailnet uses it.
+pub async fn set_finalizer<K>(api: &Api<K>, obj: &K, present: bool) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let mut finalizers: Vec<String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(FINALIZER.to_owned());
+    }
+    let patch = json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": obj.resource_version(),
+    }});
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Hash of the `tailnet.ops.dev/reconcile-at` annotation, `None` when it is absent.

@@ -10,6 +10,10 @@
 //! `get/list/watch` on Secrets cluster-wide, because a Tailnet (cluster-scoped) may name a Secret
 //! in any namespace.
 //!
+//! The same pass feeds the tailnet's metrics: device counts from the devices snapshot, key expiry
+//! from the keys snapshot (one more read per resync; skipped quietly without the
+//! `auth_keys:read` scope), and the client's `RequestObserver` feeds the `tailscale_api_*` ones.
+//!
 //! A `Tailnet` has no finalizer: it owns nothing in the tailnet. Its cache is dropped from the
 //! registry when the watch sees it deleted (and, should a delete event be missed across a
 //! re-list, at the next Tailnet reconcile).
@@ -36,6 +40,7 @@ use crate::resources::conditions::{self, reason, set_condition, time_from};
 use crate::resources::tailnet::{ApiHealth, CredentialCheck};
 use crate::resources::{ConditionStatus, ConditionType, ReconcileError, Tailnet, TailnetStatus};
 use crate::secret::Secret;
+use crate::snapshot::TailnetSnapshots;
 use crate::tailscale::{ClientConfig, Credentials, TailscaleClient};
 
 /// The kind label in metrics and logs.
@@ -75,10 +80,12 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let fingerprints: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let on_delete = {
         let (snapshots, fingerprints) = (ctx.snapshots.clone(), Arc::clone(&fingerprints));
+        let metrics = Arc::clone(&ctx.metrics);
         move |tailnet: &Tailnet| {
             let name = tailnet.name_any();
             snapshots.remove(&name);
             lock(&fingerprints).remove(&name);
+            metrics.forget_tailnet(&name);
         }
     };
     let controller = controller_for(
@@ -198,6 +205,7 @@ fn forget_deleted(ctx: &TailnetContext) {
         if !live.contains(&name) {
             ctx.shared.snapshots.remove(&name);
             ctx.fingerprints().remove(&name);
+            ctx.shared.metrics.forget_tailnet(&name);
         }
     }
 }
@@ -227,7 +235,8 @@ async fn observe(tailnet: &Tailnet, ctx: &TailnetContext) -> Result<Observation,
             _ => {
                 let config = ClientConfig::new(tailnet.spec.api_url.clone(), credentials)
                     .with_tailnet(tailnet.spec.tailnet.clone());
-                let client = TailscaleClient::new(config)?;
+                let client = TailscaleClient::new(config)?
+                    .with_observer(ctx.shared.metrics.api_observer(&name));
                 let cache = ctx.shared.snapshots.insert(&name, client, resync_interval);
                 ctx.fingerprints().insert(name, fingerprint);
                 cache
@@ -235,11 +244,30 @@ async fn observe(tailnet: &Tailnet, ctx: &TailnetContext) -> Result<Observation,
         }
     };
     let devices = cache.devices().await?;
+    let name = tailnet.name_any();
+    ctx.shared
+        .metrics
+        .observe_devices(&name, &devices.data, devices.fetched_at_utc);
+    observe_keys(&name, &cache, ctx).await;
     Ok(Observation {
         device_count: u32::try_from(devices.data.len()).unwrap_or(u32::MAX),
         fetched_at: devices.fetched_at_utc,
         resync_interval,
     })
+}
+
+/// Feeds the key-expiry gauges from the shared keys snapshot. A failure (e.g. an OAuth client
+/// without the `auth_keys:read` scope) only leaves the gauges as they were: key metrics are not
+/// worth failing the credential check for.
+async fn observe_keys(name: &str, cache: &TailnetSnapshots, ctx: &TailnetContext) {
+    match cache.keys().await {
+        Ok(keys) => ctx.shared.metrics.observe_keys(name, &keys.data),
+        Err(err) => tracing::debug!(
+            tailnet = %name,
+            category = %err.category,
+            "cannot read the tailnet's keys for the key-expiry metrics: {err}"
+        ),
+    }
 }
 
 /// A digest of everything the client is built from; the credentials go in hashed, never kept.

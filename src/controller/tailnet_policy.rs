@@ -39,22 +39,21 @@ use chrono::{SubsecRound, Utc};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use serde_json::json;
 
 use super::{
-    Context, KindContext, KindController, Stop, controller_for, instrumented, kind_controller,
-    write_status,
+    Context, KindContext, KindController, Metrics, Stop, controller_for, has_finalizer,
+    instrumented, kind_controller, set_finalizer, write_status,
 };
 use crate::reconcile::tailnet_policy::{
     ApplyReason, ConfigMapRevisionStore, ExecuteOutcome, ExecuteResult, PolicyAction, PolicyPlan,
     PolicyResource, ResourceOutcome, TextSource, config_map_text, execute, observe_and_plan,
     policy_resource, text_source,
 };
-use crate::resources::common::{FINALIZER, RECONCILE_AT_ANNOTATION};
+use crate::resources::common::RECONCILE_AT_ANNOTATION;
 use crate::resources::conditions::{
     self, ConditionStatus, ConditionType, failure_reason, reason, set_condition, time_from,
 };
@@ -214,16 +213,16 @@ async fn reconcile_inner(
     // The newest copy: finalizer patches carry its resourceVersion.
     let current = latest(ctx, policy);
     if current.metadata.deletion_timestamp.is_some() {
-        if has_finalizer(&current) {
+        if has_finalizer(&*current) {
             clean_up(&current, ctx, &api, &tailnet).await?;
-            set_finalizer(&api, &current, false).await?;
+            set_finalizer(&api, &*current, false).await?;
         }
         return Ok(Action::await_change());
     }
     // Before any write to the tailnet, so a policy that asks for cleanup always gets it.
     let wants_finalizer = current.spec.common.deletes_on_removal();
-    if wants_finalizer != has_finalizer(&current) {
-        set_finalizer(&api, &current, wants_finalizer).await?;
+    if wants_finalizer != has_finalizer(&*current) {
+        set_finalizer(&api, &*current, wants_finalizer).await?;
     }
     let now = time_from(Utc::now().trunc_subsecs(0));
     let Some(snapshots) = ctx.shared.snapshots.get(&tailnet) else {
@@ -294,6 +293,7 @@ async fn compose_and_report(
         }
     }
     let outcome = execute(plan, snapshots, &history, Utc::now()).await?;
+    record_outcome_metrics(&ctx.shared.metrics, &outcome.result);
     for member in &members {
         if let Some(resource_outcome) = outcome.outcome(&member.name_any()) {
             report_outcome(
@@ -309,6 +309,18 @@ async fn compose_and_report(
         }
     }
     Ok(outcome)
+}
+
+/// Counts drift corrections and rollbacks (one per pass: the pass writes one policy file).
+fn record_outcome_metrics(metrics: &Metrics, result: &ExecuteResult) {
+    match result {
+        ExecuteResult::Applied {
+            reason: ApplyReason::DriftCorrection,
+            ..
+        } => metrics.record_drift_correction(KIND),
+        ExecuteResult::RolledBack { .. } => metrics.record_rollback(KIND),
+        _ => {}
+    }
 }
 
 fn corrects_drift(plan: &PolicyPlan) -> bool {
@@ -330,39 +342,6 @@ async fn report_outcome(
     outcome.write_status(&mut status, now);
     report_from(ctx, api, member, Some(&before), status.clone(), result).await?;
     Ok(status)
-}
-
-fn has_finalizer(policy: &TailnetPolicy) -> bool {
-    policy.finalizers().iter().any(|f| f == FINALIZER)
-}
-
-/// Adds or removes the operator's finalizer. The patch carries the object's resourceVersion,
-/// so it fails (409, retried) instead of dropping a finalizer another controller added since.
-async fn set_finalizer(
-    api: &Api<TailnetPolicy>,
-    policy: &TailnetPolicy,
-    present: bool,
-) -> Result<(), ReconcileError> {
-    let mut finalizers: Vec<String> = policy
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    if present {
-        finalizers.push(FINALIZER.to_owned());
-    }
-    let patch = json!({"metadata": {
-        "finalizers": finalizers,
-        "resourceVersion": policy.resource_version(),
-    }});
-    api.patch(
-        &policy.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 /// `deletionPolicy: Delete`: takes the deleted policy's effect out of the tailnet before the

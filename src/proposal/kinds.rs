@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{PlannerReport, ProposalError, ProposalWorld, check, policy};
+use crate::resources::dns_config::DNSConfig;
 use crate::resources::{Tailnet, TailnetPolicy};
 
 /// A kind's planner checks: `(target, patched, world)`.
@@ -102,6 +103,7 @@ pub fn registry() -> &'static [KindEntry] {
                     ],
                 )
                 .with_adopt(policy::adopt_drift),
+            KindEntry::of::<DNSConfig>(),
         ]
     })
 }

@@ -10,7 +10,7 @@ use crate::policy::checks::{self, CheckProblem};
 use crate::policy::compose::{Composition, PolicySource, compose};
 use crate::policy::hujson;
 use crate::reconcile::tailnet_policy::{
-    TextSource, config_map_text, policy_hash, source_name, text_source,
+    TextSource, config_map_text, find_config_map, policy_hash, source_name, text_source,
 };
 use crate::resources::tailnet_policy::{PolicyRole, TailnetPolicy};
 
@@ -28,13 +28,9 @@ fn text_of(policy: &TailnetPolicy, world: &ProposalWorld) -> Result<String, Stri
         TextSource::Inline(text) => return Ok(text.to_owned()),
         TextSource::ConfigMap(r) => r,
     };
-    let found = world.config_maps.iter().find(|c| {
-        c.metadata.name.as_deref() == Some(&r.name)
-            && c.metadata.namespace.as_deref().unwrap_or("default") == r.namespace
-    });
     config_map_text(
         r,
-        found,
+        find_config_map(&world.config_maps, r),
         "spec.policyFrom.configMapKeyRef names a ConfigMap that does not exist: create it or \
          fix the reference",
     )
@@ -124,8 +120,7 @@ pub(super) fn planner_checks(
             ),
             (Some(_), false) => result(check::POLICY_TESTS, false, join(&tests)),
         });
-    if let Some(new) = &outcome.policy {
-        let old = current_policy(&before, world);
+    if let (Some(new), Some(old)) = (&outcome.policy, current_policy(&before, world)) {
         report.access_diff = Some(render_access_diff(&old.access_diff(new, &world.view)));
     }
     report
@@ -266,8 +261,8 @@ fn composition(
 }
 
 /// What the tailnet enforces now: the live policy when known and compilable, else the current
-/// composition, else nothing.
-fn current_policy(before: &TailnetPolicy, world: &ProposalWorld) -> Policy {
+/// composition, else the empty policy (which allows nothing).
+fn current_policy(before: &TailnetPolicy, world: &ProposalWorld) -> Option<Policy> {
     let compiled = |text: &str| {
         hujson::parse_strict(text)
             .ok()
@@ -283,7 +278,6 @@ fn current_policy(before: &TailnetPolicy, world: &ProposalWorld) -> Policy {
                 .and_then(|(c, _)| compiled(&c.text))
         })
         .or_else(|| Policy::compile(&json!({})).ok())
-        .expect("the empty policy compiles")
 }
 
 /// `+ src -> dst proto:port` (gained) and `- ...` (lost) lines, capped, with counts.

@@ -347,8 +347,59 @@ fn other_kinds_get_schema_cel_and_typed_checks_from_the_registry() {
 }
 
 #[test]
+fn a_dns_config_patch_is_checked_against_its_schema_and_cel_rules() {
+    let dns = json!({
+        "apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "DNSConfig",
+        "metadata": {"name": "dns", "resourceVersion": "3"},
+        "spec": {"nameservers": [{"address": "1.1.1.1"}], "magicDNS": true}
+    });
+    let ok = super::preview(
+        &dns,
+        &json!({"spec": {"searchPaths": ["corp.example.com"]}}),
+        &world(&[]),
+    )
+    .unwrap();
+    assert!(ok.is_valid(), "{}", ok.problems());
+    assert!(ok.diff.contains("+  searchPaths:"), "{}", ok.diff);
+
+    let bad = super::preview(
+        &dns,
+        &json!({"spec": {"nameservers": [{"address": "not an address"}]}}),
+        &world(&[]),
+    )
+    .unwrap();
+    assert!(!bad.is_valid(), "an invalid nameserver must not pass");
+}
+
+#[test]
 fn long_check_messages_are_capped() {
     let message = result("x", false, "y".repeat(5000)).message;
     assert_eq!(message.chars().count(), MAX_CHECK_MESSAGE);
     assert!(message.ends_with('…'));
+}
+
+#[test]
+fn without_the_live_policy_the_access_diff_starts_from_the_current_composition() {
+    let base = policy("base", "Base", BASE);
+    let fragment = policy("team", "Fragment", "{}");
+    let mut world = world(&[&base, &fragment]);
+    world.live_policy = None;
+    let grant =
+        r#"{"grants": [{"src": ["bob@example.com"], "dst": ["tag:web"], "ip": ["tcp:22"]}]}"#;
+    let preview = super::preview(&fragment, &json!({"spec": {"policy": grant}}), &world).unwrap();
+    assert!(preview.is_valid(), "{}", preview.problems());
+    assert!(
+        check_of(&preview, check::POLICY_COMPOSE)
+            .message
+            .contains("TailnetPolicy/base"),
+        "{:?}",
+        preview.validation
+    );
+    assert_eq!(
+        preview.access_diff.as_deref(),
+        Some(
+            "1 gained, 0 lost (source -> destination proto:ports)\n\
+             + bob-laptop -> web-1 tcp:22"
+        )
+    );
 }

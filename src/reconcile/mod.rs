@@ -1,10 +1,12 @@
 //! Reconcilers: pure planners in the middle, I/O at the edges (DESIGN §3). Each kind has its
 //! own module; nothing here talks to Kubernetes except the optional ConfigMap revision store.
 //!
+//! - [`dns_config`]: the tailnet's DNS, one `DNSConfig` per tailnet.
 //! - [`tailnet_policy`]: the tailnet-wide policy file, computed over every `TailnetPolicy` of
 //!   one tailnet together.
 //! - [`view`]: the tailnet as the access evaluator sees it, built from snapshots.
 //! - [`text_diff`]: a small unified line diff for plans and logs.
+pub mod dns_config;
 pub mod tailnet_policy;
 pub mod text_diff;
 pub mod view;

@@ -6,7 +6,7 @@
 //! - [`drift`]: the capped, structured drift diff shown in status;
 //! - [`errors`]: the reconcile error, its category, event reason and retry schedule.
 //!
-//! One module per kind: [`tailnet`], [`tailnet_policy`], [`change_proposal`].
+//! One module per kind: [`tailnet`], [`tailnet_policy`], [`change_proposal`], [`dns_config`].
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
@@ -15,6 +15,7 @@ use kube::CustomResourceExt;
 pub mod change_proposal;
 pub mod common;
 pub mod conditions;
+pub mod dns_config;
 pub mod drift;
 pub mod errors;
 pub mod tailnet;
@@ -23,6 +24,7 @@ pub mod tailnet_policy;
 pub use change_proposal::{ChangeProposal, ChangeProposalSpec, ChangeProposalStatus};
 pub use common::{CommonSpec, CommonStatus, DeletionPolicy, DriftPolicy};
 pub use conditions::{ConditionStatus, ConditionType};
+pub use dns_config::{DNSConfig, DNSConfigSpec, DNSConfigStatus, DnsSettings, Nameserver};
 pub use drift::{DriftDiff, DriftEntry};
 pub use errors::ReconcileError;
 pub use tailnet::{Tailnet, TailnetSpec, TailnetStatus};
@@ -34,7 +36,12 @@ pub use tailnet_policy::{PolicyRole, TailnetPolicy, TailnetPolicySpec, TailnetPo
 /// Prefer it to `Kind::crd()`: it also joins the doc comments' wrapped lines, so descriptions
 /// read as paragraphs in `kubectl explain` and in the YAML.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![Tailnet::crd(), TailnetPolicy::crd(), ChangeProposal::crd()];
+    let mut crds = vec![
+        Tailnet::crd(),
+        TailnetPolicy::crd(),
+        ChangeProposal::crd(),
+        DNSConfig::crd(),
+    ];
     for crd in &mut crds {
         for version in &mut crd.spec.versions {
             for column in version.additional_printer_columns.iter_mut().flatten() {

@@ -25,7 +25,9 @@ pub use history::{
 pub use plan::{
     ACCESS_PAIRS_SHOWN, BLOCKED, NO_BASE, TEXT_DIFF_LINES, plan, policy_hash, source_name,
 };
-pub use source::{TextSource, config_map_text, describe_key_ref, policy_resource, text_source};
+pub use source::{
+    TextSource, config_map_text, describe_key_ref, find_config_map, policy_resource, text_source,
+};
 pub use types::{
     AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyPlan, PolicyResource,
     ResourceOutcome, Verdict,

@@ -34,6 +34,16 @@ pub fn describe_key_ref(r: &ConfigMapKeyRef) -> String {
     format!("ConfigMap {}/{} key {}", r.namespace, r.name, r.key)
 }
 
+/// The ConfigMap `r` names among `maps` (a ConfigMap without a namespace counts as
+/// `default`, as `kubectl apply` would put it): for callers that hold the ConfigMaps already
+/// (file mode's documents, a proposal's world).
+pub fn find_config_map<'a>(maps: &'a [ConfigMap], r: &ConfigMapKeyRef) -> Option<&'a ConfigMap> {
+    maps.iter().find(|c| {
+        c.metadata.name.as_deref() == Some(&r.name)
+            && c.metadata.namespace.as_deref().unwrap_or("default") == r.namespace
+    })
+}
+
 /// The text under `r.key` in `map` (the ConfigMap `r` names, `None` when it does not exist).
 /// `missing_map` says how to provide the ConfigMap where the caller looks for it.
 pub fn config_map_text(

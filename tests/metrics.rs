@@ -1,0 +1,300 @@
+//! `/metrics` of a real manager run (fake Kubernetes API + simulated tailnet), scraped over
+//! HTTP as Prometheus would:
+//! - a console edit with `driftPolicy: Report` turns the drift gauge to 1 (and counts a drift
+//!   event); switching to `Correct` corrects it and the gauge goes back to 0 (and counts a
+//!   correction);
+//! - every metric the chart's alert rules name is exposed, so no alert watches a metric that
+//!   does not exist;
+//! - the API, device and key metrics carry bounded labels only.
+//!
+//! Timeouts only guard against hangs: assertions wait for a state, never for time to pass.
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use serde_json::json;
+use support::fake_kube::{FakeKube, Gvr};
+use tailnet_operator::controller::{Manager, RunConfig};
+use tailnet_operator::resources::conditions::find;
+use tailnet_operator::resources::{ConditionType, Tailnet, TailnetPolicy};
+use tailnet_operator::sim::{SimConfig, SimServer};
+
+const HANG_GUARD: Duration = Duration::from_secs(30);
+const NAMESPACE: &str = "tailnet-system";
+const TAILNET: &str = "home";
+
+const BASE: &str = r#"// Base policy (metrics test).
+{
+  "groups": {"group:sre": ["bob@example.com"]},
+  "tagOwners": {"tag:server": ["group:sre"]},
+  "grants": [{"src": ["group:sre"], "dst": ["tag:server"], "ip": ["*"]}],
+}
+"#;
+
+const CONSOLE_EDIT: &str = r#"{
+  "grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}],
+}"#;
+
+/// The chart's alert rules (also rendered for promtool by scripts/test).
+fn rules_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("charts/tailnet-operator/files/prometheus-rules.yaml")
+}
+
+async fn start() -> (FakeKube, SimServer, Manager) {
+    let fake = FakeKube::new()
+        .with_status_subresource_for::<Tailnet>()
+        .with_status_subresource_for::<TailnetPolicy>();
+    let sim = SimServer::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("sim starts");
+    let mut secret = KubeSecret::default();
+    secret.metadata.name = Some("ts-key".to_owned());
+    secret.metadata.namespace = Some(NAMESPACE.to_owned());
+    let key = sim.tailnet().credentials().api_key.expose().to_owned();
+    secret.data = Some(BTreeMap::from([(
+        "api_key".to_owned(),
+        ByteString(key.into_bytes()),
+    )]));
+    let mut manifest = serde_json::to_value(secret).unwrap();
+    manifest["apiVersion"] = json!("v1");
+    manifest["kind"] = json!("Secret");
+    fake.apply(&Gvr::of::<KubeSecret>(), manifest)
+        .expect("secret applied");
+    fake.create(
+        &Gvr::of::<Tailnet>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1",
+            "kind": "Tailnet",
+            "metadata": {"name": TAILNET},
+            "spec": {
+                "apiUrl": sim.base_url(),
+                "apiKeySecretRef": {"name": "ts-key", "namespace": NAMESPACE, "key": "api_key"},
+            },
+        }),
+    )
+    .expect("tailnet created");
+    fake.create(
+        &Gvr::of::<TailnetPolicy>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1",
+            "kind": "TailnetPolicy",
+            "metadata": {"name": "base"},
+            "spec": {"tailnetRef": TAILNET, "role": "Base", "policy": BASE, "driftPolicy": "Report"},
+        }),
+    )
+    .expect("policy created");
+    let config = RunConfig {
+        namespace: NAMESPACE.to_owned(),
+        identity: "op-0".to_owned(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
+        leader_election: None,
+    };
+    let manager = Manager::start(fake.client(), config)
+        .await
+        .expect("manager starts");
+    (fake, sim, manager)
+}
+
+/// Waits until the Base is applied (revision 1, Ready): the gauge is also 0 before that, while
+/// the policy waits for its Tailnet.
+async fn wait_applied(fake: &FakeKube) {
+    fake.wait_for("the Base applied as revision 1", HANG_GUARD, |f| {
+        let status = f.get_as::<TailnetPolicy>(None, "base")?.status?;
+        let ready = find(&status.common.conditions, ConditionType::Ready)?;
+        (status.applied_revision == Some(1) && ready.status == "True").then_some(())
+    })
+    .await;
+}
+
+/// GET /metrics over HTTP.
+async fn scrape(manager: &Manager) -> String {
+    let url = format!("http://{}/metrics", manager.local_addr());
+    let response = reqwest::get(&url).await.expect("scrape");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("metrics text")
+}
+
+/// The value of the one sample whose line starts with `name{` and contains every label pair.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// Scrapes until `want` holds for the scraped text (the hang guard only stops a hang).
+async fn scrape_until(manager: &Manager, what: &str, want: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    loop {
+        let text = scrape(manager).await;
+        if want(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hang guard: never saw {what} on /metrics:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn drift(text: &str) -> Option<f64> {
+    sample(
+        text,
+        "tailnet_operator_resource_drifted",
+        &[("kind", "TailnetPolicy"), ("name", "base")],
+    )
+}
+
+fn policy_counter(text: &str, name: &str) -> f64 {
+    sample(text, name, &[("kind", "TailnetPolicy")]).unwrap_or(-1.0)
+}
+
+fn patch_policy(fake: &FakeKube, patch: serde_json::Value) {
+    fake.merge_patch(&Gvr::of::<TailnetPolicy>(), None, "base", patch)
+        .expect("policy patched");
+}
+
+#[tokio::test]
+async fn the_drift_gauge_goes_to_1_on_a_console_edit_and_back_to_0_after_correction() {
+    let (fake, sim, manager) = start().await;
+    // The gauge is 0 before the first apply too: wait for the apply itself, or the console
+    // edit below could land before it and simply be overwritten.
+    wait_applied(&fake).await;
+    scrape_until(&manager, "the Base applied, not drifted", |t| {
+        drift(t) == Some(0.0)
+    })
+    .await;
+    let before = scrape(&manager).await;
+    assert_eq!(
+        policy_counter(&before, "tailnet_operator_drift_events_total"),
+        0.0
+    );
+
+    // Someone edits the policy in the admin console; driftPolicy: Report only reports it.
+    sim.tailnet()
+        .console_set_policy(CONSOLE_EDIT)
+        .expect("console edit");
+    patch_policy(
+        &fake,
+        json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "t1"}}}),
+    );
+    let drifted = scrape_until(&manager, "drift gauge 1", |t| drift(t) == Some(1.0)).await;
+    assert_eq!(
+        policy_counter(&drifted, "tailnet_operator_drift_events_total"),
+        1.0
+    );
+    assert_eq!(
+        policy_counter(&drifted, "tailnet_operator_drift_corrections_total"),
+        0.0
+    );
+    assert_eq!(
+        sim.tailnet().policy().0,
+        CONSOLE_EDIT,
+        "Report changes nothing"
+    );
+
+    // Switching to Correct re-applies the desired policy: the gauge returns to 0.
+    patch_policy(&fake, json!({"spec": {"driftPolicy": "Correct"}}));
+    let corrected = scrape_until(&manager, "drift gauge back to 0", |t| {
+        drift(t) == Some(0.0)
+            && policy_counter(t, "tailnet_operator_drift_corrections_total") == 1.0
+    })
+    .await;
+    assert_eq!(sim.tailnet().policy().0, BASE, "the Base is restored");
+    assert_eq!(
+        policy_counter(&corrected, "tailnet_operator_drift_events_total"),
+        1.0,
+        "one drift, one event"
+    );
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+/// Metric names (ours: `tailnet_operator_*`, `tailscale_api_*`) used in the alert rules.
+fn metrics_named_in_rules() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(rules_file()).expect("rules file");
+    let mut names = BTreeSet::new();
+    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("tailnet_operator_") || word.starts_with("tailscale_api_") {
+            names.insert(word.to_owned());
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn every_metric_an_alert_names_is_exposed_with_bounded_labels() {
+    let names = metrics_named_in_rules();
+    assert!(names.len() >= 5, "the rules name our metrics: {names:?}");
+    let (fake, sim, manager) = start().await;
+    wait_applied(&fake).await;
+    // Ready, the policy applied, and the Tailnet's devices and keys observed.
+    let text = scrape_until(&manager, "the policy applied and keys observed", |t| {
+        drift(t) == Some(0.0)
+            && t.contains("tailnet_operator_auth_key_expiry_timestamp_seconds{")
+            && t.contains("tailnet_operator_devices{")
+    })
+    .await;
+    let exposed: BTreeSet<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| !exposed.contains(name.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "alerts name metrics not on /metrics: {missing:?}\n{text}"
+    );
+
+    // The API metrics use the templated endpoint and the tailnet's resource name.
+    assert!(
+        sample(
+            &text,
+            "tailscale_api_requests_total",
+            &[
+                ("tailnet", TAILNET),
+                ("method", "POST"),
+                ("endpoint", "/tailnet/{tailnet}/acl"),
+                ("code", "200"),
+            ],
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    // Devices are counted, never labelled by id or host name.
+    let total: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("tailnet_operator_devices{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total as usize, sim.tailnet().device_count());
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("tailnet_operator_devices{"))
+    {
+        assert!(
+            !line.contains("hostname") && !line.contains("id="),
+            "device series must not name devices: {line}"
+        );
+    }
+    assert!(!text.contains("tskey-"), "no secret on /metrics");
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
