@@ -6,7 +6,8 @@
 //! - [`drift`]: the capped, structured drift diff shown in status;
 //! - [`errors`]: the reconcile error, its category, event reason and retry schedule.
 //!
-//! One module per kind: [`tailnet`], [`tailnet_policy`], [`change_proposal`].
+//! One module per kind: [`tailnet`], [`tailnet_policy`], [`change_proposal`],
+//! [`device_tag_set`].
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
@@ -15,6 +16,7 @@ use kube::CustomResourceExt;
 pub mod change_proposal;
 pub mod common;
 pub mod conditions;
+pub mod device_tag_set;
 pub mod drift;
 pub mod errors;
 pub mod tailnet;
@@ -23,6 +25,7 @@ pub mod tailnet_policy;
 pub use change_proposal::{ChangeProposal, ChangeProposalSpec, ChangeProposalStatus};
 pub use common::{CommonSpec, CommonStatus, DeletionPolicy, DriftPolicy};
 pub use conditions::{ConditionStatus, ConditionType};
+pub use device_tag_set::{DeviceTagSet, DeviceTagSetSpec, DeviceTagSetStatus, TagMode};
 pub use drift::{DriftDiff, DriftEntry};
 pub use errors::ReconcileError;
 pub use tailnet::{Tailnet, TailnetSpec, TailnetStatus};
@@ -34,7 +37,12 @@ pub use tailnet_policy::{PolicyRole, TailnetPolicy, TailnetPolicySpec, TailnetPo
 /// Prefer it to `Kind::crd()`: it also joins the doc comments' wrapped lines, so descriptions
 /// read as paragraphs in `kubectl explain` and in the YAML.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![Tailnet::crd(), TailnetPolicy::crd(), ChangeProposal::crd()];
+    let mut crds = vec![
+        Tailnet::crd(),
+        TailnetPolicy::crd(),
+        ChangeProposal::crd(),
+        DeviceTagSet::crd(),
+    ];
     for crd in &mut crds {
         for version in &mut crd.spec.versions {
             for column in version.additional_printer_columns.iter_mut().flatten() {
