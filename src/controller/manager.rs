@@ -211,6 +211,7 @@ fn controllers(ctx: &Arc<Context>, stop: &Stop) -> Vec<KindController> {
     vec![
         super::tailnet::controller(Arc::clone(ctx), stop),
         super::tailnet_policy::controller(Arc::clone(ctx), stop),
+        super::device_tag_set::controller(Arc::clone(ctx), stop),
     ]
 }
 

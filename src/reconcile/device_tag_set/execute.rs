@@ -74,16 +74,24 @@ fn refused_tags(message: &str) -> String {
 /// Writes every change of `plan` through the snapshots' client. Never fails as a whole: each
 /// device's failure is in the report, so one bad device does not hold up the others.
 pub async fn execute(plan: &TagSetPlan, snapshots: &TailnetSnapshots) -> ExecuteReport {
-    let client = snapshots.client();
-    let results: Vec<(String, usize, Result<(), DeviceFailure>)> =
-        futures::stream::iter(&plan.changes)
-            .map(|change| async move {
-                let (writes, result) = apply(client, change).await;
-                (change.node_id.clone(), writes, result)
-            })
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .collect()
-            .await;
+    // Owned futures (a clone of the client and of each change each): a stream of futures
+    // borrowing from the plan is not `Send` for every lifetime the controller needs.
+    let writes: Vec<_> = plan
+        .changes
+        .iter()
+        .cloned()
+        .map(|change| {
+            let client = snapshots.client().clone();
+            async move {
+                let (writes, result) = apply(&client, &change).await;
+                (change.node_id, writes, result)
+            }
+        })
+        .collect();
+    let results: Vec<(String, usize, Result<(), DeviceFailure>)> = futures::stream::iter(writes)
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .collect()
+        .await;
     let mut report = ExecuteReport::default();
     for (node_id, writes, result) in results {
         report.writes += writes;

@@ -287,6 +287,11 @@ impl DeviceContext<'_> {
         }
         if !in_conflict.is_empty() {
             // Written by neither: every wanting set records the device as not in sync.
+            for &i in &removers {
+                builders[i]
+                    .devices
+                    .push(self.entry(DeviceState::Conflict, false));
+            }
             for &i in &wanters {
                 let state = if self.unsatisfied(i).is_empty() {
                     DeviceState::InSync
@@ -308,6 +313,15 @@ impl DeviceContext<'_> {
                 self.record_drift(i, &unsatisfied, &mut builders[i]);
             }
             builders[i].devices.push(self.entry(state, drifted));
+        }
+        // A set being deleted: its devices are done once their tags are written.
+        let removal = if writable.contains(&Field::Tags) {
+            DeviceState::Changing
+        } else {
+            DeviceState::InSync
+        };
+        for &i in &removers {
+            builders[i].devices.push(self.entry(removal, false));
         }
         self.change(&desired, &writable)
     }
