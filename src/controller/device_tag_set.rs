@@ -181,6 +181,11 @@ async fn reconcile_inner(
     set: &DeviceTagSet,
     ctx: &TagSetContext,
 ) -> Result<Action, ReconcileError> {
+    // A pass needs every set of the tailnet: planning before the initial list is complete
+    // would miss conflicts and write what a later pass calls disputed.
+    if ctx.store.wait_until_ready().await.is_err() {
+        return Ok(Action::await_change());
+    }
     let tailnet = set.spec.common.tailnet_ref.clone();
     let tailnet_lock = ctx.tailnet_lock(&tailnet);
     let _serialized = tailnet_lock.lock().await;

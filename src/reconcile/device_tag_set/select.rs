@@ -64,16 +64,44 @@ pub fn is_protected(device: &Device) -> bool {
 
 /// Case-insensitive glob: `*` any run of characters, `?` one character.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let t: Vec<char> = text.chars().map(|c| c.to_ascii_lowercase()).collect();
+    // Hostnames are ASCII: compare bytes without allocating (the planner matches every set
+    // against every device). Anything else goes by characters.
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob_units(pattern.as_bytes(), text.as_bytes(), |a, b| {
+            a.eq_ignore_ascii_case(b)
+        });
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    glob_units(&p, &t, |a, b| a.eq_ignore_ascii_case(b))
+}
+
+/// A unit that can stand for `*` and `?` in a pattern.
+trait GlobUnit: Copy {
+    fn is(self, c: char) -> bool;
+}
+
+impl GlobUnit for u8 {
+    fn is(self, c: char) -> bool {
+        char::from(self) == c
+    }
+}
+
+impl GlobUnit for char {
+    fn is(self, c: char) -> bool {
+        self == c
+    }
+}
+
+fn glob_units<U: GlobUnit>(p: &[U], t: &[U], same: impl Fn(&U, &U) -> bool) -> bool {
     let (mut pi, mut ti) = (0, 0);
     // Where the last `*` was and how much text it has swallowed so far, for backtracking.
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi].is('?') || same(&p[pi], &t[ti])) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi].is('*') {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((star_p, star_t)) = star {
@@ -84,7 +112,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| c.is('*'))
 }
 
 /// The policy's `autoApprovers`: routes and exit nodes the control plane enables by itself
