@@ -4,7 +4,8 @@
 //!
 //! - PATH is a YAML file or a directory read recursively (`*.yaml`, `*.yml`, sorted by path);
 //!   files may hold several documents.
-//! - Documents are dispatched by `kind`: `Tailnet` and `TailnetPolicy` are handled;
+//! - Documents are dispatched by `kind`: `Tailnet`, `TailnetPolicy` and `DeviceTagSet` (see
+//!   [`device_tag_set`]) are handled;
 //!   `ConfigMap`s (apiVersion `v1`) are the sources of `policyFrom.configMapKeyRef`; other
 //!   kinds of the operator's group (`tailnet.ops.dev/...`) are skipped with a warning ("not
 //!   supported yet in file mode"); anything else is an error naming the file and the kind.
@@ -12,6 +13,8 @@
 //!   tailnet, said on stderr). One PATH manages one tailnet.
 //! - History is in memory: there is none across runs, so drift is not told apart from a spec
 //!   change. `plan` compares the composed policy with the live one; a difference is a change.
+mod device_tag_set;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,7 +31,7 @@ use crate::reconcile::tailnet_policy::{
     text_source,
 };
 use crate::resources::common::GROUP;
-use crate::resources::{ReconcileError, Tailnet, TailnetPolicy};
+use crate::resources::{DeviceTagSet, ReconcileError, Tailnet, TailnetPolicy};
 use crate::snapshot::TailnetSnapshots;
 
 /// Arguments of `plan` and `apply`.
@@ -59,7 +62,8 @@ pub enum FileModeError {
     NoKind { path: PathBuf, index: usize },
     #[error(
         "{}: document {index} is kind {kind:?} (apiVersion {api_version:?}), which file mode \
-         does not know: use Tailnet, TailnetPolicy (apiVersion tailnet.ops.dev/v1alpha1) or \
+         does not know: use Tailnet, TailnetPolicy, DeviceTagSet (apiVersion \
+         tailnet.ops.dev/v1alpha1) or \
          ConfigMap (v1)",
         path.display()
     )]
@@ -76,7 +80,7 @@ pub enum FileModeError {
         kind: String,
         message: String,
     },
-    #[error("{}: no *.yaml or *.yml file with a TailnetPolicy", path.display())]
+    #[error("{}: no *.yaml or *.yml file with a TailnetPolicy or DeviceTagSet", path.display())]
     NothingToDo { path: PathBuf },
     #[error(
         "the TailnetPolicies under {} name several tailnets ({}): file mode manages one \
@@ -95,6 +99,7 @@ pub enum FileModeError {
 pub struct Manifests {
     pub tailnets: Vec<Tailnet>,
     pub policies: Vec<TailnetPolicy>,
+    pub device_tag_sets: Vec<DeviceTagSet>,
     pub config_maps: Vec<ConfigMap>,
     /// Documents skipped, each naming its file and kind.
     pub warnings: Vec<String>,
@@ -184,6 +189,9 @@ fn dispatch(
         ("TailnetPolicy", true) => manifests
             .policies
             .push(serde_json::from_value(doc).map_err(invalid)?),
+        ("DeviceTagSet", true) => manifests
+            .device_tag_sets
+            .push(serde_json::from_value(doc).map_err(invalid)?),
         ("ConfigMap", false) if api_version == "v1" => manifests
             .config_maps
             .push(serde_json::from_value(doc).map_err(invalid)?),
@@ -210,6 +218,11 @@ impl Manifests {
             .policies
             .iter()
             .map(|p| p.spec.common.tailnet_ref.as_str())
+            .chain(
+                self.device_tag_sets
+                    .iter()
+                    .map(|s| s.spec.common.tailnet_ref.as_str()),
+            )
             .collect();
         match refs.len() {
             0 => Err(FileModeError::NothingToDo {
@@ -281,10 +294,12 @@ pub async fn plan_manifests(
         };
         let _ = writeln!(out, "TailnetPolicy/{}: {verdict}", outcome.name);
     }
+    let tags = device_tag_set::plan(manifests, snapshots).await?;
+    out.push_str(&tags.output);
     Ok(FileReport {
         output: out,
-        changes: plan.writes(),
-        failed,
+        changes: plan.writes() || tags.changes,
+        failed: failed || tags.failed,
     })
 }
 
@@ -312,10 +327,13 @@ pub async fn apply_manifests(
         describe_outcome(o, &mut out);
     }
     let failed = outcome.outcomes.iter().any(|o| !o.ready.is_true());
+    // After the policy: the tags the sets use must be in its tagOwners first.
+    let tags = device_tag_set::apply(manifests, snapshots).await?;
+    out.push_str(&tags.output);
     Ok(FileReport {
         output: out,
-        changes: outcome.wrote(),
-        failed,
+        changes: outcome.wrote() || tags.changes,
+        failed: failed || tags.failed,
     })
 }
 
