@@ -33,18 +33,19 @@ pub fn matches(selector: &DeviceSelector, device: &Device) -> bool {
         globs.is_empty() || globs.iter().any(|g| texts.iter().any(|t| glob(g, t)))
     };
     let short_name = device.name.split('.').next().unwrap_or_default();
-    any_glob(&selector.hostnames, &[&device.hostname])
-        && any_glob(&selector.names, &[&device.name, short_name])
-        && (selector.os.is_empty()
-            || selector
-                .os
-                .iter()
-                .any(|os| os.eq_ignore_ascii_case(&device.os)))
+    // Cheap comparisons first: every set is matched against every device.
+    (selector.os.is_empty()
+        || selector
+            .os
+            .iter()
+            .any(|os| os.eq_ignore_ascii_case(&device.os)))
         && selector.tags.iter().all(|t| device.tags.contains(t))
         && selector
             .user
             .as_ref()
             .is_none_or(|u| u.eq_ignore_ascii_case(&device.user))
+        && any_glob(&selector.hostnames, &[&device.hostname])
+        && any_glob(&selector.names, &[&device.name, short_name])
 }
 
 fn is_empty(selector: &DeviceSelector) -> bool {
