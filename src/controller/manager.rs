@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::http::{self, Readiness};
 use super::{Context, KindController, Metrics, Stop};
-use crate::resources::{Tailnet, TailnetPolicy};
+use crate::resources::{DeviceTagSet, Tailnet, TailnetPolicy};
 use crate::snapshot::SnapshotRegistry;
 
 /// The Lease's name.
@@ -201,6 +201,13 @@ async fn check_crds(client: &Client) -> Result<(), ManagerError> {
         .await
         .map_err(|source| ManagerError::CrdsMissing {
             kind: "TailnetPolicy",
+            source,
+        })?;
+    Api::<DeviceTagSet>::all(client.clone())
+        .list(&probe)
+        .await
+        .map_err(|source| ManagerError::CrdsMissing {
+            kind: "DeviceTagSet",
             source,
         })?;
     Ok(())
