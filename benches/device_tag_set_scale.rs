@@ -1,7 +1,7 @@
 //! Scale benchmark of the DeviceTagSet reconcile (issue 4): 200 sets over a simulated tailnet
 //! of 10,000 devices, through the same planner and executor the controller and file mode run.
 //! Prints figures; asserts nothing about time (run it with `cargo bench --bench
-//! device_tag_set_scale`).
+//! device_tag_set_scale`; under `cargo test` it runs a small smoke version).
 //!
 //! Two workloads, each from a fresh sim:
 //! - `authorize`: each set keeps tag:server on the servers it covers and wants them
@@ -19,24 +19,49 @@ use tailnet_operator::sim::{SimConfig, SimServer};
 use tailnet_operator::snapshot::TailnetSnapshots;
 use tailnet_operator::tailscale::{ClientConfig, Credentials, RateLimit, TailscaleClient};
 
-const DEVICES: usize = 10_000;
-const SETS: usize = 200;
+/// The scale of issue 4.
+const SCALE: Scale = Scale {
+    devices: 10_000,
+    sets: 200,
+};
+/// What `cargo test --all-targets` runs (it does not pass `--bench`): a smoke test that the
+/// benchmark still works, small enough for a debug build.
+const SMOKE: Scale = Scale {
+    devices: 500,
+    sets: 10,
+};
+
+#[derive(Clone, Copy)]
+struct Scale {
+    devices: usize,
+    sets: usize,
+}
 
 fn main() {
+    let scale = if std::env::args().any(|a| a == "--bench") {
+        SCALE
+    } else {
+        SMOKE
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        println!("DeviceTagSet scale: {SETS} sets over {DEVICES} generated devices (+ demo seed)");
+        println!(
+            "DeviceTagSet scale: {} sets over {} generated devices (+ demo seed)",
+            scale.sets, scale.devices
+        );
         for (workload, extra_tags) in [("authorize", vec![]), ("tag", vec!["tag:monitoring"])] {
-            run(workload, &extra_tags).await;
+            run(scale, workload, &extra_tags).await;
         }
     });
 }
 
-fn sets(extra_tags: &[&str]) -> Vec<TagSetResource> {
-    (0..SETS)
+/// Set k covers the generated devices numbered k*50 .. k*50+49 (hostnames `role-NNNNN`) that
+/// carry tag:server.
+fn sets(count: usize, extra_tags: &[&str]) -> Vec<TagSetResource> {
+    (0..count)
         .map(|k| {
             let globs: Vec<String> = (k * 5..k * 5 + 5).map(|p| format!("*-{p:04}?")).collect();
             let mut tags = vec!["tag:server"];
@@ -58,9 +83,9 @@ fn sets(extra_tags: &[&str]) -> Vec<TagSetResource> {
         .collect()
 }
 
-async fn run(workload: &str, extra_tags: &[&str]) {
+async fn run(scale: Scale, workload: &str, extra_tags: &[&str]) {
     let config = SimConfig {
-        devices: DEVICES,
+        devices: scale.devices,
         ..SimConfig::default()
     };
     let server = SimServer::start(config, "127.0.0.1:0".parse().unwrap())
@@ -77,7 +102,7 @@ async fn run(workload: &str, extra_tags: &[&str]) {
     };
     let client = TailscaleClient::new(client_config).expect("client");
     let snapshots = TailnetSnapshots::new(client, Duration::from_secs(300));
-    let sets = sets(extra_tags);
+    let sets = sets(scale.sets, extra_tags);
 
     let started = Instant::now();
     let mut passes = 0;
@@ -114,8 +139,9 @@ async fn run(workload: &str, extra_tags: &[&str]) {
     assert!(plan.changes.is_empty(), "converged: nothing left to write");
     println!(
         "[{workload}] converged in {:.2} s over {passes} passes: {devices_written} devices \
-         written ({writes} API writes); {matched} devices matched, {ready}/{SETS} sets Ready",
-        converge.as_secs_f64()
+         written ({writes} API writes); {matched} devices matched, {ready}/{} sets Ready",
+        converge.as_secs_f64(),
+        scale.sets
     );
     println!(
         "[{workload}] steady-state pass: {:.0} ms, {reads} device-list read(s), {} writes",
