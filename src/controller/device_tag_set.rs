@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -59,8 +59,9 @@ pub const NOT_READY_RETRY: Duration = Duration::from_secs(15);
 
 type TailnetLock = Arc<tokio::sync::Mutex<()>>;
 
-/// What a pass was computed from: the devices snapshot version and the sets' identities.
-type PassKey = (u64, u64);
+/// What a pass was computed from: the devices snapshot (version and fetch time: a cache rebuilt
+/// for a changed Tailnet counts versions from 1 again) and the sets' identities.
+type PassKey = (u64, Instant, u64);
 
 /// Per-controller state beside the shared [`Context`].
 pub struct TagSetContext {
@@ -247,7 +248,7 @@ async fn pass(
 ) -> Result<Option<ReconcileError>, ReconcileError> {
     let devices = snapshots.devices().await?;
     let members = members(&ctx.store, tailnet, true);
-    let key = (devices.version, fingerprint(&members));
+    let key = (devices.version, devices.fetched_at, fingerprint(&members));
     if lock(&ctx.passes).get(tailnet) == Some(&key) {
         return Ok(None);
     }
