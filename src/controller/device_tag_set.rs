@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, Utc};
@@ -32,6 +32,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
+use super::coordination::{ForcedReconciles, TailnetLocks, forget_deleted, lock_unpoisoned};
 use super::{
     Context, KindContext, KindController, Stop, controller_for, has_finalizer, instrumented,
     kind_controller, publish_event, set_finalizer, write_status,
@@ -39,7 +40,6 @@ use super::{
 use crate::reconcile::device_tag_set::{
     DeviceState, ExecuteReport, TagSetPlan, execute, observe_and_plan, outcomes, tag_set_resource,
 };
-use crate::resources::common::RECONCILE_AT_ANNOTATION;
 use crate::resources::conditions::{
     self, ConditionStatus, ConditionType, failure_reason, reason, set_condition, time_from,
 };
@@ -56,8 +56,6 @@ pub const APPLIED: &str = "Applied";
 /// it sooner).
 pub const NOT_READY_RETRY: Duration = Duration::from_secs(15);
 
-type TailnetLock = Arc<tokio::sync::Mutex<()>>;
-
 /// What a pass was computed from: the devices snapshot (version and fetch time: a cache rebuilt
 /// for a changed Tailnet counts versions from 1 again) and the sets' identities.
 type PassKey = (u64, Instant, u64);
@@ -66,11 +64,11 @@ type PassKey = (u64, Instant, u64);
 pub struct TagSetContext {
     pub shared: Arc<Context>,
     store: Store<DeviceTagSet>,
-    locks: Mutex<HashMap<String, TailnetLock>>,
+    locks: TailnetLocks,
     /// The last pass per tailnet.
     passes: Mutex<HashMap<String, PassKey>>,
     /// The last `reconcile-at` value seen per set.
-    forced: Arc<Mutex<HashMap<String, String>>>,
+    forced: ForcedReconciles,
 }
 
 impl KindContext for TagSetContext {
@@ -79,37 +77,14 @@ impl KindContext for TagSetContext {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Map inserts cannot be left half-done; a poisoned lock is still usable.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl TagSetContext {
-    fn tailnet_lock(&self, tailnet: &str) -> TailnetLock {
-        Arc::clone(lock(&self.locks).entry(tailnet.to_owned()).or_default())
-    }
-
-    /// Whether `set` carries a `reconcile-at` value not seen before (and remembers it).
-    fn newly_forced(&self, set: &DeviceTagSet) -> bool {
-        let Some(value) = set.annotations().get(RECONCILE_AT_ANNOTATION) else {
-            return false;
-        };
-        let previous = lock(&self.forced).insert(set.name_any(), value.clone());
-        previous.as_ref() != Some(value)
-    }
-}
-
 /// The DeviceTagSet controller, ready for the manager to run.
 pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let client = ctx.client.clone();
-    let forced: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let forced = ForcedReconciles::default();
     let on_delete = {
-        let (metrics, forced) = (Arc::clone(&ctx.metrics), Arc::clone(&forced));
+        let (metrics, forced) = (Arc::clone(&ctx.metrics), forced.clone());
         move |set: &DeviceTagSet| {
-            metrics.forget_drift(KIND, &set.name_any());
-            lock(&forced).remove(&set.name_any());
+            forget_deleted(&metrics, &forced, KIND, set);
         }
     };
     let controller = controller_for(
@@ -134,7 +109,7 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let tag_ctx = Arc::new(TagSetContext {
         shared: ctx,
         store,
-        locks: Mutex::default(),
+        locks: TailnetLocks::default(),
         passes: Mutex::default(),
         forced,
     });
@@ -187,7 +162,7 @@ async fn reconcile_inner(
         return Ok(Action::await_change());
     }
     let tailnet = set.spec.common.tailnet_ref.clone();
-    let tailnet_lock = ctx.tailnet_lock(&tailnet);
+    let tailnet_lock = ctx.locks.for_tailnet(&tailnet);
     let _serialized = tailnet_lock.lock().await;
     let api = Api::<DeviceTagSet>::all(ctx.shared.client.clone());
     let current = latest(ctx, set);
@@ -214,7 +189,7 @@ async fn reconcile_inner(
         report(ctx, &api, &current, current.status.as_ref(), status, 0).await?;
         return Ok(Action::requeue(NOT_READY_RETRY));
     };
-    if ctx.newly_forced(set) {
+    if ctx.forced.newly_forced(set) {
         snapshots.refresh_if_older_than(Area::Devices, snapshots.now());
     }
     match pass(ctx, &api, &snapshots, &tailnet, &now).await {
@@ -248,11 +223,11 @@ async fn pass(
     let devices = snapshots.devices().await?;
     let members = members(&ctx.store, tailnet, true);
     let key = (devices.version, devices.fetched_at, fingerprint(&members));
-    if lock(&ctx.passes).get(tailnet) == Some(&key) {
+    if lock_unpoisoned(&ctx.passes).get(tailnet) == Some(&key) {
         return Ok(None);
     }
     let (_, report) = plan_and_execute(ctx, api, snapshots, &members, now).await?;
-    lock(&ctx.passes).insert(tailnet.to_owned(), key);
+    lock_unpoisoned(&ctx.passes).insert(tailnet.to_owned(), key);
     Ok(retryable_failure(&report))
 }
 
