@@ -4,8 +4,8 @@
 //!
 //! - PATH is a YAML file or a directory read recursively (`*.yaml`, `*.yml`, sorted by path);
 //!   files may hold several documents.
-//! - Documents are dispatched by `kind`: `Tailnet`, `TailnetPolicy` and `DNSConfig` (in
-//!   [`dns_config`]) are handled;
+//! - Documents are dispatched by `kind`: `Tailnet`, `TailnetPolicy`, `DNSConfig` (in
+//!   [`dns_config`]) and `DeviceTagSet` (in [`device_tag_set`]) are handled;
 //!   `ConfigMap`s (apiVersion `v1`) are the sources of `policyFrom.configMapKeyRef`; other
 //!   kinds of the operator's group (`tailnet.ops.dev/...`) are skipped with a warning ("not
 //!   supported yet in file mode"); anything else is an error naming the file and the kind.
@@ -13,6 +13,8 @@
 //!   tailnet, said on stderr). One PATH manages one tailnet.
 //! - History is in memory: there is none across runs, so drift is not told apart from a spec
 //!   change. `plan` compares the composed policy with the live one; a difference is a change.
+mod device_tag_set;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,7 +33,7 @@ use crate::reconcile::tailnet_policy::{
     policy_resource, reconcile, text_source,
 };
 use crate::resources::common::GROUP;
-use crate::resources::{DNSConfig, ReconcileError, Tailnet, TailnetPolicy};
+use crate::resources::{DNSConfig, DeviceTagSet, ReconcileError, Tailnet, TailnetPolicy};
 use crate::snapshot::TailnetSnapshots;
 
 /// Arguments of `plan` and `apply`.
@@ -62,7 +64,8 @@ pub enum FileModeError {
     NoKind { path: PathBuf, index: usize },
     #[error(
         "{}: document {index} is kind {kind:?} (apiVersion {api_version:?}), which file mode \
-         does not know: use Tailnet, TailnetPolicy (apiVersion tailnet.ops.dev/v1alpha1) or \
+         does not know: use Tailnet, TailnetPolicy, DeviceTagSet (apiVersion \
+         tailnet.ops.dev/v1alpha1) or \
          ConfigMap (v1)",
         path.display()
     )]
@@ -79,7 +82,10 @@ pub enum FileModeError {
         kind: String,
         message: String,
     },
-    #[error("{}: no *.yaml or *.yml file with a TailnetPolicy or a DNSConfig", path.display())]
+    #[error(
+        "{}: no *.yaml or *.yml file with a TailnetPolicy, DNSConfig or DeviceTagSet",
+        path.display()
+    )]
     NothingToDo { path: PathBuf },
     #[error(
         "the resources under {} name several tailnets ({}): file mode manages one \
@@ -99,6 +105,7 @@ pub struct Manifests {
     pub tailnets: Vec<Tailnet>,
     pub policies: Vec<TailnetPolicy>,
     pub dns_configs: Vec<DNSConfig>,
+    pub device_tag_sets: Vec<DeviceTagSet>,
     pub config_maps: Vec<ConfigMap>,
     /// Documents skipped, each naming its file and kind.
     pub warnings: Vec<String>,
@@ -191,6 +198,9 @@ fn dispatch(
         ("DNSConfig", true) => manifests
             .dns_configs
             .push(serde_json::from_value(doc).map_err(invalid)?),
+        ("DeviceTagSet", true) => manifests
+            .device_tag_sets
+            .push(serde_json::from_value(doc).map_err(invalid)?),
         ("ConfigMap", false) if api_version == "v1" => manifests
             .config_maps
             .push(serde_json::from_value(doc).map_err(invalid)?),
@@ -221,6 +231,11 @@ impl Manifests {
                 self.dns_configs
                     .iter()
                     .map(|d| d.spec.common.tailnet_ref.as_str()),
+            )
+            .chain(
+                self.device_tag_sets
+                    .iter()
+                    .map(|s| s.spec.common.tailnet_ref.as_str()),
             )
             .collect();
         match refs.len() {
@@ -326,10 +341,12 @@ async fn plan_policies(
         };
         let _ = writeln!(out, "TailnetPolicy/{}: {verdict}", outcome.name);
     }
+    let tags = device_tag_set::plan(manifests, snapshots).await?;
+    out.push_str(&tags.output);
     Ok(FileReport {
         output: out,
-        changes: plan.writes(),
-        failed,
+        changes: plan.writes() || tags.changes,
+        failed: failed || tags.failed,
     })
 }
 
@@ -356,10 +373,13 @@ async fn apply_policies(
         describe_outcome(o, &mut out);
     }
     let failed = outcome.outcomes.iter().any(|o| !o.ready.is_true());
+    // After the policy: the tags the sets use must be in its tagOwners first.
+    let tags = device_tag_set::apply(manifests, snapshots).await?;
+    out.push_str(&tags.output);
     Ok(FileReport {
         output: out,
-        changes: outcome.wrote(),
-        failed,
+        changes: outcome.wrote() || tags.changes,
+        failed: failed || tags.failed,
     })
 }
 

@@ -22,8 +22,7 @@
 //!   deleting it removes from the tailnet what `status.applied` says this resource set
 //!   (see [`crate::reconcile::dns_config::cleared`]) in one write, then drops the finalizer.
 //!   `Orphan` has no finalizer and leaves the DNS as it is.
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
@@ -36,6 +35,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
+use super::coordination::{ForcedReconciles, TailnetLocks, forget_deleted};
 use super::{
     Context, KindContext, KindController, Stop, controller_for, has_finalizer, instrumented,
     kind_controller, publish_event, set_finalizer, write_status,
@@ -44,7 +44,6 @@ use crate::reconcile::dns_config::{
     DnsOutcome, DnsResource, WriteReason, cleared, execute, observe_and_plan,
 };
 use crate::reconcile::tailnet_policy::Verdict;
-use crate::resources::common::RECONCILE_AT_ANNOTATION;
 use crate::resources::conditions::{self, ConditionStatus, ConditionType, reason, time_from};
 use crate::resources::{DNSConfig, DNSConfigStatus, ReconcileError, Tailnet};
 use crate::snapshot::{Area, TailnetSnapshots};
@@ -61,16 +60,14 @@ pub const CLEARED: &str = "DnsCleared";
 /// triggers it sooner).
 pub const NOT_READY_RETRY: Duration = Duration::from_secs(15);
 
-type TailnetLock = Arc<tokio::sync::Mutex<()>>;
-
 /// Per-controller state beside the shared [`Context`].
 pub struct DnsContext {
     pub shared: Arc<Context>,
     store: Store<DNSConfig>,
     /// One async mutex per tailnet: reconciles of one tailnet's DNSConfigs take turns.
-    locks: Mutex<HashMap<String, TailnetLock>>,
+    locks: TailnetLocks,
     /// The last `reconcile-at` value seen per resource (entries go when it is deleted).
-    forced: Arc<Mutex<HashMap<String, String>>>,
+    forced: ForcedReconciles,
 }
 
 impl KindContext for DnsContext {
@@ -79,39 +76,16 @@ impl KindContext for DnsContext {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Map inserts cannot be left half-done; a poisoned lock is still usable.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl DnsContext {
-    fn tailnet_lock(&self, tailnet: &str) -> TailnetLock {
-        Arc::clone(lock(&self.locks).entry(tailnet.to_owned()).or_default())
-    }
-
-    /// Whether `obj` carries a `reconcile-at` value not seen before (and remembers it).
-    fn newly_forced(&self, obj: &DNSConfig) -> bool {
-        let Some(value) = obj.annotations().get(RECONCILE_AT_ANNOTATION) else {
-            return false;
-        };
-        let previous = lock(&self.forced).insert(obj.name_any(), value.clone());
-        previous.as_ref() != Some(value)
-    }
-}
-
 /// The DNSConfig controller, ready for the manager to run.
 pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let client = ctx.client.clone();
-    let forced: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let forced = ForcedReconciles::default();
     // A deleted DNSConfig may have been its tailnet's winner: the others look again at once.
     let (deleted_tx, deleted_rx) = mpsc::unbounded::<String>();
     let on_delete = {
-        let (metrics, forced) = (Arc::clone(&ctx.metrics), Arc::clone(&forced));
+        let (metrics, forced) = (Arc::clone(&ctx.metrics), forced.clone());
         move |obj: &DNSConfig| {
-            metrics.forget_drift(KIND, &obj.name_any());
-            lock(&forced).remove(&obj.name_any());
+            forget_deleted(&metrics, &forced, KIND, obj);
             let _ = deleted_tx.unbounded_send(obj.spec.common.tailnet_ref.clone());
         }
     };
@@ -135,7 +109,7 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let dns_ctx = Arc::new(DnsContext {
         shared: ctx,
         store,
-        locks: Mutex::default(),
+        locks: TailnetLocks::default(),
         forced,
     });
     kind_controller(KIND, controller, reconcile, dns_ctx)
@@ -175,7 +149,7 @@ async fn reconcile(obj: Arc<DNSConfig>, ctx: Arc<DnsContext>) -> Result<Action, 
 
 async fn reconcile_inner(obj: &DNSConfig, ctx: &DnsContext) -> Result<Action, ReconcileError> {
     let tailnet = obj.spec.common.tailnet_ref.clone();
-    let tailnet_lock = ctx.tailnet_lock(&tailnet);
+    let tailnet_lock = ctx.locks.for_tailnet(&tailnet);
     let _serialized = tailnet_lock.lock().await;
     let api = Api::<DNSConfig>::all(ctx.shared.client.clone());
     // The newest copy: finalizer patches carry its resourceVersion, and its status is what
@@ -199,7 +173,7 @@ async fn reconcile_inner(obj: &DNSConfig, ctx: &DnsContext) -> Result<Action, Re
         report(ctx, &api, &current, &outcome, None, &now).await?;
         return Ok(Action::requeue(NOT_READY_RETRY));
     };
-    if ctx.newly_forced(obj) {
+    if ctx.forced.newly_forced(obj) {
         snapshots.refresh_if_older_than(Area::Dns, snapshots.now());
     }
     match plan_and_execute(ctx, &api, &current, &snapshots, &now).await {

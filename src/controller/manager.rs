@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::http::{self, Readiness};
 use super::{Context, KindController, Metrics, Stop};
-use crate::resources::{ChangeProposal, Tailnet, TailnetPolicy};
+use crate::resources::{ChangeProposal, DNSConfig, DeviceTagSet, Tailnet, TailnetPolicy};
 use crate::snapshot::SnapshotRegistry;
 
 /// The Lease's name.
@@ -69,7 +69,7 @@ pub enum ManagerError {
          install the CRDs with `kubectl apply -f crds/` (or `tailnet-operator crdgen`)"
     )]
     CrdsMissing {
-        kind: &'static str,
+        kind: String,
         #[source]
         source: kube::Error,
     },
@@ -207,29 +207,26 @@ pub async fn run(
 
 /// Lists each kind with `limit=1`: fails with an install hint when a CRD is missing.
 async fn check_crds(client: &Client) -> Result<(), ManagerError> {
-    let probe = ListParams::default().limit(1);
-    Api::<Tailnet>::all(client.clone())
-        .list(&probe)
-        .await
-        .map_err(|source| ManagerError::CrdsMissing {
-            kind: "Tailnet",
-            source,
-        })?;
-    Api::<TailnetPolicy>::all(client.clone())
-        .list(&probe)
-        .await
-        .map_err(|source| ManagerError::CrdsMissing {
-            kind: "TailnetPolicy",
-            source,
-        })?;
-    Api::<ChangeProposal>::all(client.clone())
-        .list(&probe)
-        .await
-        .map_err(|source| ManagerError::CrdsMissing {
-            kind: "ChangeProposal",
-            source,
-        })?;
+    probe_kind::<Tailnet>(client).await?;
+    probe_kind::<TailnetPolicy>(client).await?;
+    probe_kind::<DNSConfig>(client).await?;
+    probe_kind::<DeviceTagSet>(client).await?;
+    probe_kind::<ChangeProposal>(client).await?;
     Ok(())
+}
+
+async fn probe_kind<K>(client: &Client) -> Result<(), ManagerError>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let probe = ListParams::default().limit(1);
+    match Api::<K>::all(client.clone()).list(&probe).await {
+        Ok(_) => Ok(()),
+        Err(source) => Err(ManagerError::CrdsMissing {
+            kind: K::kind(&()).into_owned(),
+            source,
+        }),
+    }
 }
 
 /// The controllers of every kind. A new kind adds its line here.
@@ -239,6 +236,7 @@ fn controllers(ctx: &Arc<Context>, stop: &Stop) -> Vec<KindController> {
         super::tailnet_policy::controller(Arc::clone(ctx), stop),
         super::dns_config::controller(Arc::clone(ctx), stop),
         super::change_proposal::controller(Arc::clone(ctx), stop),
+        super::device_tag_set::controller(Arc::clone(ctx), stop),
     ]
 }
 

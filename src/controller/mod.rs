@@ -18,6 +18,8 @@
 //! One module per kind ([`tailnet`], [`tailnet_policy`]); each exposes `controller(ctx, stop) -> KindController`,
 //! and [`manager`] runs the list of them (adding a kind is one line there).
 pub mod change_proposal;
+pub mod coordination;
+pub mod device_tag_set;
 pub mod dns_config;
 pub mod http;
 pub mod manager;

@@ -31,6 +31,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use sha2::{Digest, Sha256};
 
+use super::coordination::lock_unpoisoned;
 use super::{
     Context, KindContext, KindController, Stop, controller_for, instrumented, kind_controller,
     write_status,
@@ -63,15 +64,8 @@ impl KindContext for TailnetContext {
 
 impl TailnetContext {
     fn fingerprints(&self) -> MutexGuard<'_, HashMap<String, String>> {
-        lock(&self.fingerprints)
+        lock_unpoisoned(&self.fingerprints)
     }
-}
-
-fn lock(fingerprints: &Mutex<HashMap<String, String>>) -> MutexGuard<'_, HashMap<String, String>> {
-    // A map insert or remove cannot leave it half-changed; a poisoned lock is still usable.
-    fingerprints
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The Tailnet controller, ready for the manager to run.
@@ -84,7 +78,7 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
         move |tailnet: &Tailnet| {
             let name = tailnet.name_any();
             snapshots.remove(&name);
-            lock(&fingerprints).remove(&name);
+            lock_unpoisoned(&fingerprints).remove(&name);
             metrics.forget_tailnet(&name);
         }
     };

@@ -32,7 +32,7 @@
 //!   next reconcile, so a deleted Fragment's rules leave the tailnet then, and a tailnet whose
 //!   Base is gone keeps its last policy (its Fragments report `NoBase`).
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
@@ -44,6 +44,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
+use super::coordination::{ForcedReconciles, TailnetLocks, forget_deleted};
 use super::{
     Context, KindContext, KindController, Metrics, Stop, controller_for, has_finalizer,
     instrumented, kind_controller, set_finalizer, write_status,
@@ -53,7 +54,6 @@ use crate::reconcile::tailnet_policy::{
     PolicyResource, ResourceOutcome, TextSource, config_map_text, execute, observe_and_plan,
     policy_resource, text_source,
 };
-use crate::resources::common::RECONCILE_AT_ANNOTATION;
 use crate::resources::conditions::{
     self, ConditionStatus, ConditionType, failure_reason, reason, set_condition, time_from,
 };
@@ -75,17 +75,15 @@ pub const NOT_READY_RETRY: Duration = Duration::from_secs(15);
 /// How soon a pass whose write got HTTP 412 plans again (against a fresh read).
 pub const CONFLICT_RETRY: Duration = Duration::from_secs(2);
 
-type TailnetLock = Arc<tokio::sync::Mutex<()>>;
-
 /// Per-controller state beside the shared [`Context`].
 pub struct PolicyContext {
     pub shared: Arc<Context>,
     store: Store<TailnetPolicy>,
     /// One async mutex per tailnet: reconciles of one tailnet's policies take turns.
-    locks: Mutex<HashMap<String, TailnetLock>>,
+    locks: TailnetLocks,
     /// The last `reconcile-at` value seen per policy, to tell a new request from an old one
     /// (entries go when the watch sees the policy deleted).
-    forced: Arc<Mutex<HashMap<String, String>>>,
+    forced: ForcedReconciles,
 }
 
 impl KindContext for PolicyContext {
@@ -94,37 +92,14 @@ impl KindContext for PolicyContext {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Map inserts cannot be left half-done; a poisoned lock is still usable.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl PolicyContext {
-    fn tailnet_lock(&self, tailnet: &str) -> TailnetLock {
-        Arc::clone(lock(&self.locks).entry(tailnet.to_owned()).or_default())
-    }
-
-    /// Whether `policy` carries a `reconcile-at` value not seen before (and remembers it).
-    fn newly_forced(&self, policy: &TailnetPolicy) -> bool {
-        let Some(value) = policy.annotations().get(RECONCILE_AT_ANNOTATION) else {
-            return false;
-        };
-        let previous = lock(&self.forced).insert(policy.name_any(), value.clone());
-        previous.as_ref() != Some(value)
-    }
-}
-
 /// The TailnetPolicy controller, ready for the manager to run.
 pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let client = ctx.client.clone();
-    let forced: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let forced = ForcedReconciles::default();
     let on_delete = {
-        let (metrics, forced) = (Arc::clone(&ctx.metrics), Arc::clone(&forced));
+        let (metrics, forced) = (Arc::clone(&ctx.metrics), forced.clone());
         move |policy: &TailnetPolicy| {
-            metrics.forget_drift(KIND, &policy.name_any());
-            lock(&forced).remove(&policy.name_any());
+            forget_deleted(&metrics, &forced, KIND, policy);
         }
     };
     let controller = controller_for(
@@ -150,7 +125,7 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let policy_ctx = Arc::new(PolicyContext {
         shared: ctx,
         store,
-        locks: Mutex::default(),
+        locks: TailnetLocks::default(),
         forced,
     });
     kind_controller(KIND, controller, reconcile, policy_ctx)
@@ -207,7 +182,7 @@ async fn reconcile_inner(
     ctx: &PolicyContext,
 ) -> Result<Action, ReconcileError> {
     let tailnet = policy.spec.common.tailnet_ref.clone();
-    let tailnet_lock = ctx.tailnet_lock(&tailnet);
+    let tailnet_lock = ctx.locks.for_tailnet(&tailnet);
     let _serialized = tailnet_lock.lock().await;
     let api = Api::<TailnetPolicy>::all(ctx.shared.client.clone());
     // The newest copy: finalizer patches carry its resourceVersion.
@@ -232,7 +207,7 @@ async fn reconcile_inner(
         report(ctx, &api, &current, status, &ExecuteResult::NoWrite).await?;
         return Ok(Action::requeue(NOT_READY_RETRY));
     };
-    if ctx.newly_forced(policy) {
+    if ctx.forced.newly_forced(policy) {
         snapshots.refresh_if_older_than(Area::Policy, snapshots.now());
     }
     match compose_and_report(ctx, &api, &snapshots, &tailnet, &now).await {

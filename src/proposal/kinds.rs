@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{PlannerReport, ProposalError, ProposalWorld, check, policy};
 use crate::resources::dns_config::DNSConfig;
-use crate::resources::{Tailnet, TailnetPolicy};
+use crate::resources::{DeviceTagSet, Tailnet, TailnetPolicy};
 
 /// A kind's planner checks: `(target, patched, world)`.
 pub type Planner = fn(&Value, &Value, &ProposalWorld) -> PlannerReport;
@@ -104,6 +104,7 @@ pub fn registry() -> &'static [KindEntry] {
                 )
                 .with_adopt(policy::adopt_drift),
             KindEntry::of::<DNSConfig>(),
+            KindEntry::of::<DeviceTagSet>(),
         ]
     })
 }

@@ -4,8 +4,11 @@
 //! - [`dns_config`]: the tailnet's DNS, one `DNSConfig` per tailnet.
 //! - [`tailnet_policy`]: the tailnet-wide policy file, computed over every `TailnetPolicy` of
 //!   one tailnet together.
+//! - [`device_tag_set`]: device tags, authorization, key expiry and routes, computed over
+//!   every `DeviceTagSet` of one tailnet together.
 //! - [`view`]: the tailnet as the access evaluator sees it, built from snapshots.
 //! - [`text_diff`]: a small unified line diff for plans and logs.
+pub mod device_tag_set;
 pub mod dns_config;
 pub mod tailnet_policy;
 pub mod text_diff;

@@ -6,7 +6,8 @@
 //! - [`drift`]: the capped, structured drift diff shown in status;
 //! - [`errors`]: the reconcile error, its category, event reason and retry schedule.
 //!
-//! One module per kind: [`tailnet`], [`tailnet_policy`], [`change_proposal`], [`dns_config`].
+//! One module per kind: [`tailnet`], [`tailnet_policy`], [`change_proposal`], [`dns_config`],
+//! [`device_tag_set`].
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
@@ -15,6 +16,7 @@ use kube::CustomResourceExt;
 pub mod change_proposal;
 pub mod common;
 pub mod conditions;
+pub mod device_tag_set;
 pub mod dns_config;
 pub mod drift;
 pub mod errors;
@@ -24,6 +26,7 @@ pub mod tailnet_policy;
 pub use change_proposal::{ChangeProposal, ChangeProposalSpec, ChangeProposalStatus};
 pub use common::{CommonSpec, CommonStatus, DeletionPolicy, DriftPolicy};
 pub use conditions::{ConditionStatus, ConditionType};
+pub use device_tag_set::{DeviceTagSet, DeviceTagSetSpec, DeviceTagSetStatus, TagMode};
 pub use dns_config::{DNSConfig, DNSConfigSpec, DNSConfigStatus, DnsSettings, Nameserver};
 pub use drift::{DriftDiff, DriftEntry};
 pub use errors::ReconcileError;
@@ -41,6 +44,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         TailnetPolicy::crd(),
         ChangeProposal::crd(),
         DNSConfig::crd(),
+        DeviceTagSet::crd(),
     ];
     for crd in &mut crds {
         for version in &mut crd.spec.versions {

@@ -1,0 +1,164 @@
+//! File mode for `DeviceTagSet`s: the controller's planner and executor over the sets found
+//! under PATH. Without a cluster there is no status to remember what was applied, so every
+//! difference is a change to write (never drift), and `deletionPolicy` does not apply.
+use std::fmt::Write as _;
+
+use super::{FileReport, Manifests};
+use crate::reconcile::device_tag_set::{
+    DeviceChange, DeviceState, ExecuteReport, SetOutcome, TagSetPlan, execute, observe_and_plan,
+    outcomes, tag_set_resource,
+};
+use crate::resources::{ConditionStatus, ReconcileError};
+use crate::snapshot::TailnetSnapshots;
+
+/// At most this many device changes are listed.
+const CHANGES_SHOWN: usize = 50;
+
+/// What applying the sets would write (writes nothing). Empty when PATH has no set.
+pub(super) async fn plan(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+) -> Result<FileReport, ReconcileError> {
+    let Some(plan) = plan_sets(manifests, snapshots).await? else {
+        return Ok(FileReport::default());
+    };
+    let mut out = String::new();
+    describe_changes(&plan, &mut out);
+    let mut failed = false;
+    for o in outcomes(&plan, None) {
+        let set = plan.set(&o.name);
+        let pending = set.map_or(0, |s| {
+            s.devices
+                .iter()
+                .filter(|d| d.state == DeviceState::Changing)
+                .count()
+        });
+        let verdict = if o.ready.reason == "Conflict" || o.ready.reason == "Suspended" {
+            failed |= o.ready.reason == "Conflict";
+            format!("error: {} {}", o.ready.reason, o.ready.message)
+        } else if pending > 0 {
+            format!("{} matched, {pending} would be written", o.matched_count)
+        } else {
+            format!("{} matched, no changes", o.matched_count)
+        };
+        let _ = writeln!(out, "DeviceTagSet/{}: {verdict}", o.name);
+    }
+    Ok(FileReport {
+        output: out,
+        changes: !plan.changes.is_empty(),
+        failed,
+    })
+}
+
+/// Applies the sets and reports every set's conditions. Empty when PATH has no set.
+pub(super) async fn apply(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+) -> Result<FileReport, ReconcileError> {
+    let Some(plan) = plan_sets(manifests, snapshots).await? else {
+        return Ok(FileReport::default());
+    };
+    let report: ExecuteReport = execute(&plan, snapshots).await;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "devices: {} written ({} API writes), {} failed",
+        report.written.len(),
+        report.writes,
+        report.failures.len()
+    );
+    let outcomes = outcomes(&plan, Some(&report));
+    for o in &outcomes {
+        describe_outcome(o, &mut out);
+    }
+    Ok(FileReport {
+        output: out,
+        changes: report.writes > 0,
+        failed: outcomes
+            .iter()
+            .any(|o| o.ready.status != ConditionStatus::True),
+    })
+}
+
+async fn plan_sets(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+) -> Result<Option<TagSetPlan>, ReconcileError> {
+    if manifests.device_tag_sets.is_empty() {
+        return Ok(None);
+    }
+    let resources: Vec<_> = manifests
+        .device_tag_sets
+        .iter()
+        .map(tag_set_resource)
+        .collect();
+    observe_and_plan(&resources, snapshots).await.map(Some)
+}
+
+fn describe_changes(plan: &TagSetPlan, out: &mut String) {
+    if plan.changes.is_empty() {
+        let _ = writeln!(out, "devices: no changes");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "devices: would write {} devices ({} API writes)",
+        plan.changes.len(),
+        plan.write_count()
+    );
+    for change in plan.changes.iter().take(CHANGES_SHOWN) {
+        let _ = writeln!(out, "  ~ {}", describe_change(change));
+    }
+    if plan.changes.len() > CHANGES_SHOWN {
+        let _ = writeln!(
+            out,
+            "  ~ ... and {} more",
+            plan.changes.len() - CHANGES_SHOWN
+        );
+    }
+}
+
+fn describe_change(change: &DeviceChange) -> String {
+    let mut parts = Vec::new();
+    if let Some(tags) = &change.tags {
+        parts.push(format!("tags = [{}]", tags.join(", ")));
+    }
+    if let Some(authorized) = change.authorized {
+        parts.push(format!("authorized = {authorized}"));
+    }
+    if let Some(disabled) = change.key_expiry_disabled {
+        parts.push(format!("keyExpiryDisabled = {disabled}"));
+    }
+    if let Some(routes) = &change.routes {
+        parts.push(format!("routes = [{}]", routes.join(", ")));
+    }
+    format!(
+        "{} ({}): {}",
+        change.hostname,
+        change.node_id,
+        parts.join("; ")
+    )
+}
+
+fn describe_outcome(o: &SetOutcome, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "DeviceTagSet/{}: {} matched, {} out of sync",
+        o.name, o.matched_count, o.out_of_sync_count
+    );
+    for (name, v) in [
+        ("Ready", &o.ready),
+        ("Synced", &o.synced),
+        ("Drifted", &o.drifted),
+    ] {
+        let _ = writeln!(out, "  {name}={} {}: {}", v.status, v.reason, v.message);
+    }
+    for w in &o.waiting {
+        let _ = writeln!(
+            out,
+            "  waiting: {} does not advertise {}",
+            w.name,
+            w.routes.join(", ")
+        );
+    }
+}
