@@ -313,6 +313,19 @@ impl Source for ManifestsSource {
                 }
                 out.push(value);
             }
+            // Listed with their spec; status is computed for TailnetPolicies only so far.
+            out.extend(
+                manifests
+                    .dns_configs
+                    .iter()
+                    .map(|d| object_json(d, "DNSConfig")),
+            );
+            out.extend(
+                manifests
+                    .device_tag_sets
+                    .iter()
+                    .map(|d| object_json(d, "DeviceTagSet")),
+            );
             Ok(out)
         })
     }
