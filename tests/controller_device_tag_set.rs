@@ -6,14 +6,12 @@
 //! to pass.
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
-use tailnet_operator::controller::{Manager, RunConfig};
+use support::operator::{TAILNET, connect_tailnet, run_config, start_manager};
+use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, DeviceTagSet, Tailnet};
 use tailnet_operator::sim::{SimConfig, SimServer};
@@ -21,9 +19,6 @@ use tailnet_operator::snapshot::Area;
 use tailnet_operator::tailscale::{ClientConfig, Credentials, DeviceListOptions, TailscaleClient};
 
 const HANG_GUARD: Duration = Duration::from_secs(60);
-const NAMESPACE: &str = "tailnet-system";
-const TAILNET: &str = "home";
-const SECRET: &str = "ts-key";
 const POST_TAGS: &str = "POST /api/v2/device/{deviceId}/tags";
 const POST_AUTHORIZED: &str = "POST /api/v2/device/{deviceId}/authorized";
 const POST_KEY: &str = "POST /api/v2/device/{deviceId}/key";
@@ -47,48 +42,7 @@ async fn sim_with(devices: usize) -> SimServer {
 }
 
 async fn start(fake: &FakeKube) -> Manager {
-    let config = RunConfig {
-        namespace: NAMESPACE.to_owned(),
-        identity: "op-0".to_owned(),
-        metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
-        leader_election: None,
-    };
-    Manager::start(fake.client(), config)
-        .await
-        .expect("manager starts")
-}
-
-/// A Secret with the sim's API key and a Tailnet using it.
-fn connect_tailnet(fake: &FakeKube, sim: &SimServer) {
-    let mut secret = KubeSecret::default();
-    secret.metadata.name = Some(SECRET.to_owned());
-    secret.metadata.namespace = Some(NAMESPACE.to_owned());
-    let key = sim.tailnet().credentials().api_key.expose().to_owned();
-    secret.data = Some(BTreeMap::from([(
-        "api_key".to_owned(),
-        ByteString(key.into_bytes()),
-    )]));
-    let mut manifest = serde_json::to_value(secret).unwrap();
-    manifest["apiVersion"] = json!("v1");
-    manifest["kind"] = json!("Secret");
-    fake.apply(&Gvr::of::<KubeSecret>(), manifest)
-        .expect("secret applied");
-    fake.create(
-        &Gvr::of::<Tailnet>(),
-        json!({
-            "apiVersion": "tailnet.ops.dev/v1alpha1",
-            "kind": "Tailnet",
-            "metadata": {"name": TAILNET},
-            "spec": {
-                "tailnet": "-",
-                "apiUrl": sim.base_url(),
-                "apiKeySecretRef": {"name": SECRET, "namespace": NAMESPACE, "key": "api_key"},
-                "resyncInterval": "5m",
-            },
-        }),
-    )
-    .expect("tailnet created");
+    start_manager(fake, run_config()).await
 }
 
 fn create_set(fake: &FakeKube, name: &str, spec: Value) {

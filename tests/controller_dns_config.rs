@@ -11,22 +11,17 @@
 //! DNS on, two nameservers, two split-DNS domains and a search path.
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
-use tailnet_operator::controller::{Manager, RunConfig};
+use support::operator::{TAILNET, connect_tailnet, run_config, sim, start_manager};
+use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, DNSConfig, Tailnet};
-use tailnet_operator::sim::{DnsConfig, DnsResolver, SimConfig, SimServer};
+use tailnet_operator::sim::{DnsConfig, DnsResolver, SimServer};
 
 const HANG_GUARD: Duration = Duration::from_secs(30);
-const NAMESPACE: &str = "tailnet-system";
-const TAILNET: &str = "home";
-const SECRET: &str = "ts-key";
 const POST_DNS: &str = "POST /api/v2/tailnet/{tailnet}/dns/configuration";
 const GET_DNS: &str = "GET /api/v2/tailnet/{tailnet}/dns/configuration";
 
@@ -36,55 +31,8 @@ fn fake() -> FakeKube {
         .with_status_subresource_for::<DNSConfig>()
 }
 
-async fn sim() -> SimServer {
-    SimServer::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("sim starts")
-}
-
 async fn start(fake: &FakeKube) -> Manager {
-    let config = RunConfig {
-        namespace: NAMESPACE.to_owned(),
-        identity: "op-0".to_owned(),
-        metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
-        leader_election: None,
-    };
-    Manager::start(fake.client(), config)
-        .await
-        .expect("manager starts")
-}
-
-/// A Secret with the sim's API key and a Tailnet using it.
-fn connect_tailnet(fake: &FakeKube, sim: &SimServer) {
-    let mut secret = KubeSecret::default();
-    secret.metadata.name = Some(SECRET.to_owned());
-    secret.metadata.namespace = Some(NAMESPACE.to_owned());
-    let key = sim.tailnet().credentials().api_key.expose().to_owned();
-    secret.data = Some(BTreeMap::from([(
-        "api_key".to_owned(),
-        ByteString(key.into_bytes()),
-    )]));
-    let mut manifest = serde_json::to_value(secret).unwrap();
-    manifest["apiVersion"] = json!("v1");
-    manifest["kind"] = json!("Secret");
-    fake.apply(&Gvr::of::<KubeSecret>(), manifest)
-        .expect("secret applied");
-    fake.create(
-        &Gvr::of::<Tailnet>(),
-        json!({
-            "apiVersion": "tailnet.ops.dev/v1alpha1",
-            "kind": "Tailnet",
-            "metadata": {"name": TAILNET},
-            "spec": {
-                "tailnet": "-",
-                "apiUrl": sim.base_url(),
-                "apiKeySecretRef": {"name": SECRET, "namespace": NAMESPACE, "key": "api_key"},
-                "resyncInterval": "5m",
-            },
-        }),
-    )
-    .expect("tailnet created");
+    start_manager(fake, run_config()).await
 }
 
 fn create_dns(fake: &FakeKube, name: &str, spec: Value) {

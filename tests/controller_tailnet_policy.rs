@@ -6,23 +6,19 @@
 //! Timeouts only guard against hangs: assertions wait for a state, never for time to pass.
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
+use support::operator::{NAMESPACE, TAILNET, connect_tailnet, sim};
 use tailnet_operator::controller::{Manager, RunConfig};
 use tailnet_operator::reconcile::tailnet_policy::{history_config_map_name, policy_hash};
 use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, Tailnet, TailnetPolicy};
-use tailnet_operator::sim::{SimConfig, SimServer};
+use tailnet_operator::sim::SimServer;
 
 const HANG_GUARD: Duration = Duration::from_secs(30);
-const NAMESPACE: &str = "tailnet-system";
-const TAILNET: &str = "home";
-const SECRET: &str = "ts-key";
 const POST_ACL: &str = "POST /api/v2/tailnet/{tailnet}/acl";
 
 const BASE: &str = r#"// Base policy of the demo tailnet (controller test).
@@ -71,12 +67,6 @@ fn fake() -> FakeKube {
         .with_status_subresource_for::<TailnetPolicy>()
 }
 
-async fn sim() -> SimServer {
-    SimServer::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("sim starts")
-}
-
 async fn start(fake: &FakeKube) -> Manager {
     let config = RunConfig {
         namespace: NAMESPACE.to_owned(),
@@ -88,38 +78,6 @@ async fn start(fake: &FakeKube) -> Manager {
     Manager::start(fake.client(), config)
         .await
         .expect("manager starts")
-}
-
-/// A Secret with the sim's API key and a Tailnet using it.
-fn connect_tailnet(fake: &FakeKube, sim: &SimServer) {
-    let mut secret = KubeSecret::default();
-    secret.metadata.name = Some(SECRET.to_owned());
-    secret.metadata.namespace = Some(NAMESPACE.to_owned());
-    let key = sim.tailnet().credentials().api_key.expose().to_owned();
-    secret.data = Some(BTreeMap::from([(
-        "api_key".to_owned(),
-        ByteString(key.into_bytes()),
-    )]));
-    let mut manifest = serde_json::to_value(secret).unwrap();
-    manifest["apiVersion"] = json!("v1");
-    manifest["kind"] = json!("Secret");
-    fake.apply(&Gvr::of::<KubeSecret>(), manifest)
-        .expect("secret applied");
-    fake.create(
-        &Gvr::of::<Tailnet>(),
-        json!({
-            "apiVersion": "tailnet.ops.dev/v1alpha1",
-            "kind": "Tailnet",
-            "metadata": {"name": TAILNET},
-            "spec": {
-                "tailnet": "-",
-                "apiUrl": sim.base_url(),
-                "apiKeySecretRef": {"name": SECRET, "namespace": NAMESPACE, "key": "api_key"},
-                "resyncInterval": "5m",
-            },
-        }),
-    )
-    .expect("tailnet created");
 }
 
 fn create_policy(fake: &FakeKube, name: &str, role: &str, spec_extra: Value) {

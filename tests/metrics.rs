@@ -10,22 +10,19 @@
 //! Timeouts only guard against hangs: assertions wait for a state, never for time to pass.
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use serde_json::json;
 use support::fake_kube::{FakeKube, Gvr};
-use tailnet_operator::controller::{Manager, RunConfig};
+use support::operator::{TAILNET, connect_tailnet, run_config, sim, start_manager};
+use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, Tailnet, TailnetPolicy};
-use tailnet_operator::sim::{SimConfig, SimServer};
+use tailnet_operator::sim::SimServer;
 
 const HANG_GUARD: Duration = Duration::from_secs(30);
-const NAMESPACE: &str = "tailnet-system";
-const TAILNET: &str = "home";
 
 const BASE: &str = r#"// Base policy (metrics test).
 {
@@ -49,35 +46,8 @@ async fn start() -> (FakeKube, SimServer, Manager) {
     let fake = FakeKube::new()
         .with_status_subresource_for::<Tailnet>()
         .with_status_subresource_for::<TailnetPolicy>();
-    let sim = SimServer::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("sim starts");
-    let mut secret = KubeSecret::default();
-    secret.metadata.name = Some("ts-key".to_owned());
-    secret.metadata.namespace = Some(NAMESPACE.to_owned());
-    let key = sim.tailnet().credentials().api_key.expose().to_owned();
-    secret.data = Some(BTreeMap::from([(
-        "api_key".to_owned(),
-        ByteString(key.into_bytes()),
-    )]));
-    let mut manifest = serde_json::to_value(secret).unwrap();
-    manifest["apiVersion"] = json!("v1");
-    manifest["kind"] = json!("Secret");
-    fake.apply(&Gvr::of::<KubeSecret>(), manifest)
-        .expect("secret applied");
-    fake.create(
-        &Gvr::of::<Tailnet>(),
-        json!({
-            "apiVersion": "tailnet.ops.dev/v1alpha1",
-            "kind": "Tailnet",
-            "metadata": {"name": TAILNET},
-            "spec": {
-                "apiUrl": sim.base_url(),
-                "apiKeySecretRef": {"name": "ts-key", "namespace": NAMESPACE, "key": "api_key"},
-            },
-        }),
-    )
-    .expect("tailnet created");
+    let sim = sim().await;
+    connect_tailnet(&fake, &sim);
     fake.create(
         &Gvr::of::<TailnetPolicy>(),
         json!({
@@ -88,16 +58,7 @@ async fn start() -> (FakeKube, SimServer, Manager) {
         }),
     )
     .expect("policy created");
-    let config = RunConfig {
-        namespace: NAMESPACE.to_owned(),
-        identity: "op-0".to_owned(),
-        metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
-        leader_election: None,
-    };
-    let manager = Manager::start(fake.client(), config)
-        .await
-        .expect("manager starts");
+    let manager = start_manager(&fake, run_config()).await;
     (fake, sim, manager)
 }
 

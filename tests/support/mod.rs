@@ -3,3 +3,4 @@
 
 pub mod fake_kube;
 pub mod openapi;
+pub mod operator;

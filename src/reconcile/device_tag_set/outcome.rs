@@ -231,7 +231,8 @@ fn ready_verdict(
     }
     let mut message = match set.devices.len() {
         0 => "no device matches the selector".to_owned(),
-        n => format!("{n} matched devices hold the desired state"),
+        1 => "the 1 matched device holds the desired state".to_owned(),
+        n => format!("all {n} matched devices hold the desired state"),
     };
     if !set.waiting.is_empty() {
         message.push_str(&format!(
@@ -265,7 +266,11 @@ fn conflict_message(set: &SetPlan) -> String {
 
 fn drifted_verdict(set: &SetPlan, drifted: usize) -> Verdict {
     if drifted == 0 {
-        return Verdict::new(ConditionStatus::False, reason::IN_SYNC, "");
+        return Verdict::new(
+            ConditionStatus::False,
+            reason::IN_SYNC,
+            "the matched devices are as this set last applied them",
+        );
     }
     Verdict::new(
         ConditionStatus::True,

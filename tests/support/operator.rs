@@ -1,0 +1,83 @@
+//! The usual setup of a test that runs the real controllers: the simulated tailnet, a Secret
+//! with its API key, a `Tailnet` using it, and a [`Manager`] on the fake API server. Each
+//! controller test used to carry its own copy of these.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use serde_json::json;
+use tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL;
+use tailnet_operator::controller::{Manager, RunConfig};
+use tailnet_operator::resources::Tailnet;
+use tailnet_operator::sim::{SimConfig, SimServer};
+
+use super::fake_kube::{FakeKube, Gvr};
+
+/// The operator's namespace (Lease, revision history, the credentials Secret).
+pub const NAMESPACE: &str = "tailnet-system";
+/// The `Tailnet` resource every test resource points at.
+pub const TAILNET: &str = "home";
+/// The Secret holding the simulated tailnet's API key.
+pub const SECRET: &str = "ts-key";
+
+/// The simulated tailnet with its default seed (29 devices).
+pub async fn sim() -> SimServer {
+    sim_with(SimConfig::default()).await
+}
+
+pub async fn sim_with(config: SimConfig) -> SimServer {
+    SimServer::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("sim starts")
+}
+
+/// One replica without leader election, metrics on a free loopback port.
+pub fn run_config() -> RunConfig {
+    RunConfig {
+        namespace: NAMESPACE.to_owned(),
+        identity: "op-0".to_owned(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        proposal_ttl: DEFAULT_PROPOSAL_TTL,
+        leader_election: None,
+    }
+}
+
+pub async fn start_manager(fake: &FakeKube, config: RunConfig) -> Manager {
+    Manager::start(fake.client(), config)
+        .await
+        .expect("manager starts")
+}
+
+/// A Secret with the sim's API key and a Tailnet using it.
+pub fn connect_tailnet(fake: &FakeKube, sim: &SimServer) {
+    let mut secret = KubeSecret::default();
+    secret.metadata.name = Some(SECRET.to_owned());
+    secret.metadata.namespace = Some(NAMESPACE.to_owned());
+    let key = sim.tailnet().credentials().api_key.expose().to_owned();
+    secret.data = Some(BTreeMap::from([(
+        "api_key".to_owned(),
+        ByteString(key.into_bytes()),
+    )]));
+    let mut manifest = serde_json::to_value(secret).unwrap();
+    manifest["apiVersion"] = json!("v1");
+    manifest["kind"] = json!("Secret");
+    fake.apply(&Gvr::of::<KubeSecret>(), manifest)
+        .expect("secret applied");
+    fake.create(
+        &Gvr::of::<Tailnet>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1",
+            "kind": "Tailnet",
+            "metadata": {"name": TAILNET},
+            "spec": {
+                "tailnet": "-",
+                "apiUrl": sim.base_url(),
+                "apiKeySecretRef": {"name": SECRET, "namespace": NAMESPACE, "key": "api_key"},
+                "resyncInterval": "5m",
+            },
+        }),
+    )
+    .expect("tailnet created");
+}
