@@ -16,11 +16,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
-use tailnet_operator::controller::{Manager, RunConfig};
+use support::operator::{self, NAMESPACE, TAILNET};
+use tailnet_operator::controller::Manager;
 use tailnet_operator::mcp::kube_source::KubeSource;
 use tailnet_operator::mcp::local::LocalBackend;
 use tailnet_operator::resources::{ChangeProposal, Tailnet, TailnetPolicy};
@@ -28,8 +27,6 @@ use tailnet_operator::sim::{SimConfig, SimServer};
 use tower::ServiceExt;
 
 const HANG_GUARD: Duration = Duration::from_secs(60);
-const NAMESPACE: &str = "tailnet-system";
-const TAILNET: &str = "home";
 const BIN: &str = env!("CARGO_BIN_EXE_tailnet-operator");
 const BEARER: &str = "test-bearer-token-0123456789abcdef";
 const READ_TOOLS: &[&str] = &[
@@ -357,32 +354,8 @@ async fn cluster(drift_policy: &str) -> Cluster {
         .with_status_subresource_for::<Tailnet>()
         .with_status_subresource_for::<TailnetPolicy>()
         .with_status_subresource_for::<ChangeProposal>();
-    let sim = SimServer::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("sim starts");
-    let mut secret = KubeSecret::default();
-    secret.metadata.name = Some("ts-key".to_owned());
-    secret.metadata.namespace = Some(NAMESPACE.to_owned());
-    let key = sim.tailnet().credentials().api_key.expose().to_owned();
-    secret.data = Some(BTreeMap::from([(
-        "api_key".to_owned(),
-        ByteString(key.into_bytes()),
-    )]));
-    let mut manifest = serde_json::to_value(secret).unwrap();
-    manifest["apiVersion"] = json!("v1");
-    manifest["kind"] = json!("Secret");
-    fake.apply(&Gvr::of::<KubeSecret>(), manifest).unwrap();
-    fake.create(
-        &Gvr::of::<Tailnet>(),
-        json!({
-            "apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "Tailnet",
-            "metadata": {"name": TAILNET},
-            "spec": {"tailnet": "-", "apiUrl": sim.base_url(),
-                     "apiKeySecretRef": {"name": "ts-key", "namespace": NAMESPACE, "key": "api_key"},
-                     "resyncInterval": "30s"},
-        }),
-    )
-    .unwrap();
+    let sim = operator::sim().await;
+    operator::connect_tailnet(&fake, &sim);
     fake.create(
         &Gvr::of::<TailnetPolicy>(),
         json!({
@@ -392,18 +365,7 @@ async fn cluster(drift_policy: &str) -> Cluster {
         }),
     )
     .unwrap();
-    let manager = Manager::start(
-        fake.client(),
-        RunConfig {
-            namespace: NAMESPACE.to_owned(),
-            identity: "op-0".to_owned(),
-            metrics_listen: "127.0.0.1:0".parse().unwrap(),
-            leader_election: None,
-            proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
-        },
-    )
-    .await
-    .expect("manager starts");
+    let manager = operator::start_manager(&fake, operator::run_config()).await;
     let dir = TempDir::new("cluster");
     let addr = serve_fake(fake.clone()).await;
     let kubeconfig = write_kubeconfig(&dir.0, addr);
