@@ -34,14 +34,14 @@ use kube::runtime::watcher;
 
 use super::coordination::{ForcedReconciles, TailnetLocks, forget_deleted, lock_unpoisoned};
 use super::{
-    Context, KindContext, KindController, Stop, controller_for, has_finalizer, instrumented,
-    kind_controller, publish_event, set_finalizer, write_status,
+    Context, KindContext, KindController, KindEvent, Stop, condition_events, controller_for,
+    has_finalizer, instrumented, kind_controller, publish_event, set_finalizer, write_status,
 };
 use crate::reconcile::device_tag_set::{
     DeviceState, ExecuteReport, TagSetPlan, execute, observe_and_plan, outcomes, tag_set_resource,
 };
 use crate::resources::conditions::{
-    self, ConditionStatus, ConditionType, failure_reason, reason, set_condition, time_from,
+    self, ConditionStatus, ConditionType, failure_reason, set_condition, time_from,
 };
 use crate::resources::{DeviceTagSet, DeviceTagSetStatus, ReconcileError, Tailnet};
 use crate::snapshot::{Area, TailnetSnapshots};
@@ -304,8 +304,16 @@ async fn report(
     ctx.shared
         .metrics
         .set_drifted(KIND, &set.name_any(), drifted);
-    for (warning, why, note) in transition_events(before, &status, written) {
-        publish_event(&ctx.shared, set, warning, &why, "Reconcile", note).await;
+    for event in transition_events(before, &status, written) {
+        publish_event(
+            &ctx.shared,
+            set,
+            event.warning,
+            &event.reason,
+            "Reconcile",
+            event.note,
+        )
+        .await;
     }
     Ok(())
 }
@@ -316,41 +324,26 @@ pub fn transition_events(
     before: Option<&DeviceTagSetStatus>,
     after: &DeviceTagSetStatus,
     written: usize,
-) -> Vec<(bool, String, String)> {
+) -> Vec<KindEvent> {
     let mut events = Vec::new();
-    let was_drifted =
-        before.is_some_and(|s| conditions::is_true(&s.common.conditions, ConditionType::Drifted));
-    if !was_drifted && conditions::is_true(&after.common.conditions, ConditionType::Drifted) {
-        let summary = after
-            .drift
-            .as_ref()
-            .map(|d| d.summary())
-            .unwrap_or_default();
-        events.push((
-            true,
-            reason::DRIFTED.to_owned(),
-            format!("drift detected on matched devices: {summary}"),
-        ));
-    }
     if written > 0 {
-        events.push((
+        events.push(KindEvent::new(
             false,
-            APPLIED.to_owned(),
+            APPLIED,
             format!("wrote {written} devices to match the set"),
         ));
     }
-    let ready_before =
-        before.and_then(|s| conditions::find(&s.common.conditions, ConditionType::Ready));
-    if let Some(ready) = conditions::find(&after.common.conditions, ConditionType::Ready) {
-        let newly_false = ready.status == ConditionStatus::False.as_str()
-            && ready.reason != reason::PENDING
-            && ready_before.is_none_or(|b| {
-                b.status != ready.status || b.reason != ready.reason || b.message != ready.message
-            });
-        if newly_false {
-            events.push((true, ready.reason.clone(), ready.message.clone()));
-        }
-    }
+    events.extend(condition_events(
+        before.map(|s| &s.common),
+        &after.common,
+        || {
+            after
+                .drift
+                .as_ref()
+                .map(|d| d.summary())
+                .unwrap_or_else(|| "matched devices changed outside the operator".to_owned())
+        },
+    ));
     events
 }
 
@@ -480,10 +473,13 @@ mod tests {
         assert!(transition_events(Some(&ok), &ok, 0).is_empty());
         let drifted = status((ConditionStatus::True, "Reconciled"), true);
         let events = transition_events(Some(&ok), &drifted, 2);
-        let reasons: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
-        assert_eq!(reasons, ["Drifted", "Applied"]);
+        let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["Applied", "Drifted"]);
         let conflict = status((ConditionStatus::False, "Conflict"), false);
-        assert_eq!(transition_events(Some(&ok), &conflict, 0)[0].1, "Conflict");
+        assert_eq!(
+            transition_events(Some(&ok), &conflict, 0)[0].reason,
+            "Conflict"
+        );
         assert!(transition_events(Some(&conflict), &conflict, 0).is_empty());
     }
 }

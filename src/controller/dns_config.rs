@@ -37,8 +37,8 @@ use kube::runtime::watcher;
 
 use super::coordination::{ForcedReconciles, TailnetLocks, forget_deleted};
 use super::{
-    Context, KindContext, KindController, Stop, controller_for, has_finalizer, instrumented,
-    kind_controller, publish_event, set_finalizer, write_status,
+    Context, KindContext, KindController, KindEvent, Stop, condition_events, controller_for,
+    has_finalizer, instrumented, kind_controller, publish_event, set_finalizer, write_status,
 };
 use crate::reconcile::dns_config::{
     DnsOutcome, DnsResource, WriteReason, cleared, execute, observe_and_plan,
@@ -354,23 +354,8 @@ fn as_last_written(obj: &DNSConfig) -> DnsOutcome {
     }
 }
 
-/// One event to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsEvent {
-    pub warning: bool,
-    pub reason: String,
-    pub note: String,
-}
-
-impl DnsEvent {
-    fn new(warning: bool, reason: &str, note: impl Into<String>) -> DnsEvent {
-        DnsEvent {
-            warning,
-            reason: reason.to_owned(),
-            note: note.into(),
-        }
-    }
-}
+/// One event to publish (the shared [`KindEvent`]).
+pub type DnsEvent = KindEvent;
 
 /// The events for a status going from `before` to `after` in a pass that made the write
 /// `wrote` (pure): events mark transitions, so a steady state publishes nothing.
@@ -392,32 +377,17 @@ pub fn transition_events(
             format!("wrote the tailnet's DNS ({})", why.as_str()),
         ));
     }
-    let was_drifted =
-        before.is_some_and(|s| conditions::is_true(&s.common.conditions, ConditionType::Drifted));
-    if !was_drifted && conditions::is_true(&after.common.conditions, ConditionType::Drifted) {
-        let summary = after
-            .drift
-            .as_ref()
-            .map(|d| d.summary())
-            .unwrap_or_else(|| "the live DNS differs from what was applied".to_owned());
-        events.push(DnsEvent::new(
-            true,
-            reason::DRIFTED,
-            format!("drift detected: {summary}"),
-        ));
-    }
-    let ready_before =
-        before.and_then(|s| conditions::find(&s.common.conditions, ConditionType::Ready));
-    if let Some(ready) = conditions::find(&after.common.conditions, ConditionType::Ready) {
-        let newly_false = ready.status == ConditionStatus::False.as_str()
-            && ready.reason != reason::PENDING
-            && ready_before.is_none_or(|b| {
-                b.status != ready.status || b.reason != ready.reason || b.message != ready.message
-            });
-        if newly_false {
-            events.push(DnsEvent::new(true, &ready.reason, ready.message.clone()));
-        }
-    }
+    events.extend(condition_events(
+        before.map(|s| &s.common),
+        &after.common,
+        || {
+            after
+                .drift
+                .as_ref()
+                .map(|d| d.summary())
+                .unwrap_or_else(|| "the live DNS differs from what was applied".to_owned())
+        },
+    ));
     events
 }
 

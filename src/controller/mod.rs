@@ -54,7 +54,8 @@ pub use metrics::Metrics;
 use crate::resources::common::{
     FIELD_MANAGER, FINALIZER, RECONCILE_AT_ANNOTATION, ROLLBACK_TO_ANNOTATION,
 };
-use crate::resources::{ReconcileError, Tailnet};
+use crate::resources::conditions::{self, ConditionStatus, ConditionType};
+use crate::resources::{CommonStatus, ReconcileError, Tailnet};
 use crate::snapshot::SnapshotRegistry;
 
 /// The `reportingController` of the operator's events.
@@ -241,6 +242,59 @@ where
     )
     .await?;
     Ok(true)
+}
+
+/// One event to publish about a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindEvent {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+impl KindEvent {
+    pub fn new(warning: bool, reason: &str, note: impl Into<String>) -> KindEvent {
+        KindEvent {
+            warning,
+            reason: reason.to_owned(),
+            note: note.into(),
+        }
+    }
+}
+
+/// The events every kind publishes when its common conditions move from `before` to `after`
+/// (pure): events mark transitions, so a steady state publishes nothing.
+///
+/// - `Drifted` turning True: a `Drifted` Warning with `drift_summary` (the status's diff);
+/// - `Ready` turning False, or changing reason or message while False (`Pending` excepted): a
+///   Warning with that reason (`Conflict`, `Invalid`, `TailnetNotReady`, ...) and message.
+pub fn condition_events(
+    before: Option<&CommonStatus>,
+    after: &CommonStatus,
+    drift_summary: impl FnOnce() -> String,
+) -> Vec<KindEvent> {
+    let mut events = Vec::new();
+    let was_drifted =
+        before.is_some_and(|s| conditions::is_true(&s.conditions, ConditionType::Drifted));
+    if !was_drifted && conditions::is_true(&after.conditions, ConditionType::Drifted) {
+        events.push(KindEvent::new(
+            true,
+            conditions::reason::DRIFTED,
+            format!("drift detected: {}", drift_summary()),
+        ));
+    }
+    let ready_before = before.and_then(|s| conditions::find(&s.conditions, ConditionType::Ready));
+    if let Some(ready) = conditions::find(&after.conditions, ConditionType::Ready) {
+        let newly_false = ready.status == ConditionStatus::False.as_str()
+            && ready.reason != conditions::reason::PENDING
+            && ready_before.is_none_or(|b| {
+                b.status != ready.status || b.reason != ready.reason || b.message != ready.message
+            });
+        if newly_false {
+            events.push(KindEvent::new(true, &ready.reason, ready.message.clone()));
+        }
+    }
+    events
 }
 
 /// Publishes an event about `obj`: `Warning` when `warning`, else `Normal`. Failing to publish

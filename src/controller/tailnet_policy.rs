@@ -46,8 +46,8 @@ use kube::runtime::watcher;
 
 use super::coordination::{ForcedReconciles, TailnetLocks, forget_deleted};
 use super::{
-    Context, KindContext, KindController, Metrics, Stop, controller_for, has_finalizer,
-    instrumented, kind_controller, set_finalizer, write_status,
+    Context, KindContext, KindController, KindEvent, Metrics, Stop, condition_events,
+    controller_for, has_finalizer, instrumented, kind_controller, set_finalizer, write_status,
 };
 use crate::reconcile::tailnet_policy::{
     ApplyReason, ConfigMapRevisionStore, ExecuteOutcome, ExecuteResult, PolicyAction, PolicyPlan,
@@ -512,23 +512,8 @@ fn set_both(
     status.common.observed_generation = generation;
 }
 
-/// One event to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyEvent {
-    pub warning: bool,
-    pub reason: String,
-    pub note: String,
-}
-
-impl PolicyEvent {
-    fn new(warning: bool, reason: &str, note: impl Into<String>) -> PolicyEvent {
-        PolicyEvent {
-            warning,
-            reason: reason.to_owned(),
-            note: note.into(),
-        }
-    }
-}
+/// One event to publish (the shared [`KindEvent`]).
+pub type PolicyEvent = KindEvent;
 
 /// The events for a status going from `before` to `after` in a pass that did `result` (pure):
 /// events mark transitions, so a steady state publishes nothing.
@@ -581,32 +566,17 @@ pub fn transition_events(
             _ => {}
         }
     }
-    let was_drifted =
-        before.is_some_and(|s| conditions::is_true(&s.common.conditions, ConditionType::Drifted));
-    if !was_drifted && conditions::is_true(&after.common.conditions, ConditionType::Drifted) {
-        let summary = after
-            .drift
-            .as_ref()
-            .map(|d| d.summary())
-            .unwrap_or_else(|| "the live policy differs from the applied revision".to_owned());
-        events.push(PolicyEvent::new(
-            true,
-            reason::DRIFTED,
-            format!("drift detected: {summary}"),
-        ));
-    }
-    let ready_before =
-        before.and_then(|s| conditions::find(&s.common.conditions, ConditionType::Ready));
-    if let Some(ready) = conditions::find(&after.common.conditions, ConditionType::Ready) {
-        let newly_false = ready.status == ConditionStatus::False.as_str()
-            && ready.reason != reason::PENDING
-            && ready_before.is_none_or(|b| {
-                b.status != ready.status || b.reason != ready.reason || b.message != ready.message
-            });
-        if newly_false {
-            events.push(PolicyEvent::new(true, &ready.reason, ready.message.clone()));
-        }
-    }
+    events.extend(condition_events(
+        before.map(|s| &s.common),
+        &after.common,
+        || {
+            after
+                .drift
+                .as_ref()
+                .map(|d| d.summary())
+                .unwrap_or_else(|| "the live policy differs from the applied revision".to_owned())
+        },
+    ));
     events
 }
 
