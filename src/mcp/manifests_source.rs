@@ -17,10 +17,14 @@ use super::local::{Source, kind_of, name_of};
 use crate::cli::file_mode::{self, Manifests};
 use crate::cli::{Connection, ConnectionArgs, connect};
 use crate::proposal::{self, ProposalWorld};
+use crate::reconcile::device_tag_set;
+use crate::reconcile::dns_config::{self, DnsResource};
 use crate::reconcile::tailnet_policy::{InMemoryRevisionStore, PolicyResource, observe_and_plan};
 use crate::reconcile::view::tailnet_view;
 use crate::resources::tailnet_policy::TailnetPolicyStatus;
+use crate::resources::{DNSConfigStatus, DeviceTagSetStatus};
 use crate::snapshot::TailnetSnapshots;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub struct ManifestsSource {
     path: PathBuf,
@@ -274,6 +278,72 @@ fn proposal_from_file(path: &Path) -> Option<ProposalInfo> {
     })
 }
 
+impl ManifestsSource {
+    /// The DNSConfigs with the status the DNSConfig planner gives them against the live DNS
+    /// (the same planner as the controller and `plan -f`).
+    async fn dns_configs_with_status(
+        &self,
+        manifests: &Manifests,
+        now: &Time,
+    ) -> Result<Vec<Value>, BackendError> {
+        let resources: Vec<DnsResource> = manifests
+            .dns_configs
+            .iter()
+            .map(DnsResource::from_object)
+            .collect();
+        let mut out = Vec::new();
+        for (config, resource) in manifests.dns_configs.iter().zip(&resources) {
+            let others: Vec<DnsResource> = resources
+                .iter()
+                .filter(|r| r.name != resource.name)
+                .cloned()
+                .collect();
+            let plan = dns_config::observe_and_plan(resource, &others, &self.snapshots)
+                .await
+                .map_err(|e| BackendError::unavailable("planning the DNSConfigs", e))?;
+            let mut status = DNSConfigStatus::default();
+            plan.outcome.write_status(&mut status, now);
+            let mut value = object_json(config, "DNSConfig");
+            value["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
+            out.push(value);
+        }
+        Ok(out)
+    }
+
+    /// The DeviceTagSets with the status the DeviceTagSet planner gives them against the live
+    /// devices (all sets planned together, as the controller does).
+    async fn device_tag_sets_with_status(
+        &self,
+        manifests: &Manifests,
+        now: &Time,
+    ) -> Result<Vec<Value>, BackendError> {
+        if manifests.device_tag_sets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sets: Vec<_> = manifests
+            .device_tag_sets
+            .iter()
+            .map(device_tag_set::tag_set_resource)
+            .collect();
+        let plan = device_tag_set::observe_and_plan(&sets, &self.snapshots)
+            .await
+            .map_err(|e| BackendError::unavailable("planning the DeviceTagSets", e))?;
+        let outcomes = device_tag_set::outcomes(&plan, None);
+        let mut out = Vec::new();
+        for set in &manifests.device_tag_sets {
+            let mut value = object_json(set, "DeviceTagSet");
+            let name = set.metadata.name.clone().unwrap_or_default();
+            if let Some(outcome) = outcomes.iter().find(|o| o.name == name) {
+                let mut status = DeviceTagSetStatus::default();
+                outcome.write_status(&mut status, now);
+                value["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
+            }
+            out.push(value);
+        }
+        Ok(out)
+    }
+}
+
 impl Source for ManifestsSource {
     fn describe(&self) -> String {
         let live = if self.simulated {
@@ -313,19 +383,8 @@ impl Source for ManifestsSource {
                 }
                 out.push(value);
             }
-            // Listed with their spec; status is computed for TailnetPolicies only so far.
-            out.extend(
-                manifests
-                    .dns_configs
-                    .iter()
-                    .map(|d| object_json(d, "DNSConfig")),
-            );
-            out.extend(
-                manifests
-                    .device_tag_sets
-                    .iter()
-                    .map(|d| object_json(d, "DeviceTagSet")),
-            );
+            out.extend(self.dns_configs_with_status(&manifests, &now).await?);
+            out.extend(self.device_tag_sets_with_status(&manifests, &now).await?);
             Ok(out)
         })
     }
