@@ -625,3 +625,41 @@ async fn a_dns_config_waits_for_its_tailnet_and_applies_when_it_becomes_ready() 
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_suspended_tailnet_suspends_its_dns_config_until_resumed() {
+    let fake = fake();
+    let sim = sim().await;
+    connect_tailnet(&fake, &sim);
+    fake.merge_patch(
+        &Gvr::of::<Tailnet>(),
+        None,
+        TAILNET,
+        json!({"spec": {"suspend": true}}),
+    )
+    .expect("tailnet suspended");
+    create_dns(&fake, "dns", main_spec());
+    let manager = start(&fake).await;
+
+    let (reason, message) = wait_condition(&fake, "dns", ConditionType::Ready, "False").await;
+    assert_eq!(reason, "Suspended", "{message}");
+    assert!(message.contains("Tailnet"), "{message}");
+    assert_eq!(
+        posts(&sim),
+        0,
+        "a suspended tailnet is observed, never written"
+    );
+
+    fake.merge_patch(
+        &Gvr::of::<Tailnet>(),
+        None,
+        TAILNET,
+        json!({"spec": {"suspend": false}}),
+    )
+    .expect("tailnet resumed");
+    wait_condition(&fake, "dns", ConditionType::Ready, "True").await;
+    assert_eq!(posts(&sim), 1, "resuming applies the spec in one write");
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}

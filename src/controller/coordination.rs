@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kube::{Resource, ResourceExt};
 
 use super::Metrics;
+use crate::resources::Tailnet;
 use crate::resources::common::RECONCILE_AT_ANNOTATION;
+use crate::snapshot::SnapshotRegistry;
 
 /// A tailnet's turn: held while one of its resources is planned and executed.
 pub type TailnetLock = Arc<tokio::sync::Mutex<()>>;
@@ -80,6 +82,17 @@ pub fn forget_deleted<K: Resource>(
     forced.forget(obj);
 }
 
+/// For a kind's Tailnet watch: records the Tailnet's `spec.suspend` before the resources it
+/// maps to are reconciled, so they see a suspension (or its end) in the reconcile it triggers.
+pub fn note_tailnet_suspension(snapshots: &SnapshotRegistry, tailnet: &Tailnet) {
+    snapshots.set_suspended(&tailnet.name_any(), tailnet.spec.suspend);
+}
+
+/// A resource's effective `suspend`: its own, or its Tailnet's.
+pub fn suspended(own: bool, snapshots: &SnapshotRegistry, tailnet: &str) -> bool {
+    own || snapshots.is_suspended(tailnet)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +121,24 @@ mod tests {
         assert!(forced.newly_forced(&policy("a", Some("t2"))));
         forced.forget(&policy("a", None));
         assert!(forced.newly_forced(&policy("a", Some("t2"))), "forgotten");
+    }
+
+    #[test]
+    fn a_suspended_tailnet_suspends_its_resources_until_resumed() {
+        let snapshots = SnapshotRegistry::new();
+        let mut tailnet = Tailnet::new("home", Default::default());
+        assert!(!suspended(false, &snapshots, "home"));
+        tailnet.spec.suspend = true;
+        note_tailnet_suspension(&snapshots, &tailnet);
+        assert!(suspended(false, &snapshots, "home"));
+        assert!(!suspended(false, &snapshots, "work"), "per tailnet");
+        tailnet.spec.suspend = false;
+        note_tailnet_suspension(&snapshots, &tailnet);
+        assert!(!suspended(false, &snapshots, "home"));
+        assert!(
+            suspended(true, &snapshots, "home"),
+            "its own suspend still counts"
+        );
     }
 
     #[tokio::test]

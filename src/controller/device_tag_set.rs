@@ -32,7 +32,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-use super::coordination::{ForcedReconciles, TailnetLocks, forget_deleted, lock_unpoisoned};
+use super::coordination::{
+    ForcedReconciles, TailnetLocks, forget_deleted, lock_unpoisoned, note_tailnet_suspension,
+    suspended,
+};
 use super::{
     Context, KindContext, KindController, KindEvent, Stop, condition_events, controller_for,
     has_finalizer, instrumented, kind_controller, publish_event, set_finalizer, write_status,
@@ -94,11 +97,13 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     );
     let store = controller.store();
     let by_tailnet = store.clone();
+    let registry = ctx.snapshots.clone();
     let controller = controller
         .watches(
             Api::<Tailnet>::all(client),
             watcher::Config::default(),
             move |tailnet: Tailnet| {
+                note_tailnet_suspension(&registry, &tailnet);
                 members(&by_tailnet, &tailnet.name_any(), false)
                     .iter()
                     .map(|s| ObjectRef::from_obj(&**s))
@@ -240,7 +245,15 @@ async fn plan_and_execute(
     members: &[Arc<DeviceTagSet>],
     now: &Time,
 ) -> Result<(TagSetPlan, ExecuteReport), ReconcileError> {
-    let resources: Vec<_> = members.iter().map(|m| tag_set_resource(m)).collect();
+    let resources: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let mut resource = tag_set_resource(m);
+            let (own, tailnet) = (m.spec.common.suspend, &m.spec.common.tailnet_ref);
+            resource.spec.common.suspend = suspended(own, &ctx.shared.snapshots, tailnet);
+            resource
+        })
+        .collect();
     let plan = observe_and_plan(&resources, snapshots).await?;
     let mut written: HashMap<String, DeviceTagSetStatus> = members
         .iter()

@@ -35,7 +35,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-use super::coordination::{ForcedReconciles, TailnetLocks, forget_deleted};
+use super::coordination::{
+    ForcedReconciles, TailnetLocks, forget_deleted, note_tailnet_suspension, suspended,
+};
 use super::{
     Context, KindContext, KindController, KindEvent, Stop, condition_events, controller_for,
     has_finalizer, instrumented, kind_controller, publish_event, set_finalizer, write_status,
@@ -96,13 +98,17 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     );
     let store = controller.store();
     let (by_tailnet, by_deleted) = (store.clone(), store.clone());
+    let registry = ctx.snapshots.clone();
     let siblings_of_deleted = deleted_rx
         .flat_map(move |tailnet| futures::stream::iter(of_tailnet(&by_deleted, &tailnet)));
     let controller = controller
         .watches(
             Api::<Tailnet>::all(client),
             watcher::Config::default(),
-            move |tailnet: Tailnet| of_tailnet(&by_tailnet, &tailnet.name_any()),
+            move |tailnet: Tailnet| {
+                note_tailnet_suspension(&registry, &tailnet);
+                of_tailnet(&by_tailnet, &tailnet.name_any())
+            },
         )
         .reconcile_on(siblings_of_deleted)
         .graceful_shutdown_on(stop.wait());
@@ -197,7 +203,10 @@ async fn plan_and_execute(
     snapshots: &TailnetSnapshots,
     now: &Time,
 ) -> Result<(), ReconcileError> {
-    let resource = DnsResource::from_object(current);
+    let mut resource = DnsResource::from_object(current);
+    let tailnet = &current.spec.common.tailnet_ref;
+    resource.spec.common.suspend =
+        suspended(resource.spec.common.suspend, &ctx.shared.snapshots, tailnet);
     let plan = observe_and_plan(&resource, &others(&ctx.store, current), snapshots).await?;
     let mut before = current.status.clone().unwrap_or_default().normalized();
     if plan.write_reason() == Some(WriteReason::DriftCorrection) {

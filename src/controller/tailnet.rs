@@ -219,6 +219,10 @@ async fn observe(tailnet: &Tailnet, ctx: &TailnetContext) -> Result<Observation,
         .resync_interval()
         .map_err(|err| ReconcileError::invalid("spec.resyncInterval", err.to_string()))?;
     let credentials = read_credentials(tailnet, &ctx.shared.client).await?;
+    // Before the cache exists, so no resource of a suspended tailnet can write through it.
+    ctx.shared
+        .snapshots
+        .set_suspended(&tailnet.name_any(), tailnet.spec.suspend);
     let cache = {
         let name = tailnet.name_any();
         let fingerprint = fingerprint(tailnet, &credentials, resync_interval);

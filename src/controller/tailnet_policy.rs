@@ -44,7 +44,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-use super::coordination::{ForcedReconciles, TailnetLocks, forget_deleted};
+use super::coordination::{
+    ForcedReconciles, TailnetLocks, forget_deleted, note_tailnet_suspension, suspended,
+};
 use super::{
     Context, KindContext, KindController, KindEvent, Metrics, Stop, condition_events,
     controller_for, has_finalizer, instrumented, kind_controller, set_finalizer, write_status,
@@ -109,6 +111,7 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     );
     let store = controller.store();
     let (by_config_map, by_tailnet) = (store.clone(), store.clone());
+    let registry = ctx.snapshots.clone();
     let controller = controller
         // Metadata only: a change is all that matters; the text is read when reconciling.
         .watches(
@@ -119,7 +122,10 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
         .watches(
             Api::<Tailnet>::all(client),
             watcher::Config::default(),
-            move |tailnet: Tailnet| of_tailnet(&by_tailnet, &tailnet.name_any()),
+            move |tailnet: Tailnet| {
+                note_tailnet_suspension(&registry, &tailnet);
+                of_tailnet(&by_tailnet, &tailnet.name_any())
+            },
         )
         .graceful_shutdown_on(stop.wait());
     let policy_ctx = Arc::new(PolicyContext {
@@ -241,7 +247,11 @@ async fn compose_and_report(
     now: &Time,
 ) -> Result<ExecuteOutcome, ReconcileError> {
     let members = members(&ctx.store, tailnet);
-    let resources = resolve_all(&ctx.shared.client, &members).await;
+    let mut resources = resolve_all(&ctx.shared.client, &members).await;
+    for resource in &mut resources {
+        let own = resource.spec.common.suspend;
+        resource.spec.common.suspend = suspended(own, &ctx.shared.snapshots, tailnet);
+    }
     let history =
         ConfigMapRevisionStore::new(ctx.shared.client.clone(), &ctx.shared.namespace, tailnet);
     let plan = observe_and_plan(&resources, &[], snapshots, &history).await?;

@@ -1,6 +1,6 @@
 //! The snapshot caches of every tailnet, keyed by the `Tailnet` resource's name, so all the
 //! resources of one tailnet share one cache.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -13,6 +13,8 @@ use crate::tailscale::TailscaleClient;
 pub struct SnapshotRegistry {
     clock: Arc<dyn Clock>,
     caches: Arc<Mutex<BTreeMap<String, TailnetSnapshots>>>,
+    /// Tailnets whose `Tailnet` has `spec.suspend`: their resources observe but do not write.
+    suspended: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl fmt::Debug for SnapshotRegistry {
@@ -40,6 +42,7 @@ impl SnapshotRegistry {
         SnapshotRegistry {
             clock,
             caches: Arc::default(),
+            suspended: Arc::default(),
         }
     }
 
@@ -95,7 +98,32 @@ impl SnapshotRegistry {
 
     /// Forgets the cache of `name` (the `Tailnet` was deleted). Returns it, if there was one.
     pub fn remove(&self, name: &str) -> Option<TailnetSnapshots> {
+        self.set_suspended(name, false);
         self.lock().remove(name)
+    }
+
+    /// Records whether the `Tailnet` named `name` has `spec.suspend` set. The Tailnet
+    /// controller sets it before it makes the tailnet's cache, and every kind's Tailnet watch
+    /// sets it before the resources of that tailnet are reconciled, so no resource that can
+    /// reach the tailnet misses a suspension.
+    pub fn set_suspended(&self, name: &str, suspended: bool) {
+        let mut set = self
+            .suspended
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if suspended {
+            set.insert(name.to_owned());
+        } else {
+            set.remove(name);
+        }
+    }
+
+    /// Whether the resources of tailnet `name` must not write (its `Tailnet` is suspended).
+    pub fn is_suspended(&self, name: &str) -> bool {
+        self.suspended
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(name)
     }
 
     /// Names of the tailnets with a cache, sorted.

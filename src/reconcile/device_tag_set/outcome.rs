@@ -211,7 +211,9 @@ fn ready_verdict(
         return Verdict::new(
             ConditionStatus::False,
             reason::SUSPENDED,
-            format!("spec.suspend is true: {out_of_sync} matched devices are not written"),
+            format!(
+                "suspended (spec.suspend here or on its Tailnet): {out_of_sync} matched devices are not written"
+            ),
         );
     }
     if out_of_sync > 0 {
