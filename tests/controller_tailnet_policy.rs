@@ -391,6 +391,41 @@ async fn a_policy_from_a_config_map_is_applied_and_a_missing_one_is_named() {
     wait_revision(&fake, "base", 1).await;
     assert_eq!(live(&sim), BASE);
 
+    // Steady state: the policy's ConfigMap is read again only when the watch has seen it
+    // change, however many passes run.
+    let source_reads = |f: &FakeKube| {
+        f.requests()
+            .iter()
+            .filter(|r| r.starts_with("GET /api/v1/namespaces/policies/configmaps/acl"))
+            .count()
+    };
+    let before = source_reads(&fake);
+    for i in 0..3 {
+        forced_reconcile(&fake, &manager, "base", &format!("2026-11-22T01:00:0{i}Z")).await;
+    }
+    assert_eq!(
+        source_reads(&fake),
+        before,
+        "three passes, no re-read of the unchanged policy ConfigMap"
+    );
+
+    // A change to the ConfigMap is read and applied.
+    let edited = BASE.replace("// Base", "// Base, edited in its ConfigMap");
+    assert_ne!(edited, BASE, "the edit changes the text");
+    fake.merge_patch(
+        &Gvr::of::<ConfigMap>(),
+        Some("policies"),
+        "acl",
+        json!({"data": {"policy.hujson": edited}}),
+    )
+    .expect("config map edited");
+    wait_revision(&fake, "base", 2).await;
+    assert_eq!(live(&sim), edited);
+    assert!(
+        source_reads(&fake) > before,
+        "the changed ConfigMap was read"
+    );
+
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");
 }

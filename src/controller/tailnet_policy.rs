@@ -32,7 +32,7 @@
 //!   next reconcile, so a deleted Fragment's rules leave the tailnet then, and a tailnet whose
 //!   Base is gone keeps its last policy (its Fragments report `NoBase`).
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
@@ -45,7 +45,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
 use super::coordination::{
-    ForcedReconciles, TailnetLocks, forget_deleted, note_tailnet_suspension, suspended,
+    ForcedReconciles, TailnetLocks, forget_deleted, lock_unpoisoned, note_tailnet_suspension,
+    suspended,
 };
 use super::{
     Context, KindContext, KindController, KindEvent, Metrics, Stop, condition_events,
@@ -86,6 +87,8 @@ pub struct PolicyContext {
     /// The last `reconcile-at` value seen per policy, to tell a new request from an old one
     /// (entries go when the watch sees the policy deleted).
     forced: ForcedReconciles,
+    /// The `policyFrom` ConfigMaps, read again only when the watch has seen them change.
+    config_maps: ConfigMapCache,
 }
 
 impl KindContext for PolicyContext {
@@ -112,12 +115,17 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let store = controller.store();
     let (by_config_map, by_tailnet) = (store.clone(), store.clone());
     let registry = ctx.snapshots.clone();
+    let config_maps = ConfigMapCache::default();
+    let seen_maps = config_maps.clone();
     let controller = controller
         // Metadata only: a change is all that matters; the text is read when reconciling.
         .watches(
             Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
             watcher::Config::default(),
-            move |map: PartialObjectMeta<ConfigMap>| referencing(&by_config_map, &map),
+            move |map: PartialObjectMeta<ConfigMap>| {
+                seen_maps.saw(&map);
+                referencing(&by_config_map, &map)
+            },
         )
         .watches(
             Api::<Tailnet>::all(client),
@@ -133,6 +141,7 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
         store,
         locks: TailnetLocks::default(),
         forced,
+        config_maps,
     });
     kind_controller(KIND, controller, reconcile, policy_ctx)
 }
@@ -247,7 +256,7 @@ async fn compose_and_report(
     now: &Time,
 ) -> Result<ExecuteOutcome, ReconcileError> {
     let members = members(&ctx.store, tailnet);
-    let mut resources = resolve_all(&ctx.shared.client, &members).await;
+    let mut resources = resolve_all(&ctx.shared.client, &members, Some(&ctx.config_maps)).await;
     for resource in &mut resources {
         let own = resource.spec.common.suspend;
         resource.spec.common.suspend = suspended(own, &ctx.shared.snapshots, tailnet);
@@ -402,14 +411,16 @@ fn latest(ctx: &PolicyContext, policy: &TailnetPolicy) -> Arc<TailnetPolicy> {
         .unwrap_or_else(|| Arc::new(policy.clone()))
 }
 
-/// The planner inputs of `members`, each text resolved (a ConfigMap key: one `GET`).
+/// The planner inputs of `members`, each text resolved. A ConfigMap key costs one `GET`, or
+/// none when `cache` holds the ConfigMap as the watch last saw it.
 pub async fn resolve_all(
     client: &kube::Client,
     members: &[Arc<TailnetPolicy>],
+    cache: Option<&ConfigMapCache>,
 ) -> Vec<PolicyResource> {
     let mut resources = Vec::with_capacity(members.len());
     for member in members {
-        let text = resolve_text(client, member).await;
+        let text = resolve_text(client, member, cache).await;
         resources.push(policy_resource(member, text));
     }
     resources
@@ -418,20 +429,69 @@ pub async fn resolve_all(
 async fn resolve_text(
     client: &kube::Client,
     policy: &TailnetPolicy,
+    cache: Option<&ConfigMapCache>,
 ) -> Result<String, ReconcileError> {
     let r = match text_source(&policy.spec)? {
         TextSource::Inline(text) => return Ok(text.to_owned()),
         TextSource::ConfigMap(r) => r,
     };
-    let map = Api::<ConfigMap>::namespaced(client.clone(), &r.namespace)
-        .get_opt(&r.name)
-        .await?;
+    let cached = cache.and_then(|c| c.fresh(&r.namespace, &r.name));
+    let map = match cached {
+        Some(map) => Some(map),
+        None => {
+            let map = Api::<ConfigMap>::namespaced(client.clone(), &r.namespace)
+                .get_opt(&r.name)
+                .await?;
+            if let (Some(cache), Some(map)) = (cache, &map) {
+                cache.store(map);
+            }
+            map
+        }
+    };
     config_map_text(
         r,
         map.as_ref(),
         "referenced by spec.policyFrom.configMapKeyRef: create the ConfigMap or fix its \
          namespace/name; the policy is recomposed as soon as it exists",
     )
+}
+
+type MapKey = (String, String);
+
+/// The `policyFrom` ConfigMaps read so far, each with the `resourceVersion` it was read at, and
+/// the newest `resourceVersion` the metadata watch has seen of each. A ConfigMap is read again
+/// only after the watch has seen it change (or before it has seen it at all), so a steady
+/// resync of many policies reads no ConfigMap.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigMapCache(Arc<Mutex<ConfigMapCacheState>>);
+
+#[derive(Debug, Default)]
+struct ConfigMapCacheState {
+    seen: HashMap<MapKey, String>,
+    read: HashMap<MapKey, ConfigMap>,
+}
+
+impl ConfigMapCache {
+    /// Records what the watch saw of `map` (also on deletion: its last resourceVersion).
+    pub fn saw(&self, map: &PartialObjectMeta<ConfigMap>) {
+        let key = (map.namespace().unwrap_or_default(), map.name_any());
+        let version = map.resource_version().unwrap_or_default();
+        lock_unpoisoned(&self.0).seen.insert(key, version);
+    }
+
+    /// The ConfigMap as read, if the watch has seen no newer version of it.
+    pub fn fresh(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
+        let state = lock_unpoisoned(&self.0);
+        let key = (namespace.to_owned(), name.to_owned());
+        let read = state.read.get(&key)?;
+        let seen = state.seen.get(&key)?;
+        (read.resource_version().as_ref() == Some(seen)).then(|| read.clone())
+    }
+
+    pub fn store(&self, map: &ConfigMap) {
+        let key = (map.namespace().unwrap_or_default(), map.name_any());
+        lock_unpoisoned(&self.0).read.insert(key, map.clone());
+    }
 }
 
 /// Writes `status` for `policy` (nothing when unchanged), sets its drift gauge, and publishes

@@ -381,7 +381,7 @@ impl Source for KubeSource {
                 .filter(|p| p.spec.common.tailnet_ref == tailnet)
                 .map(std::sync::Arc::new)
                 .collect();
-            Ok(resolve_all(&self.client, &members).await)
+            Ok(resolve_all(&self.client, &members, None).await)
         })
     }
 
