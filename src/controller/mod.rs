@@ -11,12 +11,17 @@
 //! - [`controller_for`]: a `Controller` whose trigger is the spec generation **or** the
 //!   `tailnet.ops.dev/reconcile-at` annotation, so status writes do not re-trigger reconciles
 //!   but `kubectl annotate ... reconcile-at=$(date)` does;
-//! - [`suspension`]: the shared `suspend` rule;
+//! - [`suspension`]: the Tailnet's own `suspend` message; [`coordination::suspended`] makes a
+//!   resource's effective `suspend` its own or its Tailnet's;
 //! - [`has_finalizer`] / [`set_finalizer`]: the cleanup finalizer, for kinds whose deletion
-//!   changes the tailnet.
+//!   changes the tailnet;
+//! - [`condition_events`]: the `Drifted` and `Ready`-turned-False events every kind publishes;
+//! - [`kind_controller`]: runs a kind's `Controller` with the shared error policy and readiness;
+//! - [`coordination`]: per-tailnet locks and `reconcile-at` memory.
 //!
-//! One module per kind ([`tailnet`], [`tailnet_policy`]); each exposes `controller(ctx, stop) -> KindController`,
-//! and [`manager`] runs the list of them (adding a kind is one line there).
+//! One module per kind ([`tailnet`], [`tailnet_policy`], [`dns_config`], [`device_tag_set`],
+//! [`change_proposal`]); each exposes `controller(ctx, stop) -> KindController`, and [`manager`]
+//! runs the list of them (adding a kind is one line there).
 pub mod change_proposal;
 pub mod coordination;
 pub mod device_tag_set;
