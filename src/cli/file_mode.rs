@@ -5,7 +5,7 @@
 //! - PATH is a YAML file or a directory read recursively (`*.yaml`, `*.yml`, sorted by path);
 //!   files may hold several documents.
 //! - Documents are dispatched by `kind`: `Tailnet`, `TailnetPolicy`, `DNSConfig` (in
-//!   [`dns_config`]) and `DeviceTagSet` (in [`device_tag_set`]) are handled;
+//!   `file_mode/dns_config.rs`) and `DeviceTagSet` (in `file_mode/device_tag_set.rs`) are handled;
 //!   `ConfigMap`s (apiVersion `v1`) are the sources of `policyFrom.configMapKeyRef`; other
 //!   kinds of the operator's group (`tailnet.ops.dev/...`) are skipped with a warning ("not
 //!   supported yet in file mode"); anything else is an error naming the file and the kind.

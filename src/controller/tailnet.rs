@@ -1,5 +1,5 @@
 //! The `Tailnet` controller: reads the referenced Secret, keeps a client and snapshot cache for
-//! the tailnet in the [`SnapshotRegistry`] (replaced when the spec or the Secret's content
+//! the tailnet in the [`SnapshotRegistry`](crate::snapshot::SnapshotRegistry) (replaced when the spec or the Secret's content
 //! changes), checks the credentials with the shared devices snapshot, and reports in status.
 //!
 //! Pipeline: `credentials` (Secret → typed credentials, I/O) → `ensure_cache` (registry) →
