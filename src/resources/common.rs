@@ -14,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::conditions::{ConditionType, Verdict, set_condition};
+
 /// API group of every kind.
 pub const GROUP: &str = "tailnet.ops.dev";
 /// API version of every kind.
@@ -190,6 +192,34 @@ pub struct CommonStatus {
     /// When the tailnet state this status describes was last read successfully.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
+}
+
+impl CommonStatus {
+    /// Records a reconcile's three verdicts for `generation`. Conditions go through
+    /// [`set_condition`], so a transition time moves only when a condition flips.
+    pub fn record(
+        &mut self,
+        [ready, synced, drifted]: [&Verdict; 3],
+        generation: Option<i64>,
+        now: &Time,
+    ) {
+        for (type_, verdict) in [
+            (ConditionType::Ready, ready),
+            (ConditionType::Synced, synced),
+            (ConditionType::Drifted, drifted),
+        ] {
+            set_condition(
+                &mut self.conditions,
+                type_,
+                verdict.status,
+                &verdict.reason,
+                &verdict.message,
+                generation,
+                now,
+            );
+        }
+        self.observed_generation = generation;
+    }
 }
 
 fn default_tailnet_ref() -> String {

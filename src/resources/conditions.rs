@@ -120,6 +120,28 @@ pub mod reason {
 /// yaml` and well under the API server's 32 KiB limit for a condition message.
 pub const MAX_MESSAGE_CHARS: usize = 1024;
 
+/// One condition's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: ConditionStatus,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Verdict {
+    pub fn new(status: ConditionStatus, reason: &str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            status,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn is_true(&self) -> bool {
+        self.status == ConditionStatus::True
+    }
+}
+
 /// Sets condition `type_` in `conditions`, returning whether anything changed.
 ///
 /// - An existing condition is updated in place (the list order never changes); a new one is

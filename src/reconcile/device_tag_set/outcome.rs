@@ -289,22 +289,11 @@ impl SetOutcome {
     /// times move only on flips). Returns whether anything changed.
     pub fn write_status(&self, status: &mut DeviceTagSetStatus, now: &Time) -> bool {
         let before = status.clone();
-        for (type_, verdict) in [
-            (ConditionType::Ready, &self.ready),
-            (ConditionType::Synced, &self.synced),
-            (ConditionType::Drifted, &self.drifted),
-        ] {
-            set_condition(
-                &mut status.common.conditions,
-                type_,
-                verdict.status,
-                &verdict.reason,
-                &verdict.message,
-                self.generation,
-                now,
-            );
-        }
-        status.common.observed_generation = self.generation;
+        status.common.record(
+            [&self.ready, &self.synced, &self.drifted],
+            self.generation,
+            now,
+        );
         status.matched_count = self.matched_count;
         status.out_of_sync_count = self.out_of_sync_count;
         status.devices = self.devices.clone();

@@ -21,7 +21,6 @@ pub use plan::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::resources::ReconcileError;
-use crate::resources::conditions::{ConditionType, set_condition};
 use crate::resources::dns_config::DNSConfigStatus;
 use crate::snapshot::TailnetSnapshots;
 
@@ -51,22 +50,11 @@ impl DnsOutcome {
     /// times), the other fields replaced. Returns whether anything changed.
     pub fn write_status(&self, status: &mut DNSConfigStatus, now: &Time) -> bool {
         let before = status.clone();
-        for (type_, verdict) in [
-            (ConditionType::Ready, &self.ready),
-            (ConditionType::Synced, &self.synced),
-            (ConditionType::Drifted, &self.drifted),
-        ] {
-            set_condition(
-                &mut status.common.conditions,
-                type_,
-                verdict.status,
-                &verdict.reason,
-                &verdict.message,
-                self.generation,
-                now,
-            );
-        }
-        status.common.observed_generation = self.generation;
+        status.common.record(
+            [&self.ready, &self.synced, &self.drifted],
+            self.generation,
+            now,
+        );
         status.applied = self.applied.clone().filter(|a| !a.is_empty());
         status.magic_dns = self.magic_dns;
         status.drift = self.drift.clone();

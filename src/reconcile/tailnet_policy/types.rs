@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::policy::access::TailnetView;
-use crate::resources::conditions::{ConditionStatus, ConditionType, set_condition};
 use crate::resources::tailnet_policy::{
     AccessDiffSummary, PolicyConflict, PolicyRole, TailnetPolicySpec, TailnetPolicyStatus,
 };
@@ -105,27 +104,7 @@ pub enum PolicyAction {
     },
 }
 
-/// One condition's value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub status: ConditionStatus,
-    pub reason: String,
-    pub message: String,
-}
-
-impl Verdict {
-    pub fn new(status: ConditionStatus, reason: &str, message: impl Into<String>) -> Verdict {
-        Verdict {
-            status,
-            reason: reason.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    pub fn is_true(&self) -> bool {
-        self.status == ConditionStatus::True
-    }
-}
+pub use crate::resources::conditions::Verdict;
 
 /// What one resource's status should say. Time-free: [`ResourceOutcome::write_status`] adds
 /// the clock when it is written.
@@ -151,22 +130,11 @@ impl ResourceOutcome {
     /// controller can skip a no-op status patch.
     pub fn write_status(&self, status: &mut TailnetPolicyStatus, now: &Time) -> bool {
         let before = status.clone();
-        for (type_, verdict) in [
-            (ConditionType::Ready, &self.ready),
-            (ConditionType::Synced, &self.synced),
-            (ConditionType::Drifted, &self.drifted),
-        ] {
-            set_condition(
-                &mut status.common.conditions,
-                type_,
-                verdict.status,
-                &verdict.reason,
-                &verdict.message,
-                self.generation,
-                now,
-            );
-        }
-        status.common.observed_generation = self.generation;
+        status.common.record(
+            [&self.ready, &self.synced, &self.drifted],
+            self.generation,
+            now,
+        );
         if self.applied_revision.is_some() {
             status.applied_revision = self.applied_revision;
         }
