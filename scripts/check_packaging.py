@@ -345,7 +345,7 @@ def check_deploy_matches_chart() -> None:
 # 5. Argo CD health checks: one per kind, carried verbatim by the argocd-cm patch
 
 # The kinds fixed across the project, plus whatever CRDs exist (a new kind needs a script).
-KINDS = {"Tailnet", "TailnetPolicy", "DeviceTagSet", "DNSConfig", "ChangeProposal"}
+KINDS = {"ManagedTailnet", "TailnetPolicy", "DeviceTagSet", "DNSConfig", "ChangeProposal"}
 
 
 def check_argocd_health() -> None:

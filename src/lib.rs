@@ -10,6 +10,7 @@
 //! - [`proposal`]: ChangeProposal previews (validation, YAML and access diffs), adopt-drift.
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod controller;
 pub mod error;
 pub mod mcp;

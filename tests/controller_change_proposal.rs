@@ -1,5 +1,5 @@
 //! The ChangeProposal controller run for real by the manager (kube `Controller`, watches,
-//! events) together with the Tailnet and TailnetPolicy controllers, against the in-process
+//! events) together with the ManagedTailnet and TailnetPolicy controllers, against the in-process
 //! fake API server and a simulated tailnet over HTTP.
 //!
 //! Timeouts only guard against hangs: assertions wait for a state, never for time to pass.
@@ -19,7 +19,7 @@ use tailnet_operator::resources::change_proposal::{
     ChangeProposal, ChangeProposalSpec, ProposalPhase, ProposalTarget,
 };
 use tailnet_operator::resources::conditions::find;
-use tailnet_operator::resources::{ConditionType, Tailnet, TailnetPolicy};
+use tailnet_operator::resources::{ConditionType, ManagedTailnet, TailnetPolicy};
 use tailnet_operator::sim::SimServer;
 
 const HANG_GUARD: Duration = Duration::from_secs(30);
@@ -56,7 +56,7 @@ fn with_erin() -> String {
 
 fn fake() -> FakeKube {
     FakeKube::new()
-        .with_status_subresource_for::<Tailnet>()
+        .with_status_subresource_for::<ManagedTailnet>()
         .with_status_subresource_for::<TailnetPolicy>()
         .with_status_subresource_for::<ChangeProposal>()
 }

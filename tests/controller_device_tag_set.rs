@@ -13,7 +13,7 @@ use support::fake_kube::{FakeKube, Gvr};
 use support::operator::{TAILNET, connect_tailnet, run_config, start_manager};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
-use tailnet_operator::resources::{ConditionType, DeviceTagSet, Tailnet};
+use tailnet_operator::resources::{ConditionType, DeviceTagSet, ManagedTailnet};
 use tailnet_operator::sim::{SimConfig, SimServer};
 use tailnet_operator::snapshot::Area;
 use tailnet_operator::tailscale::{ClientConfig, Credentials, DeviceListOptions, TailscaleClient};
@@ -27,7 +27,7 @@ const GET_DEVICES: &str = "GET /api/v2/tailnet/{tailnet}/devices";
 
 fn fake() -> FakeKube {
     FakeKube::new()
-        .with_status_subresource_for::<Tailnet>()
+        .with_status_subresource_for::<ManagedTailnet>()
         .with_status_subresource_for::<DeviceTagSet>()
 }
 
@@ -132,17 +132,17 @@ fn writes(sim: &SimServer) -> u64 {
 }
 
 /// Expires the tailnet's devices snapshot (as the end of the resync interval does) and
-/// reconciles every set (through the Tailnet watch, by a label on the Tailnet); waits for
+/// reconciles every set (through the ManagedTailnet watch, by a label on the ManagedTailnet); waits for
 /// `sets` more reconciles.
 async fn resync_all(fake: &FakeKube, manager: &Manager, sets: u64, label: &str) {
     let done = manager.metrics().reconciles("DeviceTagSet", "ok");
     manager
         .snapshots()
         .get(TAILNET)
-        .expect("the Tailnet's snapshots")
+        .expect("the ManagedTailnet's snapshots")
         .invalidate(Area::Devices);
     fake.merge_patch(
-        &Gvr::of::<Tailnet>(),
+        &Gvr::of::<ManagedTailnet>(),
         None,
         TAILNET,
         json!({"metadata": {"labels": {"resync": label}}}),

@@ -18,7 +18,7 @@ use support::fake_kube::{FakeKube, Gvr};
 use support::operator::{TAILNET, connect_tailnet, run_config, sim, start_manager};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
-use tailnet_operator::resources::{ConditionType, DNSConfig, Tailnet};
+use tailnet_operator::resources::{ConditionType, DNSConfig, ManagedTailnet};
 use tailnet_operator::sim::{DnsConfig, DnsResolver, SimServer};
 
 const HANG_GUARD: Duration = Duration::from_secs(30);
@@ -27,7 +27,7 @@ const GET_DNS: &str = "GET /api/v2/tailnet/{tailnet}/dns/configuration";
 
 fn fake() -> FakeKube {
     FakeKube::new()
-        .with_status_subresource_for::<Tailnet>()
+        .with_status_subresource_for::<ManagedTailnet>()
         .with_status_subresource_for::<DNSConfig>()
 }
 
@@ -444,10 +444,10 @@ async fn drift_is_reported_with_drift_policy_report() {
     manager
         .snapshots()
         .get(TAILNET)
-        .expect("the Tailnet's snapshots")
+        .expect("the ManagedTailnet's snapshots")
         .invalidate_all();
     fake.merge_patch(
-        &Gvr::of::<Tailnet>(),
+        &Gvr::of::<ManagedTailnet>(),
         None,
         TAILNET,
         json!({"metadata": {"labels": {"resync": "1"}}}),
@@ -583,18 +583,18 @@ async fn twenty_dns_configs_cost_one_dns_read_per_resync() {
     manager.wait().await.expect("clean shutdown");
 }
 
-/// Expires the tailnet's snapshots, triggers every DNSConfig (through the Tailnet watch, by a
-/// label on the Tailnet), waits for 20 more reconciles and returns the DNS reads made.
+/// Expires the tailnet's snapshots, triggers every DNSConfig (through the ManagedTailnet watch, by a
+/// label on the ManagedTailnet), waits for 20 more reconciles and returns the DNS reads made.
 async fn resync_all(fake: &FakeKube, sim: &SimServer, manager: &Manager, label: &str) -> u64 {
     let before = calls(sim, GET_DNS);
     let done = manager.metrics().reconciles("DNSConfig", "ok");
     manager
         .snapshots()
         .get(TAILNET)
-        .expect("the Tailnet's snapshots")
+        .expect("the ManagedTailnet's snapshots")
         .invalidate_all();
     fake.merge_patch(
-        &Gvr::of::<Tailnet>(),
+        &Gvr::of::<ManagedTailnet>(),
         None,
         TAILNET,
         json!({"metadata": {"labels": {"resync": label}}}),
@@ -614,10 +614,10 @@ async fn a_dns_config_waits_for_its_tailnet_and_applies_when_it_becomes_ready() 
     let manager = start(&fake).await;
     let (reason, message) = wait_condition(&fake, "dns", ConditionType::Ready, "False").await;
     assert_eq!(reason, "TailnetNotReady", "{message}");
-    assert!(message.contains("Tailnet home"), "{message}");
+    assert!(message.contains("ManagedTailnet home"), "{message}");
     assert_eq!(posts(&sim), 0);
 
-    // The Tailnet watch triggers the DNSConfig as soon as the Tailnet is there.
+    // The ManagedTailnet watch triggers the DNSConfig as soon as the ManagedTailnet is there.
     connect_tailnet(&fake, &sim);
     wait_condition(&fake, "dns", ConditionType::Ready, "True").await;
     assert_eq!(posts(&sim), 1);
@@ -632,7 +632,7 @@ async fn a_suspended_tailnet_suspends_its_dns_config_until_resumed() {
     let sim = sim().await;
     connect_tailnet(&fake, &sim);
     fake.merge_patch(
-        &Gvr::of::<Tailnet>(),
+        &Gvr::of::<ManagedTailnet>(),
         None,
         TAILNET,
         json!({"spec": {"suspend": true}}),
@@ -643,7 +643,7 @@ async fn a_suspended_tailnet_suspends_its_dns_config_until_resumed() {
 
     let (reason, message) = wait_condition(&fake, "dns", ConditionType::Ready, "False").await;
     assert_eq!(reason, "Suspended", "{message}");
-    assert!(message.contains("Tailnet"), "{message}");
+    assert!(message.contains("ManagedTailnet"), "{message}");
     assert_eq!(
         posts(&sim),
         0,
@@ -651,7 +651,7 @@ async fn a_suspended_tailnet_suspends_its_dns_config_until_resumed() {
     );
 
     fake.merge_patch(
-        &Gvr::of::<Tailnet>(),
+        &Gvr::of::<ManagedTailnet>(),
         None,
         TAILNET,
         json!({"spec": {"suspend": false}}),

@@ -15,7 +15,7 @@ use support::operator::{NAMESPACE, TAILNET, connect_tailnet, sim};
 use tailnet_operator::controller::{Manager, RunConfig};
 use tailnet_operator::reconcile::tailnet_policy::{history_config_map_name, policy_hash};
 use tailnet_operator::resources::conditions::find;
-use tailnet_operator::resources::{ConditionType, Tailnet, TailnetPolicy};
+use tailnet_operator::resources::{ConditionType, ManagedTailnet, TailnetPolicy};
 use tailnet_operator::sim::SimServer;
 
 const HANG_GUARD: Duration = Duration::from_secs(30);
@@ -63,7 +63,7 @@ const UNOWNED_TAG: &str = r#"{
 
 fn fake() -> FakeKube {
     FakeKube::new()
-        .with_status_subresource_for::<Tailnet>()
+        .with_status_subresource_for::<ManagedTailnet>()
         .with_status_subresource_for::<TailnetPolicy>()
 }
 
@@ -270,10 +270,10 @@ async fn a_policy_waits_for_its_tailnet_and_applies_when_it_becomes_ready() {
 
     let (reason, message) = wait_condition(&fake, "base", ConditionType::Ready, "False").await;
     assert_eq!(reason, "TailnetNotReady");
-    assert!(message.contains("Tailnet home"), "{message}");
+    assert!(message.contains("ManagedTailnet home"), "{message}");
     assert_eq!(posts(&sim), 0);
 
-    // The Tailnet watch triggers the policy once the Tailnet is Ready.
+    // The ManagedTailnet watch triggers the policy once the ManagedTailnet is Ready.
     connect_tailnet(&fake, &sim);
     wait_revision(&fake, "base", 1).await;
     assert_eq!(live(&sim), BASE);
@@ -365,7 +365,7 @@ async fn a_policy_from_a_config_map_is_applied_and_a_missing_one_is_named() {
             "namespace": "policies", "name": "acl", "key": "policy.hujson"}}}),
     );
     let manager = start(&fake).await;
-    // (Before the Tailnet is Ready, the reason is TailnetNotReady.)
+    // (Before the ManagedTailnet is Ready, the reason is TailnetNotReady.)
     let message = fake
         .wait_for("Ready=False reason NotFound", HANG_GUARD, |f| {
             condition(f, "base", ConditionType::Ready)
@@ -743,7 +743,7 @@ async fn fifty_policies_cost_one_read_per_area_per_resync() {
     assert!(text.contains("// from TailnetPolicy/team-49"), "{text}");
 
     // Resyncs: the shared snapshots expire (as at the end of resyncInterval) and all 50
-    // policies reconcile (triggered through the Tailnet watch by a label on the Tailnet). The
+    // policies reconcile (triggered through the ManagedTailnet watch by a label on the ManagedTailnet). The
     // first one also absorbs reconciles still queued from start-up; the second is measured.
     resync_all(&fake, &sim, &manager, "1").await;
     let posts_before = posts(&sim);
@@ -782,10 +782,10 @@ async fn resync_all(
     manager
         .snapshots()
         .get(TAILNET)
-        .expect("the Tailnet's snapshots")
+        .expect("the ManagedTailnet's snapshots")
         .invalidate_all();
     fake.merge_patch(
-        &Gvr::of::<Tailnet>(),
+        &Gvr::of::<ManagedTailnet>(),
         None,
         TAILNET,
         json!({"metadata": {"labels": {"resync": label}}}),
@@ -811,7 +811,7 @@ async fn a_write_between_read_and_write_is_a_412_and_the_retry_plans_on_a_fresh_
     manager
         .snapshots()
         .get(TAILNET)
-        .expect("the Tailnet's snapshots")
+        .expect("the ManagedTailnet's snapshots")
         .policy()
         .await
         .expect("policy read");

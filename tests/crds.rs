@@ -8,7 +8,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube_cel::{ScopeContext, Validator, analyze_rule, compile_schema};
 use serde_json::{Value, json};
 use tailnet_operator::cli::crdgen;
-use tailnet_operator::resources::{self, Tailnet, TailnetPolicy};
+use tailnet_operator::resources::{self, ManagedTailnet, TailnetPolicy};
 
 fn crds_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds")
@@ -37,7 +37,7 @@ fn yaml(text: &str) -> Value {
     serde_saphyr::from_str(text).unwrap_or_else(|err| panic!("sample YAML: {err}\n{text}"))
 }
 
-const TAILNETS: &str = "tailnets.tailnet.ops.dev";
+const TAILNETS: &str = "managedtailnets.tailnet.ops.dev";
 const POLICIES: &str = "tailnetpolicies.tailnet.ops.dev";
 
 // ---------------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ fn committed_files_parse_back_to_the_generated_crds() {
 #[test]
 fn names_scope_and_subresources() {
     for (name, kind, short, plural) in [
-        (TAILNETS, "Tailnet", "tn", "tailnets"),
+        (TAILNETS, "ManagedTailnet", "mtn", "managedtailnets"),
         (POLICIES, "TailnetPolicy", "tnp", "tailnetpolicies"),
     ] {
         let crd = crd(name);
@@ -133,7 +133,7 @@ fn printer_columns_show_ready_drifted_and_age() {
             tailnet
                 .iter()
                 .any(|(n, p)| (n.as_str(), p.as_str()) == expected),
-            "Tailnet column {expected:?} in {tailnet:?}"
+            "ManagedTailnet column {expected:?} in {tailnet:?}"
         );
     }
     let policy = columns(POLICIES);
@@ -272,7 +272,7 @@ fn schema_errors(name: &str, object: &Value) -> Vec<String> {
 
 const TAILNET_OAUTH: &str = r#"
 apiVersion: tailnet.ops.dev/v1alpha1
-kind: Tailnet
+kind: ManagedTailnet
 metadata:
   name: default
 spec:
@@ -290,7 +290,7 @@ spec:
 
 const TAILNET_API_KEY: &str = r#"
 apiVersion: tailnet.ops.dev/v1alpha1
-kind: Tailnet
+kind: ManagedTailnet
 metadata:
   name: staging
 spec:
@@ -349,7 +349,7 @@ fn valid_samples_pass_the_schema_and_deserialize() {
             "{sample}"
         );
     }
-    let tailnet: Tailnet = serde_json::from_value(yaml(TAILNET_OAUTH)).unwrap();
+    let tailnet: ManagedTailnet = serde_json::from_value(yaml(TAILNET_OAUTH)).unwrap();
     assert_eq!(tailnet.spec.resync_interval().unwrap().as_secs(), 150);
     let fragment: TailnetPolicy = serde_json::from_value(yaml(POLICY_FRAGMENT)).unwrap();
     assert!(fragment.spec.common.deletes_on_removal());
@@ -496,8 +496,8 @@ fn statuses_the_operator_writes_fit_the_schema() {
     let object = serde_json::to_value(&policy).unwrap();
     assert_eq!(schema_errors(POLICIES, &object), Vec::<String>::new());
 
-    let mut tailnet: Tailnet = serde_json::from_value(yaml(TAILNET_OAUTH)).unwrap();
-    let mut status = tailnet_operator::resources::TailnetStatus {
+    let mut tailnet: ManagedTailnet = serde_json::from_value(yaml(TAILNET_OAUTH)).unwrap();
+    let mut status = tailnet_operator::resources::ManagedTailnetStatus {
         device_count: Some(42),
         credential_check: Some(CredentialCheck {
             ok: false,
@@ -731,7 +731,7 @@ fn crdgen_check_passes_on_the_committed_files_and_fails_listing_stale_ones() {
     assert_eq!(stale.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&stale.stderr);
     assert!(
-        stderr.contains("tailnets.tailnet.ops.dev.yaml (missing)"),
+        stderr.contains("managedtailnets.tailnet.ops.dev.yaml (missing)"),
         "{stderr}"
     );
     assert!(

@@ -101,7 +101,7 @@ fn target_patch_and_mode_are_immutable() {
             "spec.target is immutable",
         ),
         (
-            json!({"target": {"kind": "Tailnet"}}),
+            json!({"target": {"kind": "ManagedTailnet"}}),
             "spec.target is immutable",
         ),
         (

@@ -4,7 +4,7 @@
 //!
 //! The server runs as a child process exactly as a user runs it: `--kubeconfig` against the
 //! in-process fake API server served over TCP on 127.0.0.1 (with the simulated tailnet behind
-//! the `Tailnet`'s Secret), `--operator-url` against the loopback API, and `--manifests` over a
+//! the `ManagedTailnet`'s Secret), `--operator-url` against the loopback API, and `--manifests` over a
 //! copy of `examples/` with no cluster and no credentials. Every byte the client received (tool
 //! outputs, resources) and every proposal file is scanned for the secrets in play.
 mod support;
@@ -22,7 +22,7 @@ use support::operator::{self, NAMESPACE, TAILNET};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::mcp::kube_source::KubeSource;
 use tailnet_operator::mcp::local::LocalBackend;
-use tailnet_operator::resources::{ChangeProposal, Tailnet, TailnetPolicy};
+use tailnet_operator::resources::{ChangeProposal, ManagedTailnet, TailnetPolicy};
 use tailnet_operator::sim::{SimConfig, SimServer};
 use tower::ServiceExt;
 
@@ -351,7 +351,7 @@ fn write_kubeconfig(dir: &Path, addr: SocketAddr) -> PathBuf {
 
 async fn cluster(drift_policy: &str) -> Cluster {
     let fake = FakeKube::new()
-        .with_status_subresource_for::<Tailnet>()
+        .with_status_subresource_for::<ManagedTailnet>()
         .with_status_subresource_for::<TailnetPolicy>()
         .with_status_subresource_for::<ChangeProposal>();
     let sim = operator::sim().await;

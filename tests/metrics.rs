@@ -19,7 +19,7 @@ use support::fake_kube::{FakeKube, Gvr};
 use support::operator::{TAILNET, connect_tailnet, run_config, sim, start_manager};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
-use tailnet_operator::resources::{ConditionType, Tailnet, TailnetPolicy};
+use tailnet_operator::resources::{ConditionType, ManagedTailnet, TailnetPolicy};
 use tailnet_operator::sim::SimServer;
 
 const HANG_GUARD: Duration = Duration::from_secs(30);
@@ -44,7 +44,7 @@ fn rules_file() -> PathBuf {
 
 async fn start() -> (FakeKube, SimServer, Manager) {
     let fake = FakeKube::new()
-        .with_status_subresource_for::<Tailnet>()
+        .with_status_subresource_for::<ManagedTailnet>()
         .with_status_subresource_for::<TailnetPolicy>();
     let sim = sim().await;
     connect_tailnet(&fake, &sim);
@@ -63,7 +63,7 @@ async fn start() -> (FakeKube, SimServer, Manager) {
 }
 
 /// Waits until the Base is applied (revision 1, Ready): the gauge is also 0 before that, while
-/// the policy waits for its Tailnet.
+/// the policy waits for its ManagedTailnet.
 async fn wait_applied(fake: &FakeKube) {
     fake.wait_for("the Base applied as revision 1", HANG_GUARD, |f| {
         let status = f.get_as::<TailnetPolicy>(None, "base")?.status?;
@@ -202,7 +202,7 @@ async fn every_metric_an_alert_names_is_exposed_with_bounded_labels() {
     assert!(names.len() >= 5, "the rules name our metrics: {names:?}");
     let (fake, sim, manager) = start().await;
     wait_applied(&fake).await;
-    // Ready, the policy applied, and the Tailnet's devices and keys observed.
+    // Ready, the policy applied, and the ManagedTailnet's devices and keys observed.
     let text = scrape_until(&manager, "the policy applied and keys observed", |t| {
         drift(t) == Some(0.0)
             && t.contains("tailnet_operator_auth_key_expiry_timestamp_seconds{")

@@ -67,7 +67,7 @@ fn the_crd_reference_is_up_to_date() {
 fn rbac_covers_every_kind_and_its_status_in_the_chart_and_deploy() {
     // The fixed kinds of the project (some may not be merged yet) plus whatever exists.
     let mut kinds: Vec<String> = [
-        "tailnets",
+        "managedtailnets",
         "tailnetpolicies",
         "devicetagsets",
         "dnsconfigs",

@@ -64,7 +64,7 @@ fn grant_srcs(value: &Value) -> Vec<String> {
         .collect()
 }
 
-const TAB_BASE: &str = "// Tailnet policy, edited by the platform team.
+const TAB_BASE: &str = "// ManagedTailnet policy, edited by the platform team.
 {
 \t// Static groups.
 \t\"groups\": {
@@ -109,7 +109,7 @@ fn splices_fragment_entries_and_contributions_into_the_base_text() {
         &[fragment("team-a", TEAM_A)],
         &[funnel_attr("FunnelExposure/web/public")],
     );
-    let expected = "// Tailnet policy, edited by the platform team.
+    let expected = "// ManagedTailnet policy, edited by the platform team.
 {
 \t// Static groups.
 \t\"groups\": {

@@ -29,7 +29,7 @@ pub struct CrdgenArgs {
 /// One generated file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrdFile {
-    /// File name, e.g. `tailnets.tailnet.ops.dev.yaml`.
+    /// File name, e.g. `managedtailnets.tailnet.ops.dev.yaml`.
     pub file_name: String,
     pub contents: String,
 }
@@ -250,7 +250,7 @@ mod tests {
         assert_eq!(
             names[..2],
             [
-                "tailnets.tailnet.ops.dev.yaml",
+                "managedtailnets.tailnet.ops.dev.yaml",
                 "tailnetpolicies.tailnet.ops.dev.yaml"
             ]
         );
@@ -285,7 +285,7 @@ mod tests {
             stale,
             [
                 StaleFile {
-                    file_name: "tailnets.tailnet.ops.dev.yaml".into(),
+                    file_name: "managedtailnets.tailnet.ops.dev.yaml".into(),
                     problem: Staleness::Differs
                 },
                 StaleFile {
@@ -302,7 +302,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("tailnets.tailnet.ops.dev.yaml (differs"),
+            err.contains("managedtailnets.tailnet.ops.dev.yaml (differs"),
             "{err}"
         );
         assert!(

@@ -4,7 +4,7 @@
 //!
 //! - PATH is a YAML file or a directory read recursively (`*.yaml`, `*.yml`, sorted by path);
 //!   files may hold several documents.
-//! - Documents are dispatched by `kind`: `Tailnet`, `TailnetPolicy`, `DNSConfig` (in
+//! - Documents are dispatched by `kind`: `ManagedTailnet`, `TailnetPolicy`, `DNSConfig` (in
 //!   `file_mode/dns_config.rs`) and `DeviceTagSet` (in `file_mode/device_tag_set.rs`) are handled;
 //!   `ConfigMap`s (apiVersion `v1`) are the sources of `policyFrom.configMapKeyRef`; other
 //!   kinds of the operator's group (`tailnet.ops.dev/...`) are skipped with a warning ("not
@@ -33,7 +33,7 @@ use crate::reconcile::tailnet_policy::{
     policy_resource, reconcile, text_source,
 };
 use crate::resources::common::GROUP;
-use crate::resources::{DNSConfig, DeviceTagSet, ReconcileError, Tailnet, TailnetPolicy};
+use crate::resources::{DNSConfig, DeviceTagSet, ManagedTailnet, ReconcileError, TailnetPolicy};
 use crate::snapshot::TailnetSnapshots;
 
 /// Arguments of `plan` and `apply`.
@@ -64,7 +64,7 @@ pub enum FileModeError {
     NoKind { path: PathBuf, index: usize },
     #[error(
         "{}: document {index} is kind {kind:?} (apiVersion {api_version:?}), which file mode \
-         does not know: use Tailnet, TailnetPolicy, DeviceTagSet (apiVersion \
+         does not know: use ManagedTailnet, TailnetPolicy, DeviceTagSet (apiVersion \
          tailnet.ops.dev/v1alpha1) or \
          ConfigMap (v1)",
         path.display()
@@ -102,7 +102,7 @@ pub enum FileModeError {
 /// The documents found under PATH.
 #[derive(Debug, Default)]
 pub struct Manifests {
-    pub tailnets: Vec<Tailnet>,
+    pub tailnets: Vec<ManagedTailnet>,
     pub policies: Vec<TailnetPolicy>,
     pub dns_configs: Vec<DNSConfig>,
     pub device_tag_sets: Vec<DeviceTagSet>,
@@ -189,7 +189,7 @@ fn dispatch(
     };
     let ours = api_version.starts_with(&format!("{GROUP}/"));
     match (kind.as_str(), ours) {
-        ("Tailnet", true) => manifests
+        ("ManagedTailnet", true) => manifests
             .tailnets
             .push(serde_json::from_value(doc).map_err(invalid)?),
         ("TailnetPolicy", true) => manifests
@@ -455,7 +455,7 @@ pub async fn run(args: &FileArgs, mode: Mode) -> Result<std::process::ExitCode, 
     let tailnet = manifests.tailnet(&args.path)?;
     for t in &manifests.tailnets {
         eprintln!(
-            "Tailnet/{}: file mode connects with the TS_* settings (or the embedded simulated \
+            "ManagedTailnet/{}: file mode connects with the TS_* settings (or the embedded simulated \
              tailnet); the Secret references in its spec are used by the controller only",
             t.metadata.name.as_deref().unwrap_or_default()
         );

@@ -565,7 +565,7 @@ impl Step<'_> {
 
     async fn wait_for_tailnet(&mut self, target: &Value) -> Result<Action, ReconcileError> {
         let message = format!(
-            "waiting for Tailnet {:?} to be Ready: the policy checks need its users, devices \
+            "waiting for ManagedTailnet {:?} to be Ready: the policy checks need its users, devices \
              and live policy",
             tailnet_ref(target)
         );

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kube::{Resource, ResourceExt};
 
 use super::Metrics;
-use crate::resources::Tailnet;
+use crate::resources::ManagedTailnet;
 use crate::resources::common::RECONCILE_AT_ANNOTATION;
 use crate::snapshot::SnapshotRegistry;
 
@@ -82,13 +82,13 @@ pub fn forget_deleted<K: Resource>(
     forced.forget(obj);
 }
 
-/// For a kind's Tailnet watch: records the Tailnet's `spec.suspend` before the resources it
+/// For a kind's ManagedTailnet watch: records the ManagedTailnet's `spec.suspend` before the resources it
 /// maps to are reconciled, so they see a suspension (or its end) in the reconcile it triggers.
-pub fn note_tailnet_suspension(snapshots: &SnapshotRegistry, tailnet: &Tailnet) {
+pub fn note_tailnet_suspension(snapshots: &SnapshotRegistry, tailnet: &ManagedTailnet) {
     snapshots.set_suspended(&tailnet.name_any(), tailnet.spec.suspend);
 }
 
-/// A resource's effective `suspend`: its own, or its Tailnet's.
+/// A resource's effective `suspend`: its own, or its ManagedTailnet's.
 pub fn suspended(own: bool, snapshots: &SnapshotRegistry, tailnet: &str) -> bool {
     own || snapshots.is_suspended(tailnet)
 }
@@ -126,7 +126,7 @@ mod tests {
     #[test]
     fn a_suspended_tailnet_suspends_its_resources_until_resumed() {
         let snapshots = SnapshotRegistry::new();
-        let mut tailnet = Tailnet::new("home", Default::default());
+        let mut tailnet = ManagedTailnet::new("home", Default::default());
         assert!(!suspended(false, &snapshots, "home"));
         tailnet.spec.suspend = true;
         note_tailnet_suspension(&snapshots, &tailnet);

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::http::{self, Readiness};
 use super::{Context, KindController, Metrics, Stop};
-use crate::resources::{ChangeProposal, DNSConfig, DeviceTagSet, Tailnet, TailnetPolicy};
+use crate::resources::{ChangeProposal, DNSConfig, DeviceTagSet, ManagedTailnet, TailnetPolicy};
 use crate::snapshot::SnapshotRegistry;
 
 /// The Lease's name.
@@ -154,7 +154,7 @@ impl Manager {
         &self.metrics
     }
 
-    /// The per-tailnet caches the controllers share (keyed by Tailnet name).
+    /// The per-tailnet caches the controllers share (keyed by ManagedTailnet name).
     pub fn snapshots(&self) -> &SnapshotRegistry {
         &self.snapshots
     }
@@ -207,7 +207,7 @@ pub async fn run(
 
 /// Lists each kind with `limit=1`: fails with an install hint when a CRD is missing.
 async fn check_crds(client: &Client) -> Result<(), ManagerError> {
-    probe_kind::<Tailnet>(client).await?;
+    probe_kind::<ManagedTailnet>(client).await?;
     probe_kind::<TailnetPolicy>(client).await?;
     probe_kind::<DNSConfig>(client).await?;
     probe_kind::<DeviceTagSet>(client).await?;
@@ -269,7 +269,7 @@ async fn supervise(
 /// Runs every controller until `stop`; `readiness` turns true once all their watches synced.
 async fn run_controllers(ctx: &Arc<Context>, stop: &Stop, readiness: &Readiness) {
     let kinds = controllers(ctx, stop);
-    let names: Vec<&str> = kinds.iter().map(|k| k.kind).collect();
+    let names: Vec<&str> = kinds.iter().map(|k| k.kind.as_str()).collect();
     tracing::info!(kinds = ?names, "starting controllers");
     let (synced, runs): (Vec<_>, Vec<_>) = kinds.into_iter().map(|k| (k.synced, k.run)).unzip();
     let runs = join_all(runs);

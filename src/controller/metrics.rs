@@ -6,7 +6,7 @@
 //!   categories, `phase` one of the ChangeProposal phases;
 //! - `name` (drift gauge only) is a resource name whose series is removed when the resource
 //!   goes away ([`Metrics::forget_drift`]);
-//! - `tailnet` is a `Tailnet` resource's name; its series go with it ([`Metrics::forget_tailnet`]);
+//! - `tailnet` is a `ManagedTailnet` resource's name; its series go with it ([`Metrics::forget_tailnet`]);
 //! - API metrics use the client's templated endpoint (`/tailnet/{tailnet}/devices`, never a
 //!   device id) and the status code (or `error` when no answer came);
 //! - devices are counted by normalized OS (a fixed list, else `other`) and connectivity; no
@@ -82,7 +82,7 @@ pub struct Metrics {
 struct TailnetSeries {
     devices: Vec<[String; 2]>,
     keys: Vec<[String; 2]>,
-    /// Method, endpoint and code of the API series (removed with the Tailnet).
+    /// Method, endpoint and code of the API series (removed with the ManagedTailnet).
     api: HashSet<[String; 3]>,
 }
 
@@ -407,7 +407,7 @@ impl Metrics {
         entry.keys = live.into_iter().map(|(labels, _)| labels).collect();
     }
 
-    /// Removes every series of a deleted Tailnet (devices, keys, API metrics).
+    /// Removes every series of a deleted ManagedTailnet (devices, keys, API metrics).
     pub fn forget_tailnet(&self, tailnet: &str) {
         let removed = self.series().remove(tailnet).unwrap_or_default();
         for labels in removed.devices {
@@ -520,30 +520,32 @@ mod tests {
     #[test]
     fn reconciles_errors_and_gauges_show_in_the_exposition() {
         let metrics = Metrics::new();
-        metrics.record_reconcile("Tailnet", 0.02, None);
-        metrics.record_reconcile("Tailnet", 0.5, Some(Category::Auth));
+        metrics.record_reconcile("ManagedTailnet", 0.02, None);
+        metrics.record_reconcile("ManagedTailnet", 0.5, Some(Category::Auth));
         metrics.set_drifted("TailnetPolicy", "base", true);
         metrics.set_leader(true);
         let text = metrics.encode();
         assert!(
-            text.contains(r#"tailnet_operator_reconciles_total{kind="Tailnet",result="ok"} 1"#)
-        );
-        assert!(
-            text.contains(r#"tailnet_operator_reconciles_total{kind="Tailnet",result="error"} 1"#)
+            text.contains(
+                r#"tailnet_operator_reconciles_total{kind="ManagedTailnet",result="ok"} 1"#
+            )
         );
         assert!(text.contains(
-            r#"tailnet_operator_reconcile_errors_total{category="Auth",kind="Tailnet"} 1"#
+            r#"tailnet_operator_reconciles_total{kind="ManagedTailnet",result="error"} 1"#
         ));
-        assert!(
-            text.contains(r#"tailnet_operator_reconcile_duration_seconds_count{kind="Tailnet"} 2"#)
-        );
+        assert!(text.contains(
+            r#"tailnet_operator_reconcile_errors_total{category="Auth",kind="ManagedTailnet"} 1"#
+        ));
+        assert!(text.contains(
+            r#"tailnet_operator_reconcile_duration_seconds_count{kind="ManagedTailnet"} 2"#
+        ));
         assert!(
             text.contains(
                 r#"tailnet_operator_resource_drifted{kind="TailnetPolicy",name="base"} 1"#
             )
         );
         assert!(text.contains("tailnet_operator_leader 1"));
-        assert_eq!(metrics.reconciles("Tailnet", "ok"), 1);
+        assert_eq!(metrics.reconciles("ManagedTailnet", "ok"), 1);
     }
 
     #[test]

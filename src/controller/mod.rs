@@ -11,8 +11,8 @@
 //! - [`controller_for`]: a `Controller` whose trigger is the spec generation **or** the
 //!   `tailnet.ops.dev/reconcile-at` annotation, so status writes do not re-trigger reconciles
 //!   but `kubectl annotate ... reconcile-at=$(date)` does;
-//! - [`suspension`]: the Tailnet's own `suspend` message; [`coordination::suspended`] makes a
-//!   resource's effective `suspend` its own or its Tailnet's;
+//! - [`suspension`]: the ManagedTailnet's own `suspend` message; [`coordination::suspended`] makes a
+//!   resource's effective `suspend` its own or its ManagedTailnet's;
 //! - [`has_finalizer`] / [`set_finalizer`]: the cleanup finalizer, for kinds whose deletion
 //!   changes the tailnet;
 //! - [`condition_events`]: the `Drifted` and `Ready`-turned-False events every kind publishes;
@@ -29,6 +29,7 @@ pub mod dns_config;
 pub mod http;
 pub mod manager;
 pub mod metrics;
+pub mod skeleton;
 pub mod tailnet;
 pub mod tailnet_policy;
 
@@ -60,7 +61,7 @@ use crate::resources::common::{
     FIELD_MANAGER, FINALIZER, RECONCILE_AT_ANNOTATION, ROLLBACK_TO_ANNOTATION,
 };
 use crate::resources::conditions::{self, ConditionStatus, ConditionType};
-use crate::resources::{CommonStatus, ReconcileError, Tailnet};
+use crate::resources::{CommonStatus, ManagedTailnet, ReconcileError};
 use crate::snapshot::SnapshotRegistry;
 
 /// The `reportingController` of the operator's events.
@@ -418,14 +419,14 @@ where
     Controller::for_stream(trigger, reader)
 }
 
-/// Why reconciling is suspended, if it is: the resource's own `spec.suspend` or its Tailnet's.
-pub fn suspension(own_suspend: bool, tailnet: Option<&Tailnet>) -> Option<String> {
+/// Why reconciling is suspended, if it is: the resource's own `spec.suspend` or its ManagedTailnet's.
+pub fn suspension(own_suspend: bool, tailnet: Option<&ManagedTailnet>) -> Option<String> {
     if own_suspend {
         return Some("spec.suspend is true: not reconciling; status is still observed".into());
     }
     tailnet.filter(|t| t.spec.suspend).map(|t| {
         format!(
-            "Tailnet {} has spec.suspend set: not reconciling its resources",
+            "ManagedTailnet {} has spec.suspend set: not reconciling its resources",
             t.name_any()
         )
     })
@@ -479,7 +480,7 @@ impl Stop {
 
 /// One kind's running controller, as the manager sees it.
 pub struct KindController {
-    pub kind: &'static str,
+    pub kind: String,
     /// Resolves once the controller's watch has listed everything once (for `/readyz`).
     pub synced: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// Runs the controller until the stop signal, then finishes in-flight reconciles.
@@ -496,7 +497,7 @@ pub trait KindContext: Send + Sync + 'static {
 /// reports readiness once its store has synced: the same for every kind, so a kind's
 /// `controller()` only builds its watches and its context.
 pub fn kind_controller<K, C, R, Fut>(
-    kind: &'static str,
+    kind: impl Into<String>,
     controller: Controller<K>,
     reconcile: R,
     ctx: Arc<C>,
@@ -519,7 +520,7 @@ where
             std::future::ready(())
         });
     KindController {
-        kind,
+        kind: kind.into(),
         synced: Box::pin(async move {
             // Err only when the controller (the writer) is gone: nothing left to wait for.
             let _ = store.wait_until_ready().await;
@@ -553,11 +554,11 @@ pub fn log_result<K, E, W>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::TailnetSpec;
+    use crate::resources::ManagedTailnetSpec;
     use std::collections::BTreeMap;
 
-    fn tailnet(name: &str, generation: i64, annotation: Option<&str>) -> Tailnet {
-        let mut t = Tailnet::new(name, TailnetSpec::default());
+    fn tailnet(name: &str, generation: i64, annotation: Option<&str>) -> ManagedTailnet {
+        let mut t = ManagedTailnet::new(name, ManagedTailnetSpec::default());
         t.metadata.generation = Some(generation);
         if let Some(value) = annotation {
             t.metadata.annotations = Some(BTreeMap::from([(
@@ -570,7 +571,7 @@ mod tests {
 
     #[test]
     fn the_trigger_changes_with_generation_or_the_annotation_only() {
-        let predicate = trigger_predicate::<Tailnet>();
+        let predicate = trigger_predicate::<ManagedTailnet>();
         let base = predicate.hash_property(&tailnet("a", 1, None));
         let mut status_only = tailnet("a", 1, None);
         status_only.metadata.resource_version = Some("99".into());
@@ -591,7 +592,7 @@ mod tests {
 
     #[test]
     fn the_rollback_to_annotation_is_a_trigger_too() {
-        let predicate = trigger_predicate::<Tailnet>();
+        let predicate = trigger_predicate::<ManagedTailnet>();
         let base = predicate.hash_property(&tailnet("a", 1, None));
         let mut pinned = tailnet("a", 1, None);
         pinned.metadata.annotations = Some(BTreeMap::from([(
@@ -638,7 +639,7 @@ mod tests {
         assert!(
             suspension(false, Some(&t))
                 .unwrap()
-                .contains("Tailnet home")
+                .contains("ManagedTailnet home")
         );
     }
 

@@ -1,4 +1,4 @@
-//! The `Tailnet` controller: reads the referenced Secret, keeps a client and snapshot cache for
+//! The `ManagedTailnet` controller: reads the referenced Secret, keeps a client and snapshot cache for
 //! the tailnet in the [`SnapshotRegistry`](crate::snapshot::SnapshotRegistry) (replaced when the spec or the Secret's content
 //! changes), checks the credentials with the shared devices snapshot, and reports in status.
 //!
@@ -6,17 +6,17 @@
 //! `observe` (devices snapshot, I/O) → [`desired_status`] (pure) → [`write_status`].
 //!
 //! Secret fixes are picked up at once: the controller also watches Secrets and maps each one to
-//! the Tailnets that reference it (through the Tailnet reflector store). This needs
-//! `get/list/watch` on Secrets cluster-wide, because a Tailnet (cluster-scoped) may name a Secret
+//! the Tailnets that reference it (through the ManagedTailnet reflector store). This needs
+//! `get/list/watch` on Secrets cluster-wide, because a ManagedTailnet (cluster-scoped) may name a Secret
 //! in any namespace.
 //!
 //! The same pass feeds the tailnet's metrics: device counts from the devices snapshot, key expiry
 //! from the keys snapshot (one more read per resync; skipped quietly without the
 //! `auth_keys:read` scope), and the client's `RequestObserver` feeds the `tailscale_api_*` ones.
 //!
-//! A `Tailnet` has no finalizer: it owns nothing in the tailnet. Its cache is dropped from the
+//! A `ManagedTailnet` has no finalizer: it owns nothing in the tailnet. Its cache is dropped from the
 //! registry when the watch sees it deleted (and, should a delete event be missed across a
-//! re-list, at the next Tailnet reconcile).
+//! re-list, at the next ManagedTailnet reconcile).
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -39,18 +39,20 @@ use super::{
 use crate::error::Category;
 use crate::resources::conditions::{self, reason, set_condition, time_from};
 use crate::resources::tailnet::{ApiHealth, CredentialCheck};
-use crate::resources::{ConditionStatus, ConditionType, ReconcileError, Tailnet, TailnetStatus};
+use crate::resources::{
+    ConditionStatus, ConditionType, ManagedTailnet, ManagedTailnetStatus, ReconcileError,
+};
 use crate::secret::Secret;
 use crate::snapshot::TailnetSnapshots;
 use crate::tailscale::{ClientConfig, Credentials, TailscaleClient};
 
 /// The kind label in metrics and logs.
-pub const KIND: &str = "Tailnet";
+pub const KIND: &str = "ManagedTailnet";
 
 /// Per-controller state beside the shared [`Context`].
 pub struct TailnetContext {
     pub shared: Arc<Context>,
-    store: Store<Tailnet>,
+    store: Store<ManagedTailnet>,
     /// Hash of (spec connection fields, credentials) behind each registry entry, so the client
     /// is rebuilt only when one of them changes. Never the credentials themselves.
     fingerprints: Arc<Mutex<HashMap<String, String>>>,
@@ -68,14 +70,14 @@ impl TailnetContext {
     }
 }
 
-/// The Tailnet controller, ready for the manager to run.
+/// The ManagedTailnet controller, ready for the manager to run.
 pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
     let client = ctx.client.clone();
     let fingerprints: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let on_delete = {
         let (snapshots, fingerprints) = (ctx.snapshots.clone(), Arc::clone(&fingerprints));
         let metrics = Arc::clone(&ctx.metrics);
-        move |tailnet: &Tailnet| {
+        move |tailnet: &ManagedTailnet| {
             let name = tailnet.name_any();
             snapshots.remove(&name);
             lock_unpoisoned(&fingerprints).remove(&name);
@@ -83,7 +85,7 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
         }
     };
     let controller = controller_for(
-        Api::<Tailnet>::all(client.clone()),
+        Api::<ManagedTailnet>::all(client.clone()),
         watcher::Config::default(),
         on_delete,
     );
@@ -108,9 +110,9 @@ pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
 
 /// The Tailnets whose credentials are in `secret`.
 fn referencing(
-    store: &Store<Tailnet>,
+    store: &Store<ManagedTailnet>,
     secret: &PartialObjectMeta<KubeSecret>,
-) -> Vec<ObjectRef<Tailnet>> {
+) -> Vec<ObjectRef<ManagedTailnet>> {
     let namespace = secret.namespace().unwrap_or_default();
     let name = secret.name_any();
     store
@@ -123,8 +125,8 @@ fn referencing(
         .collect()
 }
 
-/// Namespace and name of the Secret a Tailnet references.
-fn secret_location(tailnet: &Tailnet) -> Option<(&str, &str)> {
+/// Namespace and name of the Secret a ManagedTailnet references.
+fn secret_location(tailnet: &ManagedTailnet) -> Option<(&str, &str)> {
     let spec = &tailnet.spec;
     spec.oauth_secret_ref
         .as_ref()
@@ -137,7 +139,7 @@ fn secret_location(tailnet: &Tailnet) -> Option<(&str, &str)> {
 }
 
 async fn reconcile(
-    tailnet: Arc<Tailnet>,
+    tailnet: Arc<ManagedTailnet>,
     ctx: Arc<TailnetContext>,
 ) -> Result<Action, ReconcileError> {
     let shared = Arc::clone(&ctx.shared);
@@ -145,13 +147,13 @@ async fn reconcile(
 }
 
 async fn reconcile_inner(
-    tailnet: &Tailnet,
+    tailnet: &ManagedTailnet,
     ctx: &TailnetContext,
 ) -> Result<Action, ReconcileError> {
     forget_deleted(ctx);
     let observed = observe(tailnet, ctx).await;
     let desired = desired_status(tailnet, &observed, Utc::now());
-    let api = Api::<Tailnet>::all(ctx.shared.client.clone());
+    let api = Api::<ManagedTailnet>::all(ctx.shared.client.clone());
     let was_ready = tailnet
         .status
         .as_ref()
@@ -213,7 +215,10 @@ pub struct Observation {
     pub resync_interval: Duration,
 }
 
-async fn observe(tailnet: &Tailnet, ctx: &TailnetContext) -> Result<Observation, ReconcileError> {
+async fn observe(
+    tailnet: &ManagedTailnet,
+    ctx: &TailnetContext,
+) -> Result<Observation, ReconcileError> {
     let resync_interval = tailnet
         .spec
         .resync_interval()
@@ -269,7 +274,7 @@ async fn observe_keys(name: &str, cache: &TailnetSnapshots, ctx: &TailnetContext
 }
 
 /// A digest of everything the client is built from; the credentials go in hashed, never kept.
-fn fingerprint(tailnet: &Tailnet, credentials: &Credentials, interval: Duration) -> String {
+fn fingerprint(tailnet: &ManagedTailnet, credentials: &Credentials, interval: Duration) -> String {
     let mut hasher = Sha256::new();
     for part in [
         tailnet.spec.api_url.as_str(),
@@ -299,7 +304,7 @@ fn fingerprint(tailnet: &Tailnet, credentials: &Credentials, interval: Duration)
 
 /// Reads the credentials from the referenced Secret.
 pub async fn read_credentials(
-    tailnet: &Tailnet,
+    tailnet: &ManagedTailnet,
     client: &kube::Client,
 ) -> Result<Credentials, ReconcileError> {
     let spec = &tailnet.spec;
@@ -382,7 +387,7 @@ fn secret_value(secret: &KubeSecret, key: &str, field: &str) -> Result<Secret, R
 }
 
 /// The condition message for a failure: the error plus what to do about it.
-pub fn failure_message(tailnet: &Tailnet, err: &ReconcileError) -> String {
+pub fn failure_message(tailnet: &ManagedTailnet, err: &ReconcileError) -> String {
     let secret = secret_location(tailnet)
         .map(|(ns, name)| format!("Secret {ns}/{name}"))
         .unwrap_or_else(|| "the referenced Secret".to_owned());
@@ -402,10 +407,10 @@ pub fn failure_message(tailnet: &Tailnet, err: &ReconcileError) -> String {
 /// failure keeps the last successful observation (device count, last sync) and records itself
 /// in `apiHealth` when the Tailscale API answered with it.
 pub fn desired_status(
-    tailnet: &Tailnet,
+    tailnet: &ManagedTailnet,
     observed: &Result<Observation, ReconcileError>,
     now: DateTime<Utc>,
-) -> TailnetStatus {
+) -> ManagedTailnetStatus {
     let mut status = tailnet.status.clone().unwrap_or_default();
     let generation = tailnet.metadata.generation;
     status.common.observed_generation = generation;
@@ -474,13 +479,13 @@ pub fn desired_status(
             set_synced(&mut status, tailnet, false, why, &message, &now_time);
         }
     }
-    // A Tailnet applies nothing, so it never drifts.
+    // A ManagedTailnet applies nothing, so it never drifts.
     set(
         &mut status,
         ConditionType::Drifted,
         false,
         reason::IN_SYNC,
-        "a Tailnet applies nothing to the tailnet",
+        "a ManagedTailnet applies nothing to the tailnet",
         generation,
         &now_time,
     );
@@ -488,8 +493,8 @@ pub fn desired_status(
 }
 
 fn set_synced(
-    status: &mut TailnetStatus,
-    tailnet: &Tailnet,
+    status: &mut ManagedTailnetStatus,
+    tailnet: &ManagedTailnet,
     ok: bool,
     why: &str,
     message: &str,
@@ -519,7 +524,7 @@ fn set_synced(
 }
 
 fn set(
-    status: &mut TailnetStatus,
+    status: &mut ManagedTailnetStatus,
     type_: ConditionType,
     ok: bool,
     why: &str,
@@ -549,23 +554,23 @@ fn credentials_at_fault(err: &ReconcileError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::TailnetSpec;
+    use crate::resources::ManagedTailnetSpec;
     use crate::resources::tailnet::ApiKeySecretRef;
     use crate::tailscale::ApiError;
     use chrono::TimeZone;
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 
-    fn tailnet() -> Tailnet {
-        let mut t = Tailnet::new(
+    fn tailnet() -> ManagedTailnet {
+        let mut t = ManagedTailnet::new(
             "home",
-            TailnetSpec {
+            ManagedTailnetSpec {
                 api_key_secret_ref: Some(ApiKeySecretRef {
                     name: "ts-key".into(),
                     namespace: "ops".into(),
                     key: "api_key".into(),
                 }),
-                ..TailnetSpec::default()
+                ..ManagedTailnetSpec::default()
             },
         );
         t.metadata.generation = Some(3);
@@ -585,7 +590,9 @@ mod tests {
         })
     }
 
-    fn ready(status: &TailnetStatus) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    fn ready(
+        status: &ManagedTailnetStatus,
+    ) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
         conditions::find(&status.common.conditions, ConditionType::Ready).unwrap()
     }
 

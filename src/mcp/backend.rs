@@ -69,7 +69,7 @@ impl BackendError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TailnetQuery {
-    /// Tailnet name (the `Tailnet` resource / `tailnetRef`); omit for the only or `default` one.
+    /// ManagedTailnet name (the `ManagedTailnet` resource / `tailnetRef`); omit for the only or `default` one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tailnet: Option<String>,
 }
@@ -87,7 +87,7 @@ pub struct ResourceQuery {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceKey {
-    /// Kind, e.g. `TailnetPolicy`, `Tailnet`, `DeviceTagSet`, `DNSConfig`.
+    /// Kind, e.g. `TailnetPolicy`, `ManagedTailnet`, `DeviceTagSet`, `DNSConfig`.
     pub kind: String,
     /// `metadata.name`.
     pub name: String,

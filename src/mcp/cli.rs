@@ -62,7 +62,7 @@ pub struct McpArgs {
     /// Append the JSONL audit lines (one per tool call) to this file instead of stderr.
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
-    /// Tailnet connection for `--manifests` mode (TS_* variables; without any, the embedded
+    /// ManagedTailnet connection for `--manifests` mode (TS_* variables; without any, the embedded
     /// simulated tailnet, said on stderr).
     #[command(flatten)]
     pub connection: ConnectionArgs,

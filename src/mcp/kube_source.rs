@@ -1,6 +1,6 @@
 //! The Kubernetes [`Source`]: resources through a `kube::Client` (the user's kubeconfig with
 //! their own RBAC, or the operator's client behind the loopback API), live state through the
-//! tailnet each `Tailnet` resource names, proposals as `ChangeProposal` objects.
+//! tailnet each `ManagedTailnet` resource names, proposals as `ChangeProposal` objects.
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -10,14 +10,14 @@ use serde_json::Value;
 
 use super::backend::*;
 use super::local::Source;
+use crate::cluster::policy_sources::resolve_all;
 use crate::controller::tailnet::read_credentials;
-use crate::controller::tailnet_policy::resolve_all;
 use crate::proposal::{self, ProposalWorld};
 use crate::reconcile::tailnet_policy::PolicyResource;
 use crate::reconcile::view::tailnet_view;
 use crate::resources::change_proposal::ProposalTarget;
 use crate::resources::common::GROUP;
-use crate::resources::{ChangeProposal, Tailnet, TailnetPolicy};
+use crate::resources::{ChangeProposal, ManagedTailnet, TailnetPolicy};
 use crate::snapshot::{SnapshotRegistry, TailnetSnapshots};
 use crate::tailscale::{ClientConfig, TailscaleClient};
 
@@ -36,14 +36,14 @@ pub struct KubeSource {
     client: Client,
     /// The operator's own caches, shared with its controllers (loopback API); read only.
     shared: Option<SnapshotRegistry>,
-    /// Caches this source builds from a Tailnet's Secret when `shared` has none.
+    /// Caches this source builds from a ManagedTailnet's Secret when `shared` has none.
     own: SnapshotRegistry,
     /// Where ChangeProposals are created and listed.
     proposal_namespace: String,
 }
 
 impl KubeSource {
-    /// A standalone source: live state read with the credentials the `Tailnet`'s Secret holds,
+    /// A standalone source: live state read with the credentials the `ManagedTailnet`'s Secret holds,
     /// read with the client's RBAC.
     pub fn new(client: Client, proposal_namespace: impl Into<String>) -> KubeSource {
         KubeSource {
@@ -118,23 +118,25 @@ impl KubeSource {
     }
 
     async fn build_snapshots(&self, name: &str) -> Result<TailnetSnapshots, BackendError> {
-        let tailnet = Api::<Tailnet>::all(self.client.clone())
+        let tailnet = Api::<ManagedTailnet>::all(self.client.clone())
             .get_opt(name)
             .await
-            .map_err(|e| BackendError::unavailable("reading the Tailnet", e))?
+            .map_err(|e| BackendError::unavailable("reading the ManagedTailnet", e))?
             .ok_or_else(|| {
                 BackendError::NotFound(format!(
-                    "Tailnet {name}: no such Tailnet resource; list_resources kind=Tailnet shows \
+                    "ManagedTailnet {name}: no such ManagedTailnet resource; list_resources kind=ManagedTailnet shows \
                      the tailnets"
                 ))
             })?;
         let credentials = read_credentials(&tailnet, &self.client)
             .await
-            .map_err(|e| BackendError::unavailable(&format!("Tailnet {name} credentials"), e))?;
+            .map_err(|e| {
+                BackendError::unavailable(&format!("ManagedTailnet {name} credentials"), e)
+            })?;
         let config = ClientConfig::new(tailnet.spec.api_url.clone(), credentials)
             .with_tailnet(tailnet.spec.tailnet.clone());
         let client = TailscaleClient::new(config)
-            .map_err(|e| BackendError::unavailable(&format!("Tailnet {name}"), e))?;
+            .map_err(|e| BackendError::unavailable(&format!("ManagedTailnet {name}"), e))?;
         Ok(self.own.insert(name, client, STANDALONE_RESYNC))
     }
 
@@ -238,7 +240,7 @@ impl KubeSource {
                 ))
             })?;
         let tailnet = match key.kind.as_str() {
-            "Tailnet" => Some(key.name.clone()),
+            "ManagedTailnet" => Some(key.name.clone()),
             _ => target
                 .pointer("/spec/tailnetRef")
                 .and_then(Value::as_str)
@@ -348,7 +350,7 @@ impl Source for KubeSource {
 
     fn resources(&self) -> BackendResult<'_, Vec<Value>> {
         Box::pin(async move {
-            let mut all = self.typed::<Tailnet>().await?;
+            let mut all = self.typed::<ManagedTailnet>().await?;
             all.extend(self.typed::<TailnetPolicy>().await?);
             for (kind, plural) in OTHER_KINDS {
                 all.extend(self.dynamic(kind, plural).await);

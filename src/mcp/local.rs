@@ -24,7 +24,7 @@ pub trait Source: Send + Sync {
     /// Every resource of the operator's group (ChangeProposals aside) as JSON objects with
     /// `apiVersion`, `kind`, `metadata`, `spec` and `status`.
     fn resources(&self) -> BackendResult<'_, Vec<Value>>;
-    /// The live tailnet behind `tailnet` (a `Tailnet` name).
+    /// The live tailnet behind `tailnet` (a `ManagedTailnet` name).
     fn snapshots(&self, tailnet: String) -> BackendResult<'_, TailnetSnapshots>;
     /// The tailnet's TailnetPolicies with their text resolved.
     fn policy_resources(&self, tailnet: String) -> BackendResult<'_, Vec<PolicyResource>>;
@@ -49,7 +49,7 @@ impl<S: Source> LocalBackend<S> {
         &self.source
     }
 
-    /// The tailnet asked for, else the only `Tailnet`, else the one the policies name, else
+    /// The tailnet asked for, else the only `ManagedTailnet`, else the one the policies name, else
     /// `default`.
     async fn tailnet(&self, asked: Option<String>) -> Result<String, BackendError> {
         if let Some(name) = asked.filter(|n| !n.is_empty()) {
@@ -58,7 +58,7 @@ impl<S: Source> LocalBackend<S> {
         let resources = self.source.resources().await?;
         let mut names: Vec<String> = resources
             .iter()
-            .filter(|r| kind_of(r) == "Tailnet")
+            .filter(|r| kind_of(r) == "ManagedTailnet")
             .map(|r| name_of(r).to_owned())
             .collect();
         if names.is_empty() {
@@ -75,7 +75,7 @@ impl<S: Source> LocalBackend<S> {
     async fn tailnet_names(&self, resources: &[Value]) -> Vec<String> {
         let mut names: Vec<String> = resources
             .iter()
-            .filter(|r| kind_of(r) == "Tailnet")
+            .filter(|r| kind_of(r) == "ManagedTailnet")
             .map(|r| name_of(r).to_owned())
             .chain(resources.iter().filter_map(tailnet_ref))
             .collect();

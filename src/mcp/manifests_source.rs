@@ -371,7 +371,7 @@ impl Source for ManifestsSource {
             let now = crate::resources::conditions::time_from(Utc::now());
             let mut out = Vec::new();
             for tailnet in &manifests.tailnets {
-                out.push(object_json(tailnet, "Tailnet"));
+                out.push(object_json(tailnet, "ManagedTailnet"));
             }
             for policy in &manifests.policies {
                 let mut value = object_json(policy, "TailnetPolicy");

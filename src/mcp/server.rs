@@ -44,7 +44,7 @@ pub struct TailnetMcp {
 /// `get_resource` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct GetResourceArgs {
-    /// Kind, e.g. `TailnetPolicy`, `Tailnet`.
+    /// Kind, e.g. `TailnetPolicy`, `ManagedTailnet`.
     pub kind: String,
     /// `metadata.name`.
     pub name: String,
@@ -87,7 +87,7 @@ impl TailnetMcp {
     }
 
     #[tool(
-        description = "List the operator's resources (Tailnet, TailnetPolicy, DeviceTagSet, DNSConfig) with their Ready/Synced/Drifted conditions. Optional kind filter.",
+        description = "List the operator's resources (ManagedTailnet, TailnetPolicy, DeviceTagSet, DNSConfig) with their Ready/Synced/Drifted conditions. Optional kind filter.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_resources(

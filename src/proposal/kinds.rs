@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{PlannerReport, ProposalError, ProposalWorld, check, policy};
 use crate::resources::dns_config::DNSConfig;
-use crate::resources::{DeviceTagSet, Tailnet, TailnetPolicy};
+use crate::resources::{DeviceTagSet, ManagedTailnet, TailnetPolicy};
 
 /// A kind's planner checks: `(target, patched, world)`.
 pub type Planner = fn(&Value, &Value, &ProposalWorld) -> PlannerReport;
@@ -92,7 +92,7 @@ pub fn registry() -> &'static [KindEntry] {
     static REGISTRY: OnceLock<Vec<KindEntry>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         vec![
-            KindEntry::of::<Tailnet>(),
+            KindEntry::of::<ManagedTailnet>(),
             KindEntry::of::<TailnetPolicy>()
                 .with_planner(
                     policy::planner_checks,
@@ -144,7 +144,7 @@ mod tests {
         }
         assert!(!lookup("TailnetPolicy").unwrap().namespaced);
         let err = lookup("ChangeProposal").err().unwrap().to_string();
-        assert!(err.contains("Tailnet, TailnetPolicy"), "{err}");
+        assert!(err.contains("ManagedTailnet, TailnetPolicy"), "{err}");
     }
 
     #[test]

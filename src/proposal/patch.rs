@@ -164,7 +164,7 @@ mod tests {
             (json!({"status": {}}), "status"),
             (json!({"metadata": {"name": "x"}}), "metadata.name"),
             (json!({"metadata": null}), "metadata"),
-            (json!({"kind": "Tailnet"}), "kind"),
+            (json!({"kind": "ManagedTailnet"}), "kind"),
         ] {
             let err = check_patch_paths(&patch).unwrap_err();
             assert_eq!(err, ProposalError::ForbiddenPath { path: path.into() });

@@ -291,13 +291,13 @@ fn adopt_drift_refuses_what_it_cannot_reproduce() {
         err.contains("adopt the drift on TailnetPolicy/base"),
         "{err}"
     );
-    let tailnet = json!({"apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "Tailnet",
+    let tailnet = json!({"apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "ManagedTailnet",
                          "metadata": {"name": "default"}, "spec": {}});
     let err = adopt_drift_patch(&tailnet, &world).unwrap_err();
     assert_eq!(
         err,
         ProposalError::AdoptNotSupported {
-            kind: "Tailnet".into()
+            kind: "ManagedTailnet".into()
         }
     );
 }
@@ -316,7 +316,7 @@ fn adopt_drift_switches_a_config_map_base_to_inline() {
 #[test]
 fn other_kinds_get_schema_cel_and_typed_checks_from_the_registry() {
     let tailnet = json!({
-        "apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "Tailnet",
+        "apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "ManagedTailnet",
         "metadata": {"name": "home", "resourceVersion": "7"},
         "spec": {"tailnet": "-", "apiUrl": "https://api.tailscale.com", "resyncInterval": "5m",
                  "apiKeySecretRef": {"name": "k", "namespace": "ops", "key": "api_key"}}

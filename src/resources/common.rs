@@ -31,7 +31,7 @@ pub const ROLLBACK_TO_ANNOTATION: &str = "tailnet.ops.dev/rollback-to";
 pub const FINALIZER: &str = "tailnet.ops.dev/cleanup";
 /// The one field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "tailnet-operator";
-/// The `Tailnet` a resource belongs to when `spec.tailnetRef` is not set.
+/// The `ManagedTailnet` a resource belongs to when `spec.tailnetRef` is not set.
 pub const DEFAULT_TAILNET_REF: &str = "default";
 
 /// What to do when the live tailnet differs from what this operator last applied.
@@ -118,7 +118,7 @@ impl DeletionDefault for OrphanByDefault {
 #[serde(rename_all = "camelCase", bound = "")]
 #[schemars(bound = "D: DeletionDefault")]
 pub struct CommonSpec<D: DeletionDefault = DeleteByDefault> {
-    /// Name of the cluster-scoped `Tailnet` resource that holds the connection and credentials
+    /// Name of the cluster-scoped `ManagedTailnet` resource that holds the connection and credentials
     /// this resource uses. Immutable: to move a resource to another tailnet, create a new one.
     #[serde(default = "default_tailnet_ref")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]

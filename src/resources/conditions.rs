@@ -15,7 +15,7 @@ use crate::error::Category;
 /// The condition types every kind reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConditionType {
-    /// The tailnet holds the desired state (or, for `Tailnet`, the connection works).
+    /// The tailnet holds the desired state (or, for `ManagedTailnet`, the connection works).
     Ready,
     /// The last reconcile reached the Tailscale API and finished (whatever it found).
     Synced,

@@ -253,6 +253,8 @@ pub struct TagSetConflict {
     pub examples: Vec<String>,
 }
 
+super::tailnet_scoped_kind!(DeviceTagSet, DeviceTagSetStatus, DeleteByDefault);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,10 +52,10 @@ pub const DOMAIN_PATTERN: &str = r"^([A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_
     derive = "Default",
     doc = "A tailnet's DNS: global nameservers, split DNS, search paths, MagicDNS and override local DNS. One per tailnet: a second DNSConfig for the same tailnet is Ready=False with reason Conflict (the oldest wins). Parts left out are not managed. Not Tailscale's own operator's DNSConfig (group tailscale.com).",
     printcolumn(
-        name = "Tailnet",
+        name = "ManagedTailnet",
         type_ = "string",
         json_path = ".spec.tailnetRef",
-        description = "The Tailnet resource whose DNS this configures"
+        description = "The ManagedTailnet resource whose DNS this configures"
     ),
     printcolumn(
         name = "Ready",
@@ -232,6 +232,8 @@ impl DnsSettings {
         self == &DnsSettings::default()
     }
 }
+
+super::tailnet_scoped_kind!(DNSConfig, DNSConfigStatus, DeleteByDefault, normalized);
 
 #[cfg(test)]
 mod tests {

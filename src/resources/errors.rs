@@ -42,7 +42,7 @@ pub enum ReconcileError {
     #[error("conflict: {message}")]
     Conflict { message: String },
 
-    /// Something the resource refers to does not exist (a `Tailnet`, a Secret, a ConfigMap key).
+    /// Something the resource refers to does not exist (a `ManagedTailnet`, a Secret, a ConfigMap key).
     #[error("{what} not found: {message}")]
     NotFound {
         /// What is missing, e.g. `Secret tailscale/oauth`.
@@ -256,11 +256,11 @@ mod tests {
         );
         assert_eq!(ReconcileError::conflict("x").category(), Category::Conflict);
         let missing =
-            ReconcileError::not_found("Tailnet default", "create it or set spec.tailnetRef");
+            ReconcileError::not_found("ManagedTailnet default", "create it or set spec.tailnetRef");
         assert_eq!(missing.category(), Category::NotFound);
         assert_eq!(
             missing.to_string(),
-            "Tailnet default not found: create it or set spec.tailnetRef"
+            "ManagedTailnet default not found: create it or set spec.tailnetRef"
         );
         let creds = ReconcileError::Credentials {
             message: "key `api_key` is empty".into(),

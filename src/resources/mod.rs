@@ -4,7 +4,8 @@
 //!   `deletionPolicy`), annotation, finalizer and field-manager names;
 //! - [`conditions`]: `Ready` / `Synced` / `Drifted` with stable transition times;
 //! - [`drift`]: the capped, structured drift diff shown in status;
-//! - [`errors`]: the reconcile error, its category, event reason and retry schedule.
+//! - [`errors`]: the reconcile error, its category, event reason and retry schedule;
+//! - [`kind`]: what every tailnet-scoped kind is to generic code ([`TailnetScoped`], [`KindStatus`]).
 //!
 //! One module per kind: [`tailnet`], [`tailnet_policy`], [`change_proposal`], [`dns_config`],
 //! [`device_tag_set`].
@@ -20,6 +21,7 @@ pub mod device_tag_set;
 pub mod dns_config;
 pub mod drift;
 pub mod errors;
+pub mod kind;
 pub mod tailnet;
 pub mod tailnet_policy;
 
@@ -30,7 +32,9 @@ pub use device_tag_set::{DeviceTagSet, DeviceTagSetSpec, DeviceTagSetStatus, Tag
 pub use dns_config::{DNSConfig, DNSConfigSpec, DNSConfigStatus, DnsSettings, Nameserver};
 pub use drift::{DriftDiff, DriftEntry};
 pub use errors::ReconcileError;
-pub use tailnet::{Tailnet, TailnetSpec, TailnetStatus};
+pub(crate) use kind::tailnet_scoped_kind;
+pub use kind::{KindStatus, TailnetScoped};
+pub use tailnet::{ManagedTailnet, ManagedTailnetSpec, ManagedTailnetStatus};
 pub use tailnet_policy::{PolicyRole, TailnetPolicy, TailnetPolicySpec, TailnetPolicyStatus};
 
 /// Every CustomResourceDefinition the operator serves, in a fixed order; this is what `crdgen`
@@ -40,7 +44,7 @@ pub use tailnet_policy::{PolicyRole, TailnetPolicy, TailnetPolicySpec, TailnetPo
 /// read as paragraphs in `kubectl explain` and in the YAML.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     let mut crds = vec![
-        Tailnet::crd(),
+        ManagedTailnet::crd(),
         TailnetPolicy::crd(),
         ChangeProposal::crd(),
         DNSConfig::crd(),

@@ -1,4 +1,4 @@
-//! `Tailnet`: the cluster-scoped connection to one tailnet (DESIGN §2). It owns nothing in the
+//! `ManagedTailnet`: the cluster-scoped connection to one tailnet (DESIGN §2). It owns nothing in the
 //! tailnet; every other kind names it in `spec.tailnetRef`. Its status says whether the
 //! credentials work and how the API is doing.
 //!
@@ -33,14 +33,14 @@ pub const MIN_RESYNC_INTERVAL: &str = "30s";
 #[kube(
     group = "tailnet.ops.dev",
     version = "v1alpha1",
-    kind = "Tailnet",
-    plural = "tailnets",
-    shortname = "tn",
+    kind = "ManagedTailnet",
+    plural = "managedtailnets",
+    shortname = "mtn",
     category = "tailnetops",
-    status = "TailnetStatus",
+    status = "ManagedTailnetStatus",
     derive = "PartialEq",
     derive = "Default",
-    doc = "A connection to a Tailscale tailnet: the tailnet, the API URL, the credentials (an OAuth client or an API key, from a Secret) and the resync interval. Other tailnet.ops.dev resources refer to it by name in spec.tailnetRef.",
+    doc = "A connection to a Tailscale tailnet (named ManagedTailnet so as not to clash with the Tailnet kind of Tailscale's own operator): the tailnet, the API URL, the credentials (an OAuth client or an API key, from a Secret) and the resync interval. Other tailnet.ops.dev resources refer to it by name in spec.tailnetRef.",
     printcolumn(
         name = "Tailnet",
         type_ = "string",
@@ -83,7 +83,7 @@ pub const MIN_RESYNC_INTERVAL: &str = "30s";
     "rule": "has(self.oauthSecretRef) != has(self.apiKeySecretRef)",
     "message": "set exactly one of spec.oauthSecretRef (an OAuth client, recommended) or spec.apiKeySecretRef (an API key)",
 }]))]
-pub struct TailnetSpec {
+pub struct ManagedTailnetSpec {
     /// The tailnet to manage: its id (as shown in the admin console's General settings, e.g.
     /// `T1234CNTRL` or `example.com`), or `-` for the tailnet the credentials belong to.
     #[serde(default = "default_tailnet")]
@@ -132,7 +132,7 @@ pub struct OAuthSecretRef {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
-    /// Namespace of the Secret (a Tailnet is cluster-scoped, so the namespace is explicit).
+    /// Namespace of the Secret (a ManagedTailnet is cluster-scoped, so the namespace is explicit).
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub namespace: String,
     /// Key in the Secret holding the OAuth client id.
@@ -152,7 +152,7 @@ pub struct ApiKeySecretRef {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
-    /// Namespace of the Secret (a Tailnet is cluster-scoped, so the namespace is explicit).
+    /// Namespace of the Secret (a ManagedTailnet is cluster-scoped, so the namespace is explicit).
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub namespace: String,
     /// Key in the Secret holding the API access token.
@@ -195,10 +195,10 @@ pub struct SecretKeyRef {
 }
 
 /// What the operator last observed about the tailnet. `Ready` means the credentials work and the
-/// API answers; `Drifted` is always False for a Tailnet, which applies nothing.
+/// API answers; `Drifted` is always False for a ManagedTailnet, which applies nothing.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct TailnetStatus {
+pub struct ManagedTailnetStatus {
     /// Conditions, observed generation and last sync time, as every kind has them.
     #[serde(flatten)]
     pub common: CommonStatus,
@@ -246,7 +246,7 @@ pub struct ApiHealth {
     pub last_error_message: Option<String>,
 }
 
-impl TailnetSpec {
+impl ManagedTailnetSpec {
     /// The resync interval as a `Duration`. The schema already checks the form, so an error here
     /// means the object bypassed validation (file mode, an old CRD).
     pub fn resync_interval(&self) -> Result<Duration, DurationError> {
@@ -254,9 +254,9 @@ impl TailnetSpec {
     }
 }
 
-impl Default for TailnetSpec {
+impl Default for ManagedTailnetSpec {
     fn default() -> Self {
-        TailnetSpec {
+        ManagedTailnetSpec {
             tailnet: default_tailnet(),
             api_url: default_api_url(),
             oauth_secret_ref: None,
@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_minimal_spec_gets_the_documented_defaults() {
-        let spec: TailnetSpec = serde_json::from_value(json!({
+        let spec: ManagedTailnetSpec = serde_json::from_value(json!({
             "oauthSecretRef": {"name": "ts-oauth", "namespace": "tailnet-system"},
         }))
         .unwrap();
@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn api_key_and_webhook_keys_default_too() {
-        let spec: TailnetSpec = serde_json::from_value(json!({
+        let spec: ManagedTailnetSpec = serde_json::from_value(json!({
             "apiKeySecretRef": {"name": "ts-key", "namespace": "ops"},
             "webhook": {"enabled": true, "secretRef": {"name": "hook", "namespace": "ops"}},
         }))
@@ -330,15 +330,15 @@ mod tests {
 
     #[test]
     fn the_default_spec_matches_the_serde_defaults() {
-        let from_empty: TailnetSpec = serde_json::from_value(json!({})).unwrap();
-        assert_eq!(from_empty, TailnetSpec::default());
+        let from_empty: ManagedTailnetSpec = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(from_empty, ManagedTailnetSpec::default());
     }
 
     #[test]
     fn a_bad_resync_interval_is_reported_by_the_accessor() {
-        let spec = TailnetSpec {
+        let spec = ManagedTailnetSpec {
             resync_interval: "5 minutes".into(),
-            ..TailnetSpec::default()
+            ..ManagedTailnetSpec::default()
         };
         assert!(
             spec.resync_interval()
@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn an_empty_status_serializes_to_an_empty_object() {
         assert_eq!(
-            serde_json::to_value(TailnetStatus::default()).unwrap(),
+            serde_json::to_value(ManagedTailnetStatus::default()).unwrap(),
             json!({})
         );
     }

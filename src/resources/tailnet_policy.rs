@@ -43,10 +43,10 @@ pub const MAX_INLINE_POLICY_LENGTH: u32 = 512 * 1024;
         description = "Base or Fragment"
     ),
     printcolumn(
-        name = "Tailnet",
+        name = "ManagedTailnet",
         type_ = "string",
         json_path = ".spec.tailnetRef",
-        description = "The Tailnet resource this policy belongs to"
+        description = "The ManagedTailnet resource this policy belongs to"
     ),
     printcolumn(
         name = "Ready",
@@ -216,6 +216,8 @@ impl PolicyRole {
 fn default_history_limit() -> u32 {
     DEFAULT_HISTORY_LIMIT
 }
+
+super::tailnet_scoped_kind!(TailnetPolicy, TailnetPolicyStatus, OrphanByDefault);
 
 #[cfg(test)]
 mod tests {

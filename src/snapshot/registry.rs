@@ -1,4 +1,4 @@
-//! The snapshot caches of every tailnet, keyed by the `Tailnet` resource's name, so all the
+//! The snapshot caches of every tailnet, keyed by the `ManagedTailnet` resource's name, so all the
 //! resources of one tailnet share one cache.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,7 +13,7 @@ use crate::tailscale::TailscaleClient;
 pub struct SnapshotRegistry {
     clock: Arc<dyn Clock>,
     caches: Arc<Mutex<BTreeMap<String, TailnetSnapshots>>>,
-    /// Tailnets whose `Tailnet` has `spec.suspend`: their resources observe but do not write.
+    /// Tailnets whose `ManagedTailnet` has `spec.suspend`: their resources observe but do not write.
     suspended: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -52,7 +52,7 @@ impl SnapshotRegistry {
 
     /// The cache of tailnet `name`, created from `make()` (client and resync interval) if there
     /// is none. An existing cache is returned as is, even if `make` would now give another
-    /// client or interval: when the `Tailnet` spec changes, use [`Self::insert`].
+    /// client or interval: when the `ManagedTailnet` spec changes, use [`Self::insert`].
     pub fn get_or_insert(
         &self,
         name: &str,
@@ -96,14 +96,14 @@ impl SnapshotRegistry {
         cache
     }
 
-    /// Forgets the cache of `name` (the `Tailnet` was deleted). Returns it, if there was one.
+    /// Forgets the cache of `name` (the `ManagedTailnet` was deleted). Returns it, if there was one.
     pub fn remove(&self, name: &str) -> Option<TailnetSnapshots> {
         self.set_suspended(name, false);
         self.lock().remove(name)
     }
 
-    /// Records whether the `Tailnet` named `name` has `spec.suspend` set. The Tailnet
-    /// controller sets it before it makes the tailnet's cache, and every kind's Tailnet watch
+    /// Records whether the `ManagedTailnet` named `name` has `spec.suspend` set. The ManagedTailnet
+    /// controller sets it before it makes the tailnet's cache, and every kind's ManagedTailnet watch
     /// sets it before the resources of that tailnet are reconciled, so no resource that can
     /// reach the tailnet misses a suspension.
     pub fn set_suspended(&self, name: &str, suspended: bool) {
@@ -118,7 +118,7 @@ impl SnapshotRegistry {
         }
     }
 
-    /// Whether the resources of tailnet `name` must not write (its `Tailnet` is suspended).
+    /// Whether the resources of tailnet `name` must not write (its `ManagedTailnet` is suspended).
     pub fn is_suspended(&self, name: &str) -> bool {
         self.suspended
             .lock()

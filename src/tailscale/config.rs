@@ -16,7 +16,7 @@ pub struct ClientConfig {
     /// Scheme and host, e.g. `https://api.tailscale.com` or `http://127.0.0.1:8080` for the
     /// simulated tailnet. The client appends `/api/v2` (unless it is already there).
     pub base_url: String,
-    /// Tailnet ID, legacy name, or `-` for the credential's default tailnet.
+    /// ManagedTailnet ID, legacy name, or `-` for the credential's default tailnet.
     pub tailnet: String,
     pub credentials: Credentials,
     pub retry: RetryPolicy,

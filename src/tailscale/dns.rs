@@ -1,4 +1,4 @@
-//! Tailnet DNS through the combined `/dns/configuration` endpoint only.
+//! ManagedTailnet DNS through the combined `/dns/configuration` endpoint only.
 //!
 //! Why only that endpoint, and never the per-part ones (`/dns/nameservers`,
 //! `/dns/preferences`, `/dns/searchpaths`, `/dns/split-dns`):

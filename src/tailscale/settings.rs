@@ -1,4 +1,4 @@
-//! Tailnet-wide settings (`GET`/`PATCH /tailnet/{tailnet}/settings`).
+//! ManagedTailnet-wide settings (`GET`/`PATCH /tailnet/{tailnet}/settings`).
 use serde::{Deserialize, Serialize};
 
 use super::client::{ApiRequest, TailscaleClient};

@@ -1,5 +1,5 @@
 //! The usual setup of a test that runs the real controllers: the simulated tailnet, a Secret
-//! with its API key, a `Tailnet` using it, and a [`Manager`] on the fake API server. Each
+//! with its API key, a `ManagedTailnet` using it, and a [`Manager`] on the fake API server. Each
 //! controller test used to carry its own copy of these.
 #![allow(dead_code)]
 
@@ -10,14 +10,14 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use serde_json::json;
 use tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL;
 use tailnet_operator::controller::{Manager, RunConfig};
-use tailnet_operator::resources::Tailnet;
+use tailnet_operator::resources::ManagedTailnet;
 use tailnet_operator::sim::{SimConfig, SimServer};
 
 use super::fake_kube::{FakeKube, Gvr};
 
 /// The operator's namespace (Lease, revision history, the credentials Secret).
 pub const NAMESPACE: &str = "tailnet-system";
-/// The `Tailnet` resource every test resource points at.
+/// The `ManagedTailnet` resource every test resource points at.
 pub const TAILNET: &str = "home";
 /// The Secret holding the simulated tailnet's API key.
 pub const SECRET: &str = "ts-key";
@@ -50,7 +50,7 @@ pub async fn start_manager(fake: &FakeKube, config: RunConfig) -> Manager {
         .expect("manager starts")
 }
 
-/// A Secret with the sim's API key and a Tailnet using it.
+/// A Secret with the sim's API key and a ManagedTailnet using it.
 pub fn connect_tailnet(fake: &FakeKube, sim: &SimServer) {
     let mut secret = KubeSecret::default();
     secret.metadata.name = Some(SECRET.to_owned());
@@ -66,10 +66,10 @@ pub fn connect_tailnet(fake: &FakeKube, sim: &SimServer) {
     fake.apply(&Gvr::of::<KubeSecret>(), manifest)
         .expect("secret applied");
     fake.create(
-        &Gvr::of::<Tailnet>(),
+        &Gvr::of::<ManagedTailnet>(),
         json!({
             "apiVersion": "tailnet.ops.dev/v1alpha1",
-            "kind": "Tailnet",
+            "kind": "ManagedTailnet",
             "metadata": {"name": TAILNET},
             "spec": {
                 "tailnet": "-",

@@ -1,7 +1,7 @@
 -- Argo CD health of a tailnet.ops.dev resource that reports Ready / Synced / Drifted
--- conditions (Tailnet, TailnetPolicy, DeviceTagSet, DNSConfig).
+-- conditions (ManagedTailnet, TailnetPolicy, DeviceTagSet, DNSConfig).
 --   Progressing: not reconciled yet, the spec's generation not observed yet, or waiting
---                (Pending, or its Tailnet is not Ready yet);
+--                (Pending, or its ManagedTailnet is not Ready yet);
 --   Suspended:   spec.suspend (Synced=False, reason Suspended);
 --   Degraded:    Ready=False for any other reason (Auth, Invalid, Conflict, ...), or
 --                Drifted=True (the live tailnet differs from the desired state);

@@ -45,7 +45,7 @@ local function resource(kind, conditions, observed)
 end
 
 local in_sync = condition("Drifted", "False", "InSync", "no drift")
-for _, kind in ipairs({ "Tailnet", "TailnetPolicy", "DeviceTagSet", "DNSConfig" }) do
+for _, kind in ipairs({ "ManagedTailnet", "TailnetPolicy", "DeviceTagSet", "DNSConfig" }) do
   local s = "conditions.lua"
   expect(s, kind .. " Ready", resource(kind, {
     condition("Ready", "True", "Reconciled", "applied revision 3"),
@@ -55,8 +55,8 @@ for _, kind in ipairs({ "Tailnet", "TailnetPolicy", "DeviceTagSet", "DNSConfig" 
     condition("Ready", "True", "Reconciled", "ok"), in_sync }, 1), "Progressing", "generation 2")
   expect(s, kind .. " Progressing (Pending)", resource(kind, {
     condition("Ready", "False", "Pending", "first reconcile") }), "Progressing", "Pending")
-  expect(s, kind .. " Progressing (Tailnet not ready)", resource(kind, {
-    condition("Ready", "False", "TailnetNotReady", "Tailnet home is not Ready") }), "Progressing")
+  expect(s, kind .. " Progressing (ManagedTailnet not ready)", resource(kind, {
+    condition("Ready", "False", "TailnetNotReady", "ManagedTailnet home is not Ready") }), "Progressing")
   expect(s, kind .. " Degraded (Auth)", resource(kind, {
     condition("Ready", "False", "Auth", "the API refused the credentials"),
     condition("Synced", "False", "Auth", "x"), in_sync }), "Degraded", "Auth: the API refused")

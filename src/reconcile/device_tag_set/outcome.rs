@@ -212,7 +212,7 @@ fn ready_verdict(
             ConditionStatus::False,
             reason::SUSPENDED,
             format!(
-                "suspended (spec.suspend here or on its Tailnet): {out_of_sync} matched devices are not written"
+                "suspended (spec.suspend here or on its ManagedTailnet): {out_of_sync} matched devices are not written"
             ),
         );
     }

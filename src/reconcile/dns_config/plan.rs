@@ -204,7 +204,7 @@ pub fn plan(resource: &DnsResource, others: &[DnsResource], live: &DnsConfigurat
         return plan;
     }
     if resource.spec.common.suspend {
-        let message = "suspended (spec.suspend here or on its Tailnet): observing only; the live DNS differs from the spec";
+        let message = "suspended (spec.suspend here or on its ManagedTailnet): observing only; the live DNS differs from the spec";
         plan.outcome.ready = Verdict::new(ConditionStatus::False, reason::SUSPENDED, message);
         plan.outcome.synced = Verdict::new(ConditionStatus::True, reason::SUSPENDED, message);
         return plan;

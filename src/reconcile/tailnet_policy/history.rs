@@ -101,7 +101,7 @@ fn prune(revisions: &mut Vec<Revision>, limit: u32) {
     }
 }
 
-/// The history ConfigMap's name for `tailnet` (the Tailnet resource's name).
+/// The history ConfigMap's name for `tailnet` (the ManagedTailnet resource's name).
 pub fn history_config_map_name(tailnet: &str) -> String {
     format!("tailnet-operator-history-{tailnet}")
 }
@@ -118,7 +118,7 @@ pub struct ConfigMapRevisionStore {
 }
 
 impl ConfigMapRevisionStore {
-    /// `namespace` is the operator's own namespace; `tailnet` the Tailnet resource's name.
+    /// `namespace` is the operator's own namespace; `tailnet` the ManagedTailnet resource's name.
     pub fn new(client: kube::Client, namespace: &str, tailnet: &str) -> ConfigMapRevisionStore {
         ConfigMapRevisionStore {
             api: Api::namespaced(client, namespace),

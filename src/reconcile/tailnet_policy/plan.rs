@@ -531,7 +531,7 @@ fn decide(
         }
     }
     if base.spec.common.suspend {
-        let message = "suspended (spec.suspend on the Base or on its Tailnet): observing only; the live policy \
+        let message = "suspended (spec.suspend on the Base or on its ManagedTailnet): observing only; the live policy \
                        differs from the desired one";
         ready_all(
             plan,

@@ -1,0 +1,5 @@
+//! Kubernetes-side reads shared by the controllers, the CLI and the MCP server, kept in one
+//! place so that no layer borrows them from another:
+//! - [`policy_sources`]: a `TailnetPolicy`'s text, inline or from a ConfigMap, with the cache
+//!   the controller's metadata watch keeps fresh.
+pub mod policy_sources;

@@ -1,0 +1,376 @@
+//! The one controller skeleton of every tailnet-scoped kind (TailnetPolicy, DNSConfig,
+//! DeviceTagSet, and the kinds to come). A kind implements [`KindReconciler`]: its extra
+//! watches, its pass and its clean-up. The skeleton does the rest, the same way for every kind:
+//!
+//! per-tailnet lock → the newest copy from the reflector store → deletion (the kind's
+//! [`KindReconciler::clean_up`], then the finalizer goes) → the finalizer kept in line with
+//! `deletionPolicy` before any write → the ManagedTailnet's snapshots (none: `Ready=False`,
+//! [`TAILNET_NOT_READY`], requeue in [`NOT_READY_RETRY`]) → a new `reconcile-at` value re-reads
+//! the kind's snapshot area → the kind's [`KindReconciler::pass`] → on failure `Ready=False`
+//! with the error's category → requeue at the tailnet's resync interval (or what the pass asks).
+//!
+//! Every status write goes through [`Pass::report`]: written only when it changed, the drift
+//! gauge set, the kind's own events and the shared condition events published.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{SubsecRound, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+
+use super::coordination::{
+    ForcedReconciles, TailnetLocks, forget_deleted, note_tailnet_suspension, suspended,
+};
+use super::{
+    Context, KindContext, KindController, KindEvent, Stop, condition_events, controller_for,
+    has_finalizer, instrumented, kind_controller, publish_event, set_finalizer, write_status,
+};
+use crate::resources::conditions::{self, ConditionType, failure_reason, time_from};
+use crate::resources::{KindStatus, ManagedTailnet, ReconcileError, TailnetScoped};
+use crate::snapshot::{Area, TailnetSnapshots};
+
+/// Ready reason while the referenced ManagedTailnet has no connection (missing, or not Ready).
+pub const TAILNET_NOT_READY: &str = "TailnetNotReady";
+/// Event reason of a write to the tailnet.
+pub const APPLIED: &str = "Applied";
+/// How soon a resource whose ManagedTailnet is not Ready looks again (the ManagedTailnet watch
+/// usually triggers it sooner).
+pub const NOT_READY_RETRY: Duration = Duration::from_secs(15);
+
+/// The status type of a kind.
+pub type StatusOf<R> = <<R as KindReconciler>::Object as TailnetScoped>::Status;
+
+/// What a pass asks for next.
+#[derive(Debug)]
+pub enum Next {
+    /// Look again at the tailnet's resync interval.
+    Resync,
+    /// Look again sooner (e.g. after a 412, against a fresh read).
+    After(Duration),
+    /// A failure the pass already reported in status; the error policy backs off.
+    Retry(ReconcileError),
+}
+
+/// What one tailnet-scoped kind adds to the skeleton: only what is its own.
+pub trait KindReconciler: Send + Sync + Sized + 'static {
+    /// The custom resource.
+    type Object: TailnetScoped;
+
+    /// The snapshot area a new `reconcile-at` value re-reads.
+    const AREA: Area;
+    /// What waits for the tailnet, for the not-Ready message, e.g. "the DNS is applied".
+    const WAITING: &'static str;
+    /// Whether a pass needs every resource of the tailnet listed first (kinds planned
+    /// together: planning before the initial list would miss conflicts).
+    const NEEDS_FULL_LIST: bool = false;
+
+    /// Extra watches and triggers beyond the kind itself and the ManagedTailnets.
+    fn extend(
+        &self,
+        controller: Controller<Self::Object>,
+        _store: &Store<Self::Object>,
+        _client: &Client,
+    ) -> Controller<Self::Object> {
+        controller
+    }
+
+    /// Called when the watch sees a resource deleted (after the shared forgetting).
+    fn on_delete(&self, _obj: &Self::Object) {}
+
+    /// Plans and executes `current` (and whatever of its tailnet is planned with it),
+    /// reporting every status it decides through [`Pass::report`].
+    fn pass(
+        &self,
+        pass: &Pass<'_, Self>,
+        current: &Self::Object,
+        snapshots: &TailnetSnapshots,
+    ) -> impl Future<Output = Result<Next, ReconcileError>> + Send;
+
+    /// `deletionPolicy: Delete`: removes `current`'s effect from the tailnet before its
+    /// finalizer goes. Only called for resources that carry the finalizer and ask for deletion.
+    fn clean_up(
+        &self,
+        pass: &Pass<'_, Self>,
+        current: &Self::Object,
+    ) -> impl Future<Output = Result<(), ReconcileError>> + Send;
+}
+
+/// A kind's controller state: the shared [`Context`], the kind's reflector store, the
+/// per-tailnet locks, `reconcile-at` memory, and the kind's own state.
+pub struct Runtime<R: KindReconciler> {
+    pub shared: Arc<Context>,
+    pub store: Store<R::Object>,
+    locks: TailnetLocks,
+    forced: ForcedReconciles,
+    pub kind: Arc<R>,
+}
+
+impl<R: KindReconciler> KindContext for Runtime<R> {
+    fn shared(&self) -> &Context {
+        &self.shared
+    }
+}
+
+/// Builds the controller of kind `R`: the kind's watch (with the shared trigger), a watch of
+/// ManagedTailnets mapping to their resources (and recording their `suspend`), the kind's extra
+/// watches, and the skeleton's reconcile.
+pub fn controller<R: KindReconciler>(ctx: Arc<Context>, stop: &Stop, kind: R) -> KindController {
+    let client = ctx.client.clone();
+    let forced = ForcedReconciles::default();
+    let kind = Arc::new(kind);
+    let on_delete = {
+        let (metrics, forced, kind) = (Arc::clone(&ctx.metrics), forced.clone(), kind.clone());
+        move |obj: &R::Object| {
+            forget_deleted(&metrics, &forced, &kind_name::<R>(), obj);
+            kind.on_delete(obj);
+        }
+    };
+    let controller = controller_for(
+        Api::<R::Object>::all(client.clone()),
+        watcher::Config::default(),
+        on_delete,
+    );
+    let store = controller.store();
+    let (by_tailnet, registry) = (store.clone(), ctx.snapshots.clone());
+    let controller = controller.watches(
+        Api::<ManagedTailnet>::all(client.clone()),
+        watcher::Config::default(),
+        move |tailnet: ManagedTailnet| {
+            note_tailnet_suspension(&registry, &tailnet);
+            of_tailnet(&by_tailnet, &tailnet.name_any())
+                .iter()
+                .map(|m| ObjectRef::from_obj(&**m))
+                .collect::<Vec<_>>()
+        },
+    );
+    let controller = kind
+        .extend(controller, &store, &client)
+        .graceful_shutdown_on(stop.wait());
+    let runtime = Arc::new(Runtime {
+        shared: ctx,
+        store,
+        locks: TailnetLocks::default(),
+        forced,
+        kind,
+    });
+    kind_controller(kind_name::<R>(), controller, reconcile::<R>, runtime)
+}
+
+/// The kind's name, e.g. `DNSConfig` (metrics label, log field).
+pub fn kind_name<R: KindReconciler>() -> String {
+    R::Object::kind(&()).into_owned()
+}
+
+/// Every resource of `tailnet` in `store` (including ones being deleted), by name.
+pub fn of_tailnet<K: TailnetScoped>(store: &Store<K>, tailnet: &str) -> Vec<Arc<K>> {
+    let mut members: Vec<Arc<K>> = store
+        .state()
+        .into_iter()
+        .filter(|m| m.tailnet_ref() == tailnet)
+        .collect();
+    members.sort_by_key(|m| m.name_any());
+    members
+}
+
+async fn reconcile<R: KindReconciler>(
+    obj: Arc<R::Object>,
+    rt: Arc<Runtime<R>>,
+) -> Result<Action, ReconcileError> {
+    let shared = Arc::clone(&rt.shared);
+    instrumented(&shared, &*obj, reconcile_inner(&*obj, &rt)).await
+}
+
+async fn reconcile_inner<R: KindReconciler>(
+    obj: &R::Object,
+    rt: &Runtime<R>,
+) -> Result<Action, ReconcileError> {
+    if R::NEEDS_FULL_LIST && rt.store.wait_until_ready().await.is_err() {
+        return Ok(Action::await_change());
+    }
+    let tailnet = obj.tailnet_ref().to_owned();
+    let tailnet_lock = rt.locks.for_tailnet(&tailnet);
+    let _serialized = tailnet_lock.lock().await;
+    let pass = Pass {
+        rt,
+        api: Api::all(rt.shared.client.clone()),
+        tailnet,
+        now: time_from(Utc::now().trunc_subsecs(0)),
+    };
+    // The newest copy: finalizer patches carry its resourceVersion, and its status is what the
+    // last pass wrote.
+    let current = pass.latest(obj);
+    if current.meta().deletion_timestamp.is_some() {
+        if has_finalizer(&*current) {
+            if current.common().deletes_on_removal() {
+                rt.kind.clean_up(&pass, &current).await?;
+            }
+            set_finalizer(&pass.api, &*current, false).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    // Before any write to the tailnet, so a resource that asks for cleanup always gets it.
+    let wants_finalizer = current.common().deletes_on_removal();
+    if wants_finalizer != has_finalizer(&*current) {
+        set_finalizer(&pass.api, &*current, wants_finalizer).await?;
+    }
+    let Some(snapshots) = rt.shared.snapshots.get(&pass.tailnet) else {
+        let message = format!(
+            "ManagedTailnet {tailnet} is not Ready (missing, or its credentials are not accepted \
+             yet): {} once it is; see `kubectl describe managedtailnet {tailnet}`",
+            R::WAITING,
+            tailnet = pass.tailnet
+        );
+        pass.report_failure(&current, TAILNET_NOT_READY, &message)
+            .await?;
+        return Ok(Action::requeue(NOT_READY_RETRY));
+    };
+    if rt.forced.newly_forced(obj) {
+        snapshots.refresh_if_older_than(R::AREA, snapshots.now());
+    }
+    match rt.kind.pass(&pass, &current, &snapshots).await {
+        Ok(Next::Resync) => Ok(Action::requeue(snapshots.resync_interval())),
+        Ok(Next::After(wait)) => Ok(Action::requeue(wait)),
+        Ok(Next::Retry(err)) => Err(err),
+        Err(err) => {
+            let current = pass.latest(obj);
+            pass.report_failure(&current, failure_reason(err.category()), &err.to_string())
+                .await?;
+            Err(err)
+        }
+    }
+}
+
+/// One reconcile of kind `R` for one tailnet, holding that tailnet's turn: what a kind's pass
+/// and clean-up work with.
+pub struct Pass<'a, R: KindReconciler> {
+    rt: &'a Runtime<R>,
+    pub api: Api<R::Object>,
+    pub tailnet: String,
+    /// The pass's clock, at second precision (what the API server keeps).
+    pub now: Time,
+}
+
+impl<R: KindReconciler> Pass<'_, R> {
+    pub fn shared(&self) -> &Context {
+        &self.rt.shared
+    }
+
+    pub fn store(&self) -> &Store<R::Object> {
+        &self.rt.store
+    }
+
+    /// Every resource of this tailnet (including ones being deleted), by name.
+    pub fn members(&self) -> Vec<Arc<R::Object>> {
+        of_tailnet(&self.rt.store, &self.tailnet)
+    }
+
+    /// The store's copy of `obj` (the newest the operator has seen), else `obj` itself.
+    pub fn latest(&self, obj: &R::Object) -> Arc<R::Object> {
+        self.rt
+            .store
+            .get(&ObjectRef::from_obj(obj))
+            .unwrap_or_else(|| Arc::new(obj.clone()))
+    }
+
+    /// A resource's effective `suspend`: its own, or its ManagedTailnet's.
+    pub fn suspended(&self, obj: &R::Object) -> bool {
+        suspended(
+            obj.common().suspend,
+            &self.rt.shared.snapshots,
+            &self.tailnet,
+        )
+    }
+
+    /// The tailnet's snapshots for a clean-up, or the error saying why the resource keeps its
+    /// finalizer and how to let it go.
+    pub fn snapshots_for_clean_up(
+        &self,
+        obj: &R::Object,
+    ) -> Result<TailnetSnapshots, ReconcileError> {
+        self.rt.shared.snapshots.get(&self.tailnet).ok_or_else(|| {
+            ReconcileError::not_found(
+                format!("ManagedTailnet {} (Ready)", self.tailnet),
+                format!(
+                    "{} {} has deletionPolicy: Delete and what it set cannot be removed from \
+                     the tailnet while the ManagedTailnet is not Ready; fix the ManagedTailnet, \
+                     or set deletionPolicy: Orphan",
+                    kind_name::<R>(),
+                    obj.name_any()
+                ),
+            )
+        })
+    }
+
+    /// Writes `status` for `obj` (nothing when it equals `before`), sets the drift gauge and
+    /// publishes `events` (the kind's own, e.g. a write) and the shared condition events of
+    /// the transition. Returns the status as now written.
+    pub async fn report(
+        &self,
+        obj: &R::Object,
+        before: Option<&StatusOf<R>>,
+        status: StatusOf<R>,
+        events: Vec<KindEvent>,
+    ) -> Result<StatusOf<R>, ReconcileError> {
+        write_status(&self.api, obj, before, &status).await?;
+        let common = status.common();
+        let drifted = conditions::is_true(&common.conditions, ConditionType::Drifted);
+        let kind = kind_name::<R>();
+        self.rt
+            .shared
+            .metrics
+            .set_drifted(&kind, &obj.name_any(), drifted);
+        let mut all = events;
+        all.extend(transition_events::<R>(before, &status));
+        for event in all {
+            publish_event(
+                &self.rt.shared,
+                obj,
+                event.warning,
+                &event.reason,
+                "Reconcile",
+                event.note,
+            )
+            .await;
+        }
+        Ok(status)
+    }
+
+    /// `Ready=False` and `Synced=False` with `why` in `obj`'s status; the rest is kept.
+    pub async fn report_failure(
+        &self,
+        obj: &R::Object,
+        why: &str,
+        message: &str,
+    ) -> Result<StatusOf<R>, ReconcileError> {
+        let before = obj.current_status();
+        let mut status = before.clone();
+        status.record_failure(why, message, obj.meta().generation, &self.now);
+        self.report(obj, Some(&before), status, Vec::new()).await
+    }
+
+    /// Publishes a Normal event about a clean-up (`action` Delete).
+    pub async fn publish_clean_up(&self, obj: &R::Object, reason: &str, note: String) {
+        publish_event(&self.rt.shared, obj, false, reason, "Delete", note).await;
+    }
+}
+
+/// The shared events of a status going from `before` to `after` (pure): `Drifted` turning
+/// True, and `Ready` turning False or changing its reason or message while False.
+pub fn transition_events<R: KindReconciler>(
+    before: Option<&StatusOf<R>>,
+    after: &StatusOf<R>,
+) -> Vec<KindEvent> {
+    condition_events(before.map(KindStatus::common), after.common(), || {
+        after.drift().map(|d| d.summary()).unwrap_or_else(|| {
+            format!(
+                "the live tailnet differs from what this {} applied",
+                kind_name::<R>()
+            )
+        })
+    })
+}
