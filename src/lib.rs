@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod error;
+pub mod file_mode;
 pub mod mcp;
 pub mod policy;
 pub mod proposal;

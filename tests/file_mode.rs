@@ -3,11 +3,10 @@
 mod client_common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use client_common::*;
-use tailnet_operator::cli::file_mode::{self, FileModeError};
+use tailnet_operator::file_mode::{self, FileModeError};
 use tailnet_operator::sim::{SimConfig, SimTailnet};
 use tailnet_operator::snapshot::TailnetSnapshots;
 
@@ -44,8 +43,18 @@ fn base_doc(name: &str, policy: &str) -> String {
 async fn apply_examples_converges_and_a_second_apply_writes_nothing() {
     let server = start_sim().await;
     let manifests = file_mode::load(&examples()).unwrap();
-    assert_eq!(manifests.tailnets.len(), 1);
-    assert_eq!(manifests.policies.len(), 2);
+    assert_eq!(
+        manifests
+            .of::<tailnet_operator::resources::ManagedTailnet>()
+            .len(),
+        1
+    );
+    assert_eq!(
+        manifests
+            .of::<tailnet_operator::resources::TailnetPolicy>()
+            .len(),
+        2
+    );
     for run in 1..=2 {
         // Each run is a fresh process in real life: new snapshots, no history.
         let snapshots =
@@ -88,7 +97,7 @@ fn config_map_sources_resolve_and_foreign_kinds_are_handled() {
         ],
     );
     let manifests = file_mode::load(&dir).unwrap();
-    let resources = manifests.policy_resources();
+    let resources = file_mode::tailnet_policy::resources(&manifests);
     assert_eq!(resources[0].text.as_deref().unwrap(), "{\"groups\": {}}");
     assert_eq!(manifests.warnings.len(), 1);
     assert!(manifests.warnings[0].contains("FunnelExposure is not supported yet"));
@@ -102,7 +111,7 @@ fn config_map_sources_resolve_and_foreign_kinds_are_handled() {
         )],
     );
     let manifests = file_mode::load(&missing).unwrap();
-    let err = manifests.policy_resources()[0]
+    let err = file_mode::tailnet_policy::resources(&manifests)[0]
         .text
         .as_ref()
         .unwrap_err()
@@ -129,23 +138,6 @@ fn config_map_sources_resolve_and_foreign_kinds_are_handled() {
 }
 
 /// Runs the binary with no Tailscale settings: the embedded simulated tailnet.
-fn run_binary(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tailnet-operator"))
-        .args(args)
-        .env_remove("TS_API_KEY")
-        .env_remove("TS_OAUTH_CLIENT_ID")
-        .env_remove("TS_OAUTH_CLIENT_SECRET")
-        .env_remove("TS_TAILNET")
-        .env_remove("TS_API_URL")
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn plan_exit_codes_are_0_without_changes_2_with_changes_1_on_errors() {
     // 0: a Base identical to the embedded tailnet's current policy.
@@ -224,7 +216,12 @@ const POST_DNS: &str = "POST /api/v2/tailnet/{tailnet}/dns/configuration";
 async fn the_dns_config_example_converges_and_a_second_apply_writes_nothing() {
     let server = start_sim().await;
     let manifests = file_mode::load(&examples()).unwrap();
-    assert_eq!(manifests.dns_configs.len(), 1);
+    assert_eq!(
+        manifests
+            .of::<tailnet_operator::resources::DNSConfig>()
+            .len(),
+        1
+    );
     for run in 1..=2 {
         let snapshots =
             TailnetSnapshots::new(client(api_key_config(&server)), Duration::from_secs(300));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use client_common::*;
-use tailnet_operator::cli::file_mode;
+use tailnet_operator::file_mode;
 use tailnet_operator::snapshot::TailnetSnapshots;
 
 fn examples() -> PathBuf {
@@ -25,7 +25,12 @@ fn device_writes(server: &tailnet_operator::sim::SimServer) -> u64 {
 async fn the_example_sets_converge_and_a_second_apply_writes_no_device() {
     let server = start_sim().await;
     let manifests = file_mode::load(&examples()).unwrap();
-    assert_eq!(manifests.device_tag_sets.len(), 2);
+    assert_eq!(
+        manifests
+            .of::<tailnet_operator::resources::DeviceTagSet>()
+            .len(),
+        2
+    );
     let fresh = || TailnetSnapshots::new(client(api_key_config(&server)), Duration::from_secs(300));
 
     let plan = file_mode::plan_manifests(&manifests, &fresh())

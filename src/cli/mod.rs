@@ -154,7 +154,7 @@ pub enum CliError {
     #[error(transparent)]
     Manager(#[from] crate::controller::ManagerError),
     #[error(transparent)]
-    File(#[from] file_mode::FileModeError),
+    File(#[from] crate::file_mode::FileModeError),
     #[error(transparent)]
     Reconcile(#[from] crate::resources::ReconcileError),
     #[error(transparent)]
@@ -205,8 +205,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .map(|()| ExitCode::SUCCESS)
             .map_err(CliError::from),
         Command::Run(args) => run_manager(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Plan(args) => file_mode::run(&args, file_mode::Mode::Plan).await,
-        Command::Apply(args) => file_mode::run(&args, file_mode::Mode::Apply).await,
+        Command::Plan(args) => file_mode::run(&args, crate::file_mode::Mode::Plan).await,
+        Command::Apply(args) => file_mode::run(&args, crate::file_mode::Mode::Apply).await,
         Command::Mcp(args) => crate::mcp::cli::run(*args)
             .await
             .map(|()| ExitCode::SUCCESS)

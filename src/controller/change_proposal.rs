@@ -85,28 +85,32 @@ impl KindContext for ProposalContext {
 }
 
 /// The ChangeProposal controller, ready for the manager to run.
-pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
-    let client = ctx.client.clone();
-    let controller = controller_for(
-        Api::<ChangeProposal>::all(client.clone()),
-        watcher::Config::default(),
-        |_| {},
-    );
-    let store = controller.store();
-    let by_target = store.clone();
-    let controller = controller
-        .watches(
-            Api::<TailnetPolicy>::all(client),
+impl super::Controlled for ChangeProposal {
+    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
+        let client = ctx.client.clone();
+        let controller = controller_for(
+            Api::<ChangeProposal>::all(client.clone()),
             watcher::Config::default(),
-            move |policy: TailnetPolicy| open_proposals_for(&by_target, "TailnetPolicy", &policy),
+            |_| {},
+        );
+        let store = controller.store();
+        let by_target = store.clone();
+        let controller = controller
+            .watches(
+                Api::<TailnetPolicy>::all(client),
+                watcher::Config::default(),
+                move |policy: TailnetPolicy| {
+                    open_proposals_for(&by_target, "TailnetPolicy", &policy)
+                },
+            )
+            .graceful_shutdown_on(stop.wait());
+        kind_controller(
+            KIND,
+            controller,
+            reconcile,
+            Arc::new(ProposalContext { shared: ctx, store }),
         )
-        .graceful_shutdown_on(stop.wait());
-    kind_controller(
-        KIND,
-        controller,
-        reconcile,
-        Arc::new(ProposalContext { shared: ctx, store }),
-    )
+    }
 }
 
 /// How many proposals are in each phase (a proposal not validated yet counts as Pending),

@@ -26,8 +26,8 @@ use std::time::Instant;
 use kube::ResourceExt;
 
 use super::coordination::lock_unpoisoned;
-use super::skeleton::{self, APPLIED, KindReconciler, Next, Pass};
-use super::{Context, KindController, KindEvent, Stop, has_finalizer};
+use super::skeleton::{self, APPLIED, CleanUpResult, KindReconciler, Next, Pass, PassResult};
+use super::{Context, Controlled, KindController, KindEvent, Stop, has_finalizer};
 use crate::reconcile::device_tag_set::{
     DeviceState, ExecuteReport, TagSetPlan, execute, observe_and_plan, outcomes, tag_set_resource,
 };
@@ -47,9 +47,10 @@ pub struct DeviceTagSetKind {
     passes: Mutex<HashMap<String, PassKey>>,
 }
 
-/// The DeviceTagSet controller, ready for the manager to run.
-pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
-    skeleton::controller(ctx, stop, DeviceTagSetKind::default())
+impl Controlled for DeviceTagSet {
+    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
+        skeleton::controller(ctx, stop, DeviceTagSetKind::default())
+    }
 }
 
 impl KindReconciler for DeviceTagSetKind {
@@ -60,12 +61,7 @@ impl KindReconciler for DeviceTagSetKind {
 
     /// One pass over the tailnet, unless this devices snapshot and these sets were planned
     /// already. A retryable write failure is returned so the error policy backs off.
-    async fn pass(
-        &self,
-        pass: &Pass<'_, Self>,
-        _current: &DeviceTagSet,
-        snapshots: &TailnetSnapshots,
-    ) -> Result<Next, ReconcileError> {
+    async fn pass(&self, pass: &Pass<'_, Self>, snapshots: &TailnetSnapshots) -> PassResult {
         let devices = snapshots.devices().await?;
         let members = planned(pass);
         let key = (devices.version, devices.fetched_at, fingerprint(&members));
@@ -79,12 +75,8 @@ impl KindReconciler for DeviceTagSetKind {
 
     /// A pass with the set marked as removing; every device it matched must have its tags
     /// written before the finalizer goes.
-    async fn clean_up(
-        &self,
-        pass: &Pass<'_, Self>,
-        set: &DeviceTagSet,
-    ) -> Result<(), ReconcileError> {
-        let snapshots = pass.snapshots_for_clean_up(set)?;
+    async fn clean_up(&self, pass: &Pass<'_, Self>) -> CleanUpResult {
+        let (set, snapshots) = (&pass.current, pass.snapshots_for_clean_up()?);
         let (plan, execution) = plan_and_execute(pass, &snapshots, &planned(pass)).await?;
         let pending = plan.set(&set.name_any()).map_or(0, |s| {
             s.devices
@@ -113,7 +105,7 @@ impl KindReconciler for DeviceTagSetKind {
             "deletionPolicy: Delete: removed this set's tags from {} devices",
             execution.written.len()
         );
-        pass.publish_clean_up(set, TAGS_REMOVED, note).await;
+        pass.publish_clean_up(TAGS_REMOVED, note).await;
         Ok(())
     }
 }

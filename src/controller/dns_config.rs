@@ -20,22 +20,24 @@
 //!   deleting it removes from the tailnet what `status.applied` says this resource set
 //!   (see [`crate::reconcile::dns_config::cleared`]) in one write, then drops the finalizer.
 //!   `Orphan` has no finalizer and leaves the DNS as it is.
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use futures::channel::mpsc;
+use kube::ResourceExt;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, ResourceExt};
+use kube::runtime::reflector::ObjectRef;
 
 use super::coordination::lock_unpoisoned;
-use super::skeleton::{self, APPLIED, KindReconciler, Next, Pass, of_tailnet};
-use super::{Context, KindController, KindEvent, Stop};
+use super::skeleton::{
+    self, APPLIED, CleanUpResult, Extension, KindReconciler, Next, Pass, PassResult, of_tailnet,
+};
+use super::{Context, Controlled, KindController, KindEvent, Stop};
 use crate::reconcile::dns_config::{
     DnsResource, WriteReason, cleared, describe_parts, execute, observe_and_plan,
 };
 use crate::resources::conditions::{ConditionType, set_condition};
-use crate::resources::{DNSConfig, ReconcileError, TailnetScoped};
+use crate::resources::{DNSConfig, TailnetScoped};
 use crate::snapshot::{Area, TailnetSnapshots};
 
 /// Event reason when deleting with `deletionPolicy: Delete` removed what the resource set.
@@ -48,14 +50,20 @@ pub struct DnsConfigKind {
     deleted_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
-/// The DNSConfig controller, ready for the manager to run.
-pub fn controller(ctx: std::sync::Arc<Context>, stop: &Stop) -> KindController {
-    let (deleted, deleted_rx) = mpsc::unbounded();
-    let kind = DnsConfigKind {
-        deleted,
-        deleted_rx: Mutex::new(Some(deleted_rx)),
-    };
-    skeleton::controller(ctx, stop, kind)
+impl Default for DnsConfigKind {
+    fn default() -> Self {
+        let (deleted, deleted_rx) = mpsc::unbounded();
+        DnsConfigKind {
+            deleted,
+            deleted_rx: Mutex::new(Some(deleted_rx)),
+        }
+    }
+}
+
+impl Controlled for DNSConfig {
+    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
+        skeleton::controller(ctx, stop, DnsConfigKind::default())
+    }
 }
 
 impl KindReconciler for DnsConfigKind {
@@ -63,16 +71,11 @@ impl KindReconciler for DnsConfigKind {
     const AREA: Area = Area::Dns;
     const WAITING: &'static str = "the DNS is applied";
 
-    fn extend(
-        &self,
-        controller: Controller<DNSConfig>,
-        store: &Store<DNSConfig>,
-        _client: &Client,
-    ) -> Controller<DNSConfig> {
+    fn extend(&self, with: Extension<'_, DNSConfig>) -> Controller<DNSConfig> {
         let Some(deleted) = lock_unpoisoned(&self.deleted_rx).take() else {
-            return controller;
+            return with.controller;
         };
-        let store = store.clone();
+        let store = with.store.clone();
         let siblings = deleted.flat_map(move |tailnet| {
             let refs: Vec<_> = of_tailnet(&store, &tailnet)
                 .iter()
@@ -80,7 +83,7 @@ impl KindReconciler for DnsConfigKind {
                 .collect();
             futures::stream::iter(refs)
         });
-        controller.reconcile_on(siblings)
+        with.controller.reconcile_on(siblings)
     }
 
     fn on_delete(&self, obj: &DNSConfig) {
@@ -90,12 +93,8 @@ impl KindReconciler for DnsConfigKind {
     /// Plans `current` against the DNS snapshot, executes, and reports. A drift correction is
     /// reported twice: first the plan's view (`Drifted=True` with the diff, gauge 1, a "drift
     /// detected" event), then the corrected state; otherwise the drift would leave no trace.
-    async fn pass(
-        &self,
-        pass: &Pass<'_, Self>,
-        current: &DNSConfig,
-        snapshots: &TailnetSnapshots,
-    ) -> Result<Next, ReconcileError> {
+    async fn pass(&self, pass: &Pass<'_, Self>, snapshots: &TailnetSnapshots) -> PassResult {
+        let current = &*pass.current;
         let mut resource = DnsResource::from_object(current);
         resource.spec.common.suspend = pass.suspended(current);
         // Every DNSConfig of the tailnet, including ones being deleted: a winner keeps its
@@ -140,15 +139,11 @@ impl KindReconciler for DnsConfigKind {
     /// Removes what `status.applied` says this resource set, in one write (none when nothing
     /// of it is left). A DNSConfig that never managed the tailnet's DNS (a conflict loser) has
     /// nothing applied and writes nothing.
-    async fn clean_up(
-        &self,
-        pass: &Pass<'_, Self>,
-        current: &DNSConfig,
-    ) -> Result<(), ReconcileError> {
-        let Some(applied) = current.current_status().applied else {
+    async fn clean_up(&self, pass: &Pass<'_, Self>) -> CleanUpResult {
+        let Some(applied) = pass.current.current_status().applied else {
             return Ok(());
         };
-        let snapshots = pass.snapshots_for_clean_up(current)?;
+        let snapshots = pass.snapshots_for_clean_up()?;
         // A fresh read: the write replaces the whole configuration, so it must start from now.
         snapshots.refresh_if_older_than(Area::Dns, snapshots.now());
         let live = snapshots.dns().await?;
@@ -164,7 +159,7 @@ impl KindReconciler for DnsConfigKind {
             describe_parts(&applied),
             pass.tailnet
         );
-        pass.publish_clean_up(current, CLEARED, note).await;
+        pass.publish_clean_up(CLEARED, note).await;
         Ok(())
     }
 }

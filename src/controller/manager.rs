@@ -19,8 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::http::{self, Readiness};
-use super::{Context, KindController, Metrics, Stop};
-use crate::resources::{ChangeProposal, DNSConfig, DeviceTagSet, ManagedTailnet, TailnetPolicy};
+use super::{Context, Controlled, KindController, Metrics, Stop};
 use crate::snapshot::SnapshotRegistry;
 
 /// The Lease's name.
@@ -207,11 +206,12 @@ pub async fn run(
 
 /// Lists each kind with `limit=1`: fails with an install hint when a CRD is missing.
 async fn check_crds(client: &Client) -> Result<(), ManagerError> {
-    probe_kind::<ManagedTailnet>(client).await?;
-    probe_kind::<TailnetPolicy>(client).await?;
-    probe_kind::<DNSConfig>(client).await?;
-    probe_kind::<DeviceTagSet>(client).await?;
-    probe_kind::<ChangeProposal>(client).await?;
+    macro_rules! probe {
+        ($($kind:ident),*) => {
+            $(probe_kind::<crate::resources::$kind>(client).await?;)*
+        };
+    }
+    crate::for_each_kind!(probe);
     Ok(())
 }
 
@@ -229,15 +229,14 @@ where
     }
 }
 
-/// The controllers of every kind. A new kind adds its line here.
+/// The controllers of every kind of [`crate::for_each_kind`].
 fn controllers(ctx: &Arc<Context>, stop: &Stop) -> Vec<KindController> {
-    vec![
-        super::tailnet::controller(Arc::clone(ctx), stop),
-        super::tailnet_policy::controller(Arc::clone(ctx), stop),
-        super::dns_config::controller(Arc::clone(ctx), stop),
-        super::change_proposal::controller(Arc::clone(ctx), stop),
-        super::device_tag_set::controller(Arc::clone(ctx), stop),
-    ]
+    macro_rules! start {
+        ($($kind:ident),*) => {
+            vec![$(<crate::resources::$kind as Controlled>::controller(Arc::clone(ctx), stop)),*]
+        };
+    }
+    crate::for_each_kind!(start)
 }
 
 async fn supervise(

@@ -487,6 +487,12 @@ pub struct KindController {
     pub run: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
+/// How the manager starts the controller of a kind: every kind of [`crate::for_each_kind`]
+/// implements it in its controller module (tailnet-scoped kinds through [`skeleton`]).
+pub trait Controlled {
+    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController;
+}
+
 /// A kind's own reconcile context: whatever it keeps, it hands the shared [`Context`] to the
 /// shared error policy.
 pub trait KindContext: Send + Sync + 'static {

@@ -70,34 +70,38 @@ pub trait KindReconciler: Send + Sync + Sized + 'static {
     const NEEDS_FULL_LIST: bool = false;
 
     /// Extra watches and triggers beyond the kind itself and the ManagedTailnets.
-    fn extend(
-        &self,
-        controller: Controller<Self::Object>,
-        _store: &Store<Self::Object>,
-        _client: &Client,
-    ) -> Controller<Self::Object> {
-        controller
+    fn extend(&self, with: Extension<'_, Self::Object>) -> Controller<Self::Object> {
+        with.controller
     }
 
     /// Called when the watch sees a resource deleted (after the shared forgetting).
     fn on_delete(&self, _obj: &Self::Object) {}
 
-    /// Plans and executes `current` (and whatever of its tailnet is planned with it),
+    /// Plans and executes [`Pass::current`] (and whatever of its tailnet is planned with it),
     /// reporting every status it decides through [`Pass::report`].
     fn pass(
         &self,
         pass: &Pass<'_, Self>,
-        current: &Self::Object,
         snapshots: &TailnetSnapshots,
-    ) -> impl Future<Output = Result<Next, ReconcileError>> + Send;
+    ) -> impl Future<Output = PassResult> + Send;
 
-    /// `deletionPolicy: Delete`: removes `current`'s effect from the tailnet before its
-    /// finalizer goes. Only called for resources that carry the finalizer and ask for deletion.
-    fn clean_up(
-        &self,
-        pass: &Pass<'_, Self>,
-        current: &Self::Object,
-    ) -> impl Future<Output = Result<(), ReconcileError>> + Send;
+    /// `deletionPolicy: Delete`: removes [`Pass::current`]'s effect from the tailnet before
+    /// its finalizer goes. Only called for resources that carry the finalizer and ask for
+    /// deletion.
+    fn clean_up(&self, pass: &Pass<'_, Self>) -> impl Future<Output = CleanUpResult> + Send;
+}
+
+/// What a kind's pass returns.
+pub type PassResult = Result<Next, ReconcileError>;
+/// What a kind's clean-up returns.
+pub type CleanUpResult = Result<(), ReconcileError>;
+
+/// What a kind's [`KindReconciler::extend`] adds its watches to.
+pub struct Extension<'a, K: TailnetScoped> {
+    pub controller: Controller<K>,
+    /// The kind's reflector store, to map related objects back to resources.
+    pub store: &'a Store<K>,
+    pub client: &'a Client,
 }
 
 /// A kind's controller state: the shared [`Context`], the kind's reflector store, the
@@ -149,7 +153,11 @@ pub fn controller<R: KindReconciler>(ctx: Arc<Context>, stop: &Stop, kind: R) ->
         },
     );
     let controller = kind
-        .extend(controller, &store, &client)
+        .extend(Extension {
+            controller,
+            store: &store,
+            client: &client,
+        })
         .graceful_shutdown_on(stop.wait());
     let runtime = Arc::new(Runtime {
         shared: ctx,
@@ -195,19 +203,20 @@ async fn reconcile_inner<R: KindReconciler>(
     let tailnet = obj.tailnet_ref().to_owned();
     let tailnet_lock = rt.locks.for_tailnet(&tailnet);
     let _serialized = tailnet_lock.lock().await;
-    let pass = Pass {
+    let mut pass = Pass {
         rt,
         api: Api::all(rt.shared.client.clone()),
         tailnet,
         now: time_from(Utc::now().trunc_subsecs(0)),
+        // The newest copy: finalizer patches carry its resourceVersion, and its status is what
+        // the last pass wrote.
+        current: latest(&rt.store, obj),
     };
-    // The newest copy: finalizer patches carry its resourceVersion, and its status is what the
-    // last pass wrote.
-    let current = pass.latest(obj);
+    let current = Arc::clone(&pass.current);
     if current.meta().deletion_timestamp.is_some() {
         if has_finalizer(&*current) {
             if current.common().deletes_on_removal() {
-                rt.kind.clean_up(&pass, &current).await?;
+                rt.kind.clean_up(&pass).await?;
             }
             set_finalizer(&pass.api, &*current, false).await?;
         }
@@ -232,17 +241,25 @@ async fn reconcile_inner<R: KindReconciler>(
     if rt.forced.newly_forced(obj) {
         snapshots.refresh_if_older_than(R::AREA, snapshots.now());
     }
-    match rt.kind.pass(&pass, &current, &snapshots).await {
+    match rt.kind.pass(&pass, &snapshots).await {
         Ok(Next::Resync) => Ok(Action::requeue(snapshots.resync_interval())),
         Ok(Next::After(wait)) => Ok(Action::requeue(wait)),
         Ok(Next::Retry(err)) => Err(err),
         Err(err) => {
-            let current = pass.latest(obj);
+            pass.current = latest(&rt.store, obj);
+            let current = Arc::clone(&pass.current);
             pass.report_failure(&current, failure_reason(err.category()), &err.to_string())
                 .await?;
             Err(err)
         }
     }
+}
+
+/// The store's copy of `obj` (the newest the operator has seen), else `obj` itself.
+fn latest<K: TailnetScoped>(store: &Store<K>, obj: &K) -> Arc<K> {
+    store
+        .get(&ObjectRef::from_obj(obj))
+        .unwrap_or_else(|| Arc::new(obj.clone()))
 }
 
 /// One reconcile of kind `R` for one tailnet, holding that tailnet's turn: what a kind's pass
@@ -253,6 +270,8 @@ pub struct Pass<'a, R: KindReconciler> {
     pub tailnet: String,
     /// The pass's clock, at second precision (what the API server keeps).
     pub now: Time,
+    /// The resource this reconcile is for, as newest seen.
+    pub current: Arc<R::Object>,
 }
 
 impl<R: KindReconciler> Pass<'_, R> {
@@ -269,14 +288,6 @@ impl<R: KindReconciler> Pass<'_, R> {
         of_tailnet(&self.rt.store, &self.tailnet)
     }
 
-    /// The store's copy of `obj` (the newest the operator has seen), else `obj` itself.
-    pub fn latest(&self, obj: &R::Object) -> Arc<R::Object> {
-        self.rt
-            .store
-            .get(&ObjectRef::from_obj(obj))
-            .unwrap_or_else(|| Arc::new(obj.clone()))
-    }
-
     /// A resource's effective `suspend`: its own, or its ManagedTailnet's.
     pub fn suspended(&self, obj: &R::Object) -> bool {
         suspended(
@@ -288,10 +299,7 @@ impl<R: KindReconciler> Pass<'_, R> {
 
     /// The tailnet's snapshots for a clean-up, or the error saying why the resource keeps its
     /// finalizer and how to let it go.
-    pub fn snapshots_for_clean_up(
-        &self,
-        obj: &R::Object,
-    ) -> Result<TailnetSnapshots, ReconcileError> {
+    pub fn snapshots_for_clean_up(&self) -> Result<TailnetSnapshots, ReconcileError> {
         self.rt.shared.snapshots.get(&self.tailnet).ok_or_else(|| {
             ReconcileError::not_found(
                 format!("ManagedTailnet {} (Ready)", self.tailnet),
@@ -300,7 +308,7 @@ impl<R: KindReconciler> Pass<'_, R> {
                      the tailnet while the ManagedTailnet is not Ready; fix the ManagedTailnet, \
                      or set deletionPolicy: Orphan",
                     kind_name::<R>(),
-                    obj.name_any()
+                    self.current.name_any()
                 ),
             )
         })
@@ -353,9 +361,17 @@ impl<R: KindReconciler> Pass<'_, R> {
         self.report(obj, Some(&before), status, Vec::new()).await
     }
 
-    /// Publishes a Normal event about a clean-up (`action` Delete).
-    pub async fn publish_clean_up(&self, obj: &R::Object, reason: &str, note: String) {
-        publish_event(&self.rt.shared, obj, false, reason, "Delete", note).await;
+    /// Publishes a Normal event about the current resource's clean-up (`action` Delete).
+    pub async fn publish_clean_up(&self, reason: &str, note: String) {
+        publish_event(
+            &self.rt.shared,
+            &*self.current,
+            false,
+            reason,
+            "Delete",
+            note,
+        )
+        .await;
     }
 }
 

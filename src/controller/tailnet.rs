@@ -71,41 +71,43 @@ impl TailnetContext {
 }
 
 /// The ManagedTailnet controller, ready for the manager to run.
-pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
-    let client = ctx.client.clone();
-    let fingerprints: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let on_delete = {
-        let (snapshots, fingerprints) = (ctx.snapshots.clone(), Arc::clone(&fingerprints));
-        let metrics = Arc::clone(&ctx.metrics);
-        move |tailnet: &ManagedTailnet| {
-            let name = tailnet.name_any();
-            snapshots.remove(&name);
-            lock_unpoisoned(&fingerprints).remove(&name);
-            metrics.forget_tailnet(&name);
-        }
-    };
-    let controller = controller_for(
-        Api::<ManagedTailnet>::all(client.clone()),
-        watcher::Config::default(),
-        on_delete,
-    );
-    let store = controller.store();
-    let by_secret = store.clone();
-    let controller = controller
-        // Metadata only: the operator needs to know *that* a Secret changed, not the values of
-        // every Secret in the cluster.
-        .watches(
-            Api::<PartialObjectMeta<KubeSecret>>::all(client),
+impl super::Controlled for ManagedTailnet {
+    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
+        let client = ctx.client.clone();
+        let fingerprints: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let on_delete = {
+            let (snapshots, fingerprints) = (ctx.snapshots.clone(), Arc::clone(&fingerprints));
+            let metrics = Arc::clone(&ctx.metrics);
+            move |tailnet: &ManagedTailnet| {
+                let name = tailnet.name_any();
+                snapshots.remove(&name);
+                lock_unpoisoned(&fingerprints).remove(&name);
+                metrics.forget_tailnet(&name);
+            }
+        };
+        let controller = controller_for(
+            Api::<ManagedTailnet>::all(client.clone()),
             watcher::Config::default(),
-            move |secret: PartialObjectMeta<KubeSecret>| referencing(&by_secret, &secret),
-        )
-        .graceful_shutdown_on(stop.wait());
-    let tailnet_ctx = Arc::new(TailnetContext {
-        shared: ctx,
-        store,
-        fingerprints,
-    });
-    kind_controller(KIND, controller, reconcile, tailnet_ctx)
+            on_delete,
+        );
+        let store = controller.store();
+        let by_secret = store.clone();
+        let controller = controller
+            // Metadata only: the operator needs to know *that* a Secret changed, not the values of
+            // every Secret in the cluster.
+            .watches(
+                Api::<PartialObjectMeta<KubeSecret>>::all(client),
+                watcher::Config::default(),
+                move |secret: PartialObjectMeta<KubeSecret>| referencing(&by_secret, &secret),
+            )
+            .graceful_shutdown_on(stop.wait());
+        let tailnet_ctx = Arc::new(TailnetContext {
+            shared: ctx,
+            store,
+            fingerprints,
+        });
+        kind_controller(KIND, controller, reconcile, tailnet_ctx)
+    }
 }
 
 /// The Tailnets whose credentials are in `secret`.

@@ -36,14 +36,16 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
 
-use super::skeleton::{self, APPLIED, KindReconciler, Next, Pass};
-use super::{Context, KindController, KindEvent, Metrics, Stop};
+use super::skeleton::{
+    self, APPLIED, CleanUpResult, Extension, KindReconciler, Next, Pass, PassResult,
+};
+use super::{Context, Controlled, KindController, KindEvent, Metrics, Stop};
 use crate::cluster::policy_sources::{ConfigMapCache, resolve_all};
 use crate::reconcile::tailnet_policy::{
     ApplyReason, ConfigMapRevisionStore, ExecuteOutcome, ExecuteResult, PolicyAction, PolicyPlan,
@@ -66,9 +68,10 @@ pub struct TailnetPolicyKind {
     config_maps: ConfigMapCache,
 }
 
-/// The TailnetPolicy controller, ready for the manager to run.
-pub fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
-    skeleton::controller(ctx, stop, TailnetPolicyKind::default())
+impl Controlled for TailnetPolicy {
+    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
+        skeleton::controller(ctx, stop, TailnetPolicyKind::default())
+    }
 }
 
 impl KindReconciler for TailnetPolicyKind {
@@ -78,15 +81,10 @@ impl KindReconciler for TailnetPolicyKind {
 
     /// ConfigMaps, metadata only: a change is all that matters; the text is read when
     /// reconciling.
-    fn extend(
-        &self,
-        controller: Controller<TailnetPolicy>,
-        store: &Store<TailnetPolicy>,
-        client: &Client,
-    ) -> Controller<TailnetPolicy> {
-        let (store, seen_maps) = (store.clone(), self.config_maps.clone());
-        controller.watches(
-            Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+    fn extend(&self, with: Extension<'_, TailnetPolicy>) -> Controller<TailnetPolicy> {
+        let (store, seen_maps) = (with.store.clone(), self.config_maps.clone());
+        with.controller.watches(
+            Api::<PartialObjectMeta<ConfigMap>>::all(with.client.clone()),
             watcher::Config::default(),
             move |map: PartialObjectMeta<ConfigMap>| {
                 seen_maps.saw(&map);
@@ -95,12 +93,7 @@ impl KindReconciler for TailnetPolicyKind {
         )
     }
 
-    async fn pass(
-        &self,
-        pass: &Pass<'_, Self>,
-        _current: &TailnetPolicy,
-        snapshots: &TailnetSnapshots,
-    ) -> Result<Next, ReconcileError> {
+    async fn pass(&self, pass: &Pass<'_, Self>, snapshots: &TailnetSnapshots) -> PassResult {
         let outcome = compose_and_report(self, pass, snapshots).await?;
         // A 412: someone wrote between the read and the write. The executor dropped the policy
         // snapshot, so the retry re-reads it and plans against what that writer left.
@@ -114,12 +107,8 @@ impl KindReconciler for TailnetPolicyKind {
     /// apply: a Base that is not Ready after the pass keeps the finalizer, and the error says
     /// why). A Base: the tailnet's policy is reset to Tailscale's default (an empty body, with
     /// If-Match).
-    async fn clean_up(
-        &self,
-        pass: &Pass<'_, Self>,
-        policy: &TailnetPolicy,
-    ) -> Result<(), ReconcileError> {
-        let snapshots = pass.snapshots_for_clean_up(policy)?;
+    async fn clean_up(&self, pass: &Pass<'_, Self>) -> CleanUpResult {
+        let (policy, snapshots) = (&pass.current, pass.snapshots_for_clean_up()?);
         if policy.spec.role == PolicyRole::Base {
             let live = snapshots.policy().await?;
             let reset = snapshots
@@ -132,7 +121,7 @@ impl KindReconciler for TailnetPolicyKind {
                 "deletionPolicy: Delete: the policy of tailnet {} was reset to the default",
                 pass.tailnet
             );
-            pass.publish_clean_up(policy, RESET, note).await;
+            pass.publish_clean_up(RESET, note).await;
             return Ok(());
         }
         let outcome = compose_and_report(self, pass, &snapshots).await?;

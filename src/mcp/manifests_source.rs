@@ -14,17 +14,12 @@ use serde_json::Value;
 
 use super::backend::*;
 use super::local::{Source, kind_of, name_of};
-use crate::cli::file_mode::{self, Manifests};
 use crate::cli::{Connection, ConnectionArgs, connect};
+use crate::file_mode::{self, Manifests};
 use crate::proposal::{self, ProposalWorld};
-use crate::reconcile::device_tag_set;
-use crate::reconcile::dns_config::{self, DnsResource};
-use crate::reconcile::tailnet_policy::{InMemoryRevisionStore, PolicyResource, observe_and_plan};
+use crate::reconcile::tailnet_policy::PolicyResource;
 use crate::reconcile::view::tailnet_view;
-use crate::resources::tailnet_policy::TailnetPolicyStatus;
-use crate::resources::{DNSConfigStatus, DeviceTagSetStatus};
 use crate::snapshot::TailnetSnapshots;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub struct ManifestsSource {
     path: PathBuf,
@@ -80,7 +75,7 @@ impl ManifestsSource {
             _ => Default::default(),
         };
         ProposalWorld {
-            policies: manifests.policies.clone(),
+            policies: manifests.of(),
             config_maps: manifests.config_maps.clone(),
             view,
             live_policy: policy.ok().map(|p| p.data.hujson.clone()),
@@ -278,72 +273,6 @@ fn proposal_from_file(path: &Path) -> Option<ProposalInfo> {
     })
 }
 
-impl ManifestsSource {
-    /// The DNSConfigs with the status the DNSConfig planner gives them against the live DNS
-    /// (the same planner as the controller and `plan -f`).
-    async fn dns_configs_with_status(
-        &self,
-        manifests: &Manifests,
-        now: &Time,
-    ) -> Result<Vec<Value>, BackendError> {
-        let resources: Vec<DnsResource> = manifests
-            .dns_configs
-            .iter()
-            .map(DnsResource::from_object)
-            .collect();
-        let mut out = Vec::new();
-        for (config, resource) in manifests.dns_configs.iter().zip(&resources) {
-            let others: Vec<DnsResource> = resources
-                .iter()
-                .filter(|r| r.name != resource.name)
-                .cloned()
-                .collect();
-            let plan = dns_config::observe_and_plan(resource, &others, &self.snapshots)
-                .await
-                .map_err(|e| BackendError::unavailable("planning the DNSConfigs", e))?;
-            let mut status = DNSConfigStatus::default();
-            plan.outcome.write_status(&mut status, now);
-            let mut value = object_json(config, "DNSConfig");
-            value["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
-            out.push(value);
-        }
-        Ok(out)
-    }
-
-    /// The DeviceTagSets with the status the DeviceTagSet planner gives them against the live
-    /// devices (all sets planned together, as the controller does).
-    async fn device_tag_sets_with_status(
-        &self,
-        manifests: &Manifests,
-        now: &Time,
-    ) -> Result<Vec<Value>, BackendError> {
-        if manifests.device_tag_sets.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sets: Vec<_> = manifests
-            .device_tag_sets
-            .iter()
-            .map(device_tag_set::tag_set_resource)
-            .collect();
-        let plan = device_tag_set::observe_and_plan(&sets, &self.snapshots)
-            .await
-            .map_err(|e| BackendError::unavailable("planning the DeviceTagSets", e))?;
-        let outcomes = device_tag_set::outcomes(&plan, None);
-        let mut out = Vec::new();
-        for set in &manifests.device_tag_sets {
-            let mut value = object_json(set, "DeviceTagSet");
-            let name = set.metadata.name.clone().unwrap_or_default();
-            if let Some(outcome) = outcomes.iter().find(|o| o.name == name) {
-                let mut status = DeviceTagSetStatus::default();
-                outcome.write_status(&mut status, now);
-                value["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
-            }
-            out.push(value);
-        }
-        Ok(out)
-    }
-}
-
 impl Source for ManifestsSource {
     fn describe(&self) -> String {
         let live = if self.simulated {
@@ -360,32 +289,10 @@ impl Source for ManifestsSource {
     fn resources(&self) -> BackendResult<'_, Vec<Value>> {
         Box::pin(async move {
             let manifests = self.manifests()?;
-            let plan = observe_and_plan(
-                &manifests.policy_resources(),
-                &[],
-                &self.snapshots,
-                &InMemoryRevisionStore::new(),
-            )
-            .await
-            .map_err(|e| BackendError::unavailable("planning the TailnetPolicies", e))?;
             let now = crate::resources::conditions::time_from(Utc::now());
-            let mut out = Vec::new();
-            for tailnet in &manifests.tailnets {
-                out.push(object_json(tailnet, "ManagedTailnet"));
-            }
-            for policy in &manifests.policies {
-                let mut value = object_json(policy, "TailnetPolicy");
-                let name = policy.metadata.name.clone().unwrap_or_default();
-                if let Some(outcome) = plan.outcome(&name) {
-                    let mut status = TailnetPolicyStatus::default();
-                    outcome.write_status(&mut status, &now);
-                    value["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
-                }
-                out.push(value);
-            }
-            out.extend(self.dns_configs_with_status(&manifests, &now).await?);
-            out.extend(self.device_tag_sets_with_status(&manifests, &now).await?);
-            Ok(out)
+            file_mode::with_status(&manifests, &self.snapshots, &now)
+                .await
+                .map_err(|e| BackendError::unavailable("planning the resources", e))
         })
     }
 
@@ -397,8 +304,7 @@ impl Source for ManifestsSource {
     fn policy_resources(&self, tailnet: String) -> BackendResult<'_, Vec<PolicyResource>> {
         Box::pin(async move {
             let manifests = self.manifests()?;
-            Ok(manifests
-                .policy_resources()
+            Ok(file_mode::tailnet_policy::resources(&manifests)
                 .into_iter()
                 .filter(|r| r.spec.common.tailnet_ref == tailnet || tailnet.is_empty())
                 .collect())
@@ -447,12 +353,4 @@ impl Source for ManifestsSource {
             self.propose(key, PatchOrAdopt::Adopt, None).await
         })
     }
-}
-
-fn object_json<K: serde::Serialize>(object: &K, kind: &str) -> Value {
-    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
-    if value.get("kind").is_none() {
-        value["kind"] = kind.into();
-    }
-    value
 }

@@ -1,7 +1,8 @@
-//! The kinds a `ChangeProposal` may target, one [`KindEntry`] each. Schema, CEL and typed
-//! validation come from the kind's Rust type and generated CRD, so a new kind is one line in
-//! [`registry`] (`KindEntry::of::<NewKind>()`), plus `.with_planner(...)` /
-//! `.with_adopt(...)` when it has planner checks or supports `adopt_drift`.
+//! The kinds a `ChangeProposal` may target, one [`KindEntry`] each, from the one list of kinds
+//! ([`crate::for_each_kind`]) through [`ProposalTarget`]. Schema, CEL and typed validation come
+//! from the kind's Rust type and generated CRD, so a new kind is `impl ProposalTarget for
+//! NewKind {}`, overriding `entry` with `.with_planner(...)` / `.with_adopt(...)` when it has
+//! planner checks or supports `adopt_drift`.
 use std::sync::OnceLock;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -11,7 +12,7 @@ use serde_json::Value;
 
 use super::{PlannerReport, ProposalError, ProposalWorld, check, policy};
 use crate::resources::dns_config::DNSConfig;
-use crate::resources::{DeviceTagSet, ManagedTailnet, TailnetPolicy};
+use crate::resources::{ChangeProposal, DeviceTagSet, ManagedTailnet, TailnetPolicy};
 
 /// A kind's planner checks: `(target, patched, world)`.
 pub type Planner = fn(&Value, &Value, &ProposalWorld) -> PlannerReport;
@@ -44,7 +45,7 @@ impl KindEntry {
             kind: crd.spec.names.kind.clone(),
             namespaced: crd.spec.scope == "Namespaced",
             crd,
-            typed: typed::<K>,
+            typed: crate::resources::typed::<K>,
             planner: None,
             planner_checks: &[],
             adopt: None,
@@ -86,26 +87,54 @@ impl KindEntry {
     }
 }
 
-/// Every kind a proposal may target. (`ChangeProposal` itself is not one: a proposal never
-/// changes another proposal.) Add new kinds here.
+/// What the proposal core knows of a kind of [`crate::for_each_kind`]: by default schema, CEL
+/// and typed validation ([`KindEntry::of`]); a kind with planner checks or `adopt_drift`
+/// overrides [`ProposalTarget::entry`]; `None` when proposals may not target it.
+pub trait ProposalTarget: CustomResourceExt + DeserializeOwned + Sized {
+    fn entry() -> Option<KindEntry> {
+        Some(KindEntry::of::<Self>())
+    }
+}
+
+impl ProposalTarget for ManagedTailnet {}
+impl ProposalTarget for DNSConfig {}
+impl ProposalTarget for DeviceTagSet {}
+
+impl ProposalTarget for TailnetPolicy {
+    fn entry() -> Option<KindEntry> {
+        let checks = &[
+            check::POLICY_COMPOSE,
+            check::POLICY_CHECKS,
+            check::POLICY_TESTS,
+        ];
+        Some(
+            KindEntry::of::<Self>()
+                .with_planner(policy::planner_checks, checks)
+                .with_adopt(policy::adopt_drift),
+        )
+    }
+}
+
+/// A proposal never changes another proposal.
+impl ProposalTarget for ChangeProposal {
+    fn entry() -> Option<KindEntry> {
+        None
+    }
+}
+
+/// Every kind a proposal may target, in [`crate::for_each_kind`] order.
 pub fn registry() -> &'static [KindEntry] {
     static REGISTRY: OnceLock<Vec<KindEntry>> = OnceLock::new();
+    macro_rules! entries {
+        ($($kind:ident),*) => {
+            [$(<crate::resources::$kind as ProposalTarget>::entry()),*]
+        };
+    }
     REGISTRY.get_or_init(|| {
-        vec![
-            KindEntry::of::<ManagedTailnet>(),
-            KindEntry::of::<TailnetPolicy>()
-                .with_planner(
-                    policy::planner_checks,
-                    &[
-                        check::POLICY_COMPOSE,
-                        check::POLICY_CHECKS,
-                        check::POLICY_TESTS,
-                    ],
-                )
-                .with_adopt(policy::adopt_drift),
-            KindEntry::of::<DNSConfig>(),
-            KindEntry::of::<DeviceTagSet>(),
-        ]
+        crate::for_each_kind!(entries)
+            .into_iter()
+            .flatten()
+            .collect()
     })
 }
 
@@ -117,19 +146,6 @@ pub fn lookup(kind: &str) -> Result<&'static KindEntry, ProposalError> {
         .ok_or_else(|| ProposalError::UnsupportedKind {
             kind: kind.to_owned(),
             supported: registry().iter().map(|e| e.kind.clone()).collect(),
-        })
-}
-
-fn typed<K: DeserializeOwned>(value: &Value) -> Result<(), String> {
-    serde_path_to_error::deserialize::<_, K>(value)
-        .map(|_| ())
-        .map_err(|err| {
-            let path = err.path().to_string();
-            if path == "." || path.is_empty() {
-                err.inner().to_string()
-            } else {
-                format!("{path}: {}", err.inner())
-            }
         })
 }
 

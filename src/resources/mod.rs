@@ -37,34 +37,153 @@ pub use kind::{KindStatus, TailnetScoped};
 pub use tailnet::{ManagedTailnet, ManagedTailnetSpec, ManagedTailnetStatus};
 pub use tailnet_policy::{PolicyRole, TailnetPolicy, TailnetPolicySpec, TailnetPolicyStatus};
 
-/// Every CustomResourceDefinition the operator serves, in a fixed order; this is what `crdgen`
-/// writes (one file per entry) and what should be installed. A new kind adds its line here.
+/// **The one list of kinds.** Calls the macro `$each` with every kind's type name (all in this
+/// module), in the order the operator runs them: the connection first; `TailnetPolicy` before
+/// `DeviceTagSet`, so the tags a set gives are owned in the policy before devices get them;
+/// `ChangeProposal` last, since it only changes the others.
+///
+/// Each layer maps the list to what it needs through a trait every kind implements there
+/// ([`KindInfo`] here; the controller, file mode and proposal layers have their own), so adding
+/// a kind is its modules, one name here, and the compiler pointing at each trait it lacks.
+#[macro_export]
+macro_rules! for_each_kind {
+    ($each:ident) => {
+        $each!(
+            ManagedTailnet,
+            TailnetPolicy,
+            DeviceTagSet,
+            DNSConfig,
+            ChangeProposal
+        )
+    };
+}
+
+/// How Argo CD judges a kind's health: the script under `deploy/argocd/health/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// `conditions.lua`: `Ready` / `Synced` / `Drifted` and `observedGeneration`.
+    Conditions,
+    /// `changeproposal.lua`: the proposal's phase.
+    Proposal,
+}
+
+impl Health {
+    /// The script's file name under `deploy/argocd/health/`.
+    pub fn script(self) -> &'static str {
+        match self {
+            Health::Conditions => "conditions.lua",
+            Health::Proposal => "changeproposal.lua",
+        }
+    }
+}
+
+/// What packaging needs to know of a kind beyond its CRD.
+pub trait KindInfo: CustomResourceExt {
+    /// Argo CD health.
+    const HEALTH: Health = Health::Conditions;
+    /// Verbs the operator needs on the kind beyond watching, reconciling and writing status
+    /// (ChangeProposal: `create` through the loopback API, `delete` after its TTL).
+    const EXTRA_VERBS: &'static [&'static str] = &[];
+}
+
+impl KindInfo for ManagedTailnet {}
+impl KindInfo for TailnetPolicy {}
+impl KindInfo for DeviceTagSet {}
+impl KindInfo for DNSConfig {}
+impl KindInfo for ChangeProposal {
+    const HEALTH: Health = Health::Proposal;
+    const EXTRA_VERBS: &'static [&'static str] = &["create", "delete"];
+}
+
+/// One kind as packaging sees it (RBAC, Argo CD health, the packaging checks).
+#[derive(Debug, Clone)]
+pub struct KindRow {
+    pub crd: CustomResourceDefinition,
+    pub health: Health,
+    pub extra_verbs: &'static [&'static str],
+    /// Deserializes a document into the kind's Rust type; the error names the field path.
+    pub typed: fn(&serde_json::Value) -> Result<(), String>,
+}
+
+impl KindRow {
+    pub fn kind(&self) -> &str {
+        &self.crd.spec.names.kind
+    }
+
+    pub fn plural(&self) -> &str {
+        &self.crd.spec.names.plural
+    }
+
+    pub fn namespaced(&self) -> bool {
+        self.crd.spec.scope == "Namespaced"
+    }
+
+    /// Whether the kind belongs to one tailnet (its schema has `spec.tailnetRef`).
+    pub fn tailnet_scoped(&self) -> bool {
+        self.crd
+            .spec
+            .versions
+            .first()
+            .and_then(|v| v.schema.as_ref()?.open_api_v3_schema.as_ref())
+            .and_then(|root| root.properties.as_ref()?.get("spec"))
+            .and_then(|spec| spec.properties.as_ref())
+            .is_some_and(|spec| spec.contains_key("tailnetRef"))
+    }
+}
+
+/// Deserializes `value` as `K`, naming the field path on failure.
+pub fn typed<K: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
+    serde_path_to_error::deserialize::<_, K>(value)
+        .map(|_| ())
+        .map_err(|err| {
+            let path = err.path().to_string();
+            if path == "." || path.is_empty() {
+                err.inner().to_string()
+            } else {
+                format!("{path}: {}", err.inner())
+            }
+        })
+}
+
+/// Every kind, in [`for_each_kind`] order, with its tidied CRD.
+pub fn kinds() -> Vec<KindRow> {
+    macro_rules! rows {
+        ($($kind:ident),*) => {
+            vec![$(KindRow {
+                crd: tidy(<$kind as CustomResourceExt>::crd()),
+                health: <$kind as KindInfo>::HEALTH,
+                extra_verbs: <$kind as KindInfo>::EXTRA_VERBS,
+                typed: typed::<$kind>,
+            }),*]
+        };
+    }
+    for_each_kind!(rows)
+}
+
+/// Every CustomResourceDefinition the operator serves, in [`for_each_kind`] order; this is
+/// what `crdgen` writes (one file per entry) and what should be installed.
 ///
 /// Prefer it to `Kind::crd()`: it also joins the doc comments' wrapped lines, so descriptions
 /// read as paragraphs in `kubectl explain` and in the YAML.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![
-        ManagedTailnet::crd(),
-        TailnetPolicy::crd(),
-        ChangeProposal::crd(),
-        DNSConfig::crd(),
-        DeviceTagSet::crd(),
-    ];
-    for crd in &mut crds {
-        for version in &mut crd.spec.versions {
-            for column in version.additional_printer_columns.iter_mut().flatten() {
-                column.description = column.description.as_deref().map(unwrap_lines);
-            }
-            if let Some(schema) = version
-                .schema
-                .as_mut()
-                .and_then(|s| s.open_api_v3_schema.as_mut())
-            {
-                tidy_descriptions(schema);
-            }
+    kinds().into_iter().map(|row| row.crd).collect()
+}
+
+/// `crd` with its descriptions' wrapped lines joined.
+fn tidy(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        for column in version.additional_printer_columns.iter_mut().flatten() {
+            column.description = column.description.as_deref().map(unwrap_lines);
+        }
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            tidy_descriptions(schema);
         }
     }
-    crds
+    crd
 }
 
 fn tidy_descriptions(schema: &mut JSONSchemaProps) {

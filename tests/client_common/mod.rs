@@ -171,3 +171,22 @@ impl LogCapture {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
+
+/// Runs the real binary with no TS_* setting (so against its embedded simulated tailnet):
+/// exit code, stdout, stderr.
+pub fn run_binary(args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tailnet-operator"))
+        .args(args)
+        .env_remove("TS_API_KEY")
+        .env_remove("TS_OAUTH_CLIENT_ID")
+        .env_remove("TS_OAUTH_CLIENT_SECRET")
+        .env_remove("TS_TAILNET")
+        .env_remove("TS_API_URL")
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

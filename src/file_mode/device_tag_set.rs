@@ -3,19 +3,57 @@
 //! difference is a change to write (never drift), and `deletionPolicy` does not apply.
 use std::fmt::Write as _;
 
-use super::{FileReport, Manifests};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::Value;
+
+use super::{FileKind, FileReport, Manifests, StepResult};
 use crate::reconcile::device_tag_set::{
     DeviceChange, DeviceState, ExecuteReport, SetOutcome, TagSetPlan, execute, observe_and_plan,
     outcomes, tag_set_resource,
 };
-use crate::resources::{ConditionStatus, ReconcileError};
+use crate::resources::{ConditionStatus, DeviceTagSet, DeviceTagSetStatus, ReconcileError};
 use crate::snapshot::TailnetSnapshots;
+
+impl FileKind for DeviceTagSet {
+    async fn plan(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
+        plan(manifests, snapshots).await
+    }
+
+    async fn apply(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
+        apply(manifests, snapshots).await
+    }
+
+    /// Every set with the status the planner gives it against the live devices (all sets
+    /// planned together, as the controller does).
+    async fn with_status(
+        manifests: &Manifests,
+        snapshots: &TailnetSnapshots,
+        now: &Time,
+    ) -> Result<Vec<Value>, ReconcileError> {
+        let Some(plan) = plan_sets(manifests, snapshots).await? else {
+            return Ok(Vec::new());
+        };
+        let outcomes = outcomes(&plan, None);
+        let mut out = Vec::new();
+        for set in manifests.of::<DeviceTagSet>() {
+            let mut value = serde_json::to_value(&set).unwrap_or(Value::Null);
+            let name = set.metadata.name.clone().unwrap_or_default();
+            if let Some(outcome) = outcomes.iter().find(|o| o.name == name) {
+                let mut status = DeviceTagSetStatus::default();
+                outcome.write_status(&mut status, now);
+                value["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
+            }
+            out.push(value);
+        }
+        Ok(out)
+    }
+}
 
 /// At most this many device changes are listed.
 const CHANGES_SHOWN: usize = 50;
 
 /// What applying the sets would write (writes nothing). Empty when PATH has no set.
-pub(super) async fn plan(
+async fn plan(
     manifests: &Manifests,
     snapshots: &TailnetSnapshots,
 ) -> Result<FileReport, ReconcileError> {
@@ -51,7 +89,7 @@ pub(super) async fn plan(
 }
 
 /// Applies the sets and reports every set's conditions. Empty when PATH has no set.
-pub(super) async fn apply(
+async fn apply(
     manifests: &Manifests,
     snapshots: &TailnetSnapshots,
 ) -> Result<FileReport, ReconcileError> {
@@ -84,14 +122,11 @@ async fn plan_sets(
     manifests: &Manifests,
     snapshots: &TailnetSnapshots,
 ) -> Result<Option<TagSetPlan>, ReconcileError> {
-    if manifests.device_tag_sets.is_empty() {
+    let sets = manifests.of::<DeviceTagSet>();
+    if sets.is_empty() {
         return Ok(None);
     }
-    let resources: Vec<_> = manifests
-        .device_tag_sets
-        .iter()
-        .map(tag_set_resource)
-        .collect();
+    let resources: Vec<_> = sets.iter().map(tag_set_resource).collect();
     observe_and_plan(&resources, snapshots).await.map(Some)
 }
 

@@ -7,15 +7,46 @@
 //!   files); the others are reported as `Conflict` and make the run fail.
 use std::fmt::Write as _;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
-use super::FileReport;
+use super::{FileKind, FileReport, Manifests, StepResult};
 use crate::reconcile::dns_config::{
     DnsOutcome, DnsPlan, DnsResource, describe_parts, execute, managed_parts, observe_and_plan,
 };
 use crate::resources::drift::{DiffOptions, diff_with};
-use crate::resources::{ConditionStatus, DNSConfig, ReconcileError};
+use crate::resources::{ConditionStatus, DNSConfig, DNSConfigStatus, ReconcileError};
 use crate::snapshot::TailnetSnapshots;
+
+impl FileKind for DNSConfig {
+    async fn plan(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
+        plan_dns(&manifests.of::<DNSConfig>(), snapshots).await
+    }
+
+    async fn apply(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
+        apply_dns(&manifests.of::<DNSConfig>(), snapshots).await
+    }
+
+    /// Every DNSConfig with the status its planner gives it against the live DNS.
+    async fn with_status(
+        manifests: &Manifests,
+        snapshots: &TailnetSnapshots,
+        now: &Time,
+    ) -> Result<Vec<Value>, ReconcileError> {
+        let configs = manifests.of::<DNSConfig>();
+        let all = resources(&configs);
+        let mut out = Vec::new();
+        for (config, resource) in configs.iter().zip(&all) {
+            let plan = observe_and_plan(resource, &all, snapshots).await?;
+            let mut status = DNSConfigStatus::default();
+            plan.outcome.write_status(&mut status, now);
+            let mut value = serde_json::to_value(config).unwrap_or(Value::Null);
+            value["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
+            out.push(value);
+        }
+        Ok(out)
+    }
+}
 
 /// Differences listed per resource in a plan.
 const PLAN_ENTRIES: usize = 20;

@@ -1,0 +1,194 @@
+//! File mode: the operator's job without a cluster (`plan -f PATH`, `apply -f PATH`, and the
+//! MCP server's `--manifests` source). The same planners and executors as the controllers run
+//! over the resources found in PATH.
+//!
+//! - [`manifests`]: loading PATH, every document checked against its kind's Rust type.
+//! - [`FileKind`]: what file mode does with one kind (plan, apply, status for the MCP server).
+//!   Every kind of [`crate::for_each_kind`] implements it, in that order: `TailnetPolicy` runs
+//!   before `DeviceTagSet`, so the tags a set gives are owned in the policy before devices get
+//!   them, then `DNSConfig`. A kind present under PATH runs on its own: a folder holding only a
+//!   DNSConfig (and its ManagedTailnet) is planned and applied like any other.
+//! - History is in memory: there is none across runs, so drift is not told apart from a spec
+//!   change: a difference with the live tailnet is a change.
+pub mod device_tag_set;
+pub mod dns_config;
+pub mod manifests;
+pub mod tailnet_policy;
+
+use std::future::Future;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use manifests::{Document, FileModeError, Manifests, load, yaml_files};
+
+use crate::resources::{ChangeProposal, ManagedTailnet, ReconcileError};
+use crate::snapshot::TailnetSnapshots;
+
+/// What a `plan` or `apply` found: the text to print and how to exit.
+#[derive(Debug, Clone, Default)]
+pub struct FileReport {
+    pub output: String,
+    /// Something would change (`plan`) or was written (`apply`).
+    pub changes: bool,
+    /// Some resource is not Ready (or, for `plan`, would not be).
+    pub failed: bool,
+}
+
+impl FileReport {
+    pub fn merge(&mut self, other: FileReport) {
+        self.output.push_str(&other.output);
+        self.changes |= other.changes;
+        self.failed |= other.failed;
+    }
+}
+
+/// What a kind's step returns.
+pub type StepResult = Result<FileReport, ReconcileError>;
+
+/// What file mode does with one kind's documents. The defaults do nothing: a kind that owns
+/// nothing in the tailnet (the connection) needs no step.
+pub trait FileKind: Resource<DynamicType = ()> + DeserializeOwned + Send + Sync {
+    /// Why file mode leaves this kind's documents alone, if it does (a warning per document).
+    const SKIPPED: Option<&'static str> = None;
+
+    /// What applying would change (writes nothing). Only called when PATH holds the kind.
+    fn plan(
+        _manifests: &Manifests,
+        _snapshots: &TailnetSnapshots,
+    ) -> impl Future<Output = StepResult> + Send {
+        async { Ok(FileReport::default()) }
+    }
+
+    /// Applies the kind's documents and reports each one's conditions.
+    fn apply(
+        _manifests: &Manifests,
+        _snapshots: &TailnetSnapshots,
+    ) -> impl Future<Output = StepResult> + Send {
+        async { Ok(FileReport::default()) }
+    }
+
+    /// Each document of the kind with the status its planner gives it against the live tailnet
+    /// (the MCP server's `--manifests` source); by default the documents as written.
+    fn with_status(
+        manifests: &Manifests,
+        _snapshots: &TailnetSnapshots,
+        _now: &Time,
+    ) -> impl Future<Output = Result<Vec<Value>, ReconcileError>> + Send {
+        let kind = Self::kind(&());
+        let documents: Vec<Value> = manifests
+            .documents_of(&kind)
+            .map(|d| d.value.clone())
+            .collect();
+        async move { Ok(documents) }
+    }
+}
+
+impl FileKind for ManagedTailnet {}
+
+impl FileKind for ChangeProposal {
+    const SKIPPED: Option<&'static str> =
+        Some("a ChangeProposal is reviewed and applied in a cluster; file mode skips it");
+}
+
+/// Which step of each kind to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plan,
+    Apply,
+}
+
+/// Plans (`Mode::Plan`, writes nothing) or applies `manifests` against the tailnet behind
+/// `snapshots`, kind by kind in [`crate::for_each_kind`] order.
+pub async fn run_steps(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+    mode: Mode,
+) -> StepResult {
+    let mut report = FileReport::default();
+    macro_rules! steps {
+        ($($kind:ident),*) => {
+            $(report.merge(step::<crate::resources::$kind>(manifests, snapshots, mode).await?);)*
+        };
+    }
+    crate::for_each_kind!(steps);
+    Ok(report)
+}
+
+/// Plans `manifests` (writes nothing).
+pub async fn plan_manifests(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
+    run_steps(manifests, snapshots, Mode::Plan).await
+}
+
+/// Applies `manifests` and reports every resource's status.
+pub async fn apply_manifests(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
+    run_steps(manifests, snapshots, Mode::Apply).await
+}
+
+async fn step<K: FileKind>(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+    mode: Mode,
+) -> StepResult {
+    let kind = K::kind(&());
+    if manifests.documents_of(&kind).next().is_none() || K::SKIPPED.is_some() {
+        return Ok(FileReport::default());
+    }
+    match mode {
+        Mode::Plan => K::plan(manifests, snapshots).await,
+        Mode::Apply => K::apply(manifests, snapshots).await,
+    }
+}
+
+/// The warnings of a load and of the kinds file mode skips, each naming the file.
+pub fn warnings(manifests: &Manifests) -> Vec<String> {
+    let mut warnings = manifests.warnings.clone();
+    macro_rules! skipped {
+        ($($kind:ident),*) => {
+            $(warnings.extend(skipped::<crate::resources::$kind>(manifests));)*
+        };
+    }
+    crate::for_each_kind!(skipped);
+    warnings
+}
+
+fn skipped<K: FileKind>(manifests: &Manifests) -> Vec<String> {
+    let Some(why) = K::SKIPPED else {
+        return Vec::new();
+    };
+    let kind = K::kind(&());
+    manifests
+        .documents_of(&kind)
+        .map(|d| format!("{}: document {}: {why}", d.file.display(), d.index))
+        .collect()
+}
+
+/// Every document with the status its kind's planner gives it (the MCP `--manifests` source).
+pub async fn with_status(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+    now: &Time,
+) -> Result<Vec<Value>, ReconcileError> {
+    let mut all = Vec::new();
+    macro_rules! statuses {
+        ($($kind:ident),*) => {
+            $(all.extend(statuses::<crate::resources::$kind>(manifests, snapshots, now).await?);)*
+        };
+    }
+    crate::for_each_kind!(statuses);
+    Ok(all)
+}
+
+async fn statuses<K: FileKind>(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+    now: &Time,
+) -> Result<Vec<Value>, ReconcileError> {
+    let kind = K::kind(&());
+    if manifests.documents_of(&kind).next().is_none() || K::SKIPPED.is_some() {
+        return Ok(Vec::new());
+    }
+    K::with_status(manifests, snapshots, now).await
+}

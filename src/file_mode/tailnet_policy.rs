@@ -1,0 +1,187 @@
+//! File mode for `TailnetPolicy`: the controller's composition, checks and apply over the
+//! policies found under PATH, `policyFrom.configMapKeyRef` resolved from the ConfigMap
+//! documents under the same PATH. History is in memory, so `plan` compares the composed
+//! policy with the live one: a difference is a change.
+use std::fmt::Write as _;
+
+use chrono::Utc;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::Value;
+
+use super::{FileKind, FileReport, Manifests, StepResult};
+use crate::reconcile::tailnet_policy::{
+    ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyPlan, PolicyResource,
+    ResourceOutcome, TextSource, config_map_text, find_config_map, observe_and_plan,
+    policy_resource, reconcile, text_source,
+};
+use crate::resources::tailnet_policy::TailnetPolicyStatus;
+use crate::resources::{ConditionStatus, ReconcileError, TailnetPolicy};
+use crate::snapshot::TailnetSnapshots;
+
+impl FileKind for TailnetPolicy {
+    async fn plan(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
+        plan(manifests, snapshots).await
+    }
+
+    async fn apply(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
+        apply(manifests, snapshots).await
+    }
+
+    /// Every policy with the status of one composition against the live policy.
+    async fn with_status(
+        manifests: &Manifests,
+        snapshots: &TailnetSnapshots,
+        now: &Time,
+    ) -> Result<Vec<Value>, ReconcileError> {
+        let store = InMemoryRevisionStore::new();
+        let plan = observe_and_plan(&resources(manifests), &[], snapshots, &store).await?;
+        let mut out = Vec::new();
+        for document in manifests.documents_of("TailnetPolicy") {
+            let mut value = document.value.clone();
+            let name = value.pointer("/metadata/name").and_then(Value::as_str);
+            if let Some(outcome) = name.and_then(|n| plan.outcome(n)) {
+                let mut status = TailnetPolicyStatus::default();
+                outcome.write_status(&mut status, now);
+                value["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
+            }
+            out.push(value);
+        }
+        Ok(out)
+    }
+}
+
+/// The policies as planner inputs, `policyFrom` resolved from the ConfigMaps found.
+pub fn resources(manifests: &Manifests) -> Vec<PolicyResource> {
+    manifests
+        .of::<TailnetPolicy>()
+        .iter()
+        .map(|p| policy_resource(p, policy_text(manifests, p)))
+        .collect()
+}
+
+fn policy_text(manifests: &Manifests, policy: &TailnetPolicy) -> Result<String, ReconcileError> {
+    let r = match text_source(&policy.spec)? {
+        TextSource::Inline(text) => return Ok(text.to_owned()),
+        TextSource::ConfigMap(r) => r,
+    };
+    config_map_text(
+        r,
+        find_config_map(&manifests.config_maps, r),
+        "spec.policyFrom.configMapKeyRef: in file mode the ConfigMap must be a document \
+         under the same PATH (apiVersion v1, kind ConfigMap, with that namespace and name)",
+    )
+}
+
+async fn plan(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+) -> Result<FileReport, ReconcileError> {
+    let resources = resources(manifests);
+    let store = InMemoryRevisionStore::new();
+    let plan = observe_and_plan(&resources, &[], snapshots, &store).await?;
+    let mut out = String::new();
+    describe_plan(&plan, &mut out);
+    let mut failed = false;
+    for outcome in &plan.outcomes {
+        let verdict = if outcome.ready.status == ConditionStatus::False {
+            failed = true;
+            format!("error: {} {}", outcome.ready.reason, outcome.ready.message)
+        } else if plan.writes() && outcome.ready.reason == "Pending" {
+            "would be applied".to_owned()
+        } else {
+            "no changes".to_owned()
+        };
+        let _ = writeln!(out, "TailnetPolicy/{}: {verdict}", outcome.name);
+    }
+    Ok(FileReport {
+        output: out,
+        changes: plan.writes(),
+        failed,
+    })
+}
+
+async fn apply(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+) -> Result<FileReport, ReconcileError> {
+    let resources = resources(manifests);
+    let store = InMemoryRevisionStore::new();
+    let outcome = reconcile(&resources, &[], snapshots, &store, Utc::now()).await?;
+    let mut out = String::new();
+    let summary = match &outcome.result {
+        ExecuteResult::NoWrite => "no changes written".to_owned(),
+        ExecuteResult::Applied { revision, reason } => {
+            format!("applied the composed policy as revision {revision} ({reason:?})")
+        }
+        ExecuteResult::ValidationFailed { message } => format!("not applied: {message}"),
+        ExecuteResult::Conflict { message } => format!("not applied: {message}"),
+        ExecuteResult::RolledBack { problem, .. } => format!("rolled back: {problem}"),
+        ExecuteResult::CheckFailed { problem } => format!("applied, check failed: {problem}"),
+    };
+    let _ = writeln!(out, "policy: {summary}");
+    for o in &outcome.outcomes {
+        describe_outcome(o, &mut out);
+    }
+    let failed = outcome.outcomes.iter().any(|o| !o.ready.is_true());
+    Ok(FileReport {
+        output: out,
+        changes: outcome.wrote(),
+        failed,
+    })
+}
+
+fn describe_plan(plan: &PolicyPlan, out: &mut String) {
+    match &plan.action {
+        PolicyAction::NoChange => {
+            let _ = writeln!(out, "policy: no changes");
+        }
+        PolicyAction::ReportDrift { diff } => {
+            let _ = writeln!(out, "policy: drifted (reported only): {}", diff.summary());
+        }
+        PolicyAction::Apply(apply) => {
+            let access = &apply.access_diff;
+            let _ = writeln!(
+                out,
+                "policy: would apply the composed policy ({:?}); access: {} pairs gained, {} lost",
+                apply.reason, access.gained, access.lost
+            );
+            for pair in &access.gained_pairs {
+                let _ = writeln!(out, "  + {pair}");
+            }
+            if access.gained as usize > access.gained_pairs.len() {
+                let more = access.gained as usize - access.gained_pairs.len();
+                let _ = writeln!(out, "  + ... and {more} more");
+            }
+            for pair in &access.lost_pairs {
+                let _ = writeln!(out, "  - {pair}");
+            }
+            if access.lost as usize > access.lost_pairs.len() {
+                let more = access.lost as usize - access.lost_pairs.len();
+                let _ = writeln!(out, "  - ... and {more} more");
+            }
+            out.push_str(&apply.text_diff);
+        }
+    }
+}
+
+fn describe_outcome(o: &ResourceOutcome, out: &mut String) {
+    let _ = writeln!(out, "TailnetPolicy/{}:", o.name);
+    for (name, v) in [
+        ("Ready", &o.ready),
+        ("Synced", &o.synced),
+        ("Drifted", &o.drifted),
+    ] {
+        let _ = writeln!(out, "  {name}={} {}: {}", v.status, v.reason, v.message);
+    }
+    if let Some(revision) = o.applied_revision {
+        let _ = writeln!(out, "  appliedRevision: {revision}");
+    }
+    for conflict in &o.conflicts {
+        let _ = writeln!(
+            out,
+            "  conflict: {} ({})",
+            conflict.key,
+            conflict.sources.join(", ")
+        );
+    }
+}

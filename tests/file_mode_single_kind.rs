@@ -1,0 +1,144 @@
+//! File mode runs every kind on its own: a folder holding one kind (and its ManagedTailnet) is
+//! planned and applied like the whole examples folder, with the tailnet's calls counted. Before
+//! the kind seam, a folder with only DeviceTagSets printed `tailnet default`, made no API call
+//! and exited 0.
+mod client_common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use client_common::*;
+use tailnet_operator::file_mode;
+use tailnet_operator::sim::SimServer;
+use tailnet_operator::snapshot::TailnetSnapshots;
+
+const POST_TAGS: &str = "POST /api/v2/device/{deviceId}/tags";
+const POST_ROUTES: &str = "POST /api/v2/device/{deviceId}/routes";
+const POST_DNS: &str = "POST /api/v2/tailnet/{tailnet}/dns/configuration";
+const POST_ACL: &str = "POST /api/v2/tailnet/{tailnet}/acl";
+
+/// A fresh folder with copies of the named files of `examples/`.
+fn folder_of(name: &str, examples: &[&str]) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let dir = std::env::temp_dir().join(format!(
+        "tailnet-operator-single-kind-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in examples {
+        std::fs::copy(root.join(file), dir.join(file)).unwrap();
+    }
+    dir
+}
+
+fn fresh(server: &SimServer) -> TailnetSnapshots {
+    TailnetSnapshots::new(client(api_key_config(server)), Duration::from_secs(300))
+}
+
+#[tokio::test]
+async fn device_tag_sets_alone_are_planned_and_applied() {
+    let server = start_sim().await;
+    let dir = folder_of("dts", &["tailnet.yaml", "device-tag-set.yaml"]);
+    let manifests = file_mode::load(&dir).unwrap();
+    assert_eq!(manifests.tailnet(&dir).unwrap(), "default");
+
+    let plan = file_mode::plan_manifests(&manifests, &fresh(&server))
+        .await
+        .unwrap();
+    assert!(plan.changes, "a plan with device changes:\n{}", plan.output);
+    assert!(!plan.failed, "{}", plan.output);
+    assert!(
+        plan.output.contains("devices: would write 3 devices"),
+        "{}",
+        plan.output
+    );
+    let calls = server.tailnet().calls();
+    assert_eq!(
+        calls.get(POST_TAGS) + calls.get(POST_ROUTES),
+        0,
+        "plan writes nothing"
+    );
+
+    let applied = file_mode::apply_manifests(&manifests, &fresh(&server))
+        .await
+        .unwrap();
+    assert!(applied.changes && !applied.failed, "{}", applied.output);
+    let calls = server.tailnet().calls();
+    assert_eq!(calls.get(POST_TAGS), 2, "{}", applied.output);
+    assert_eq!(calls.get(POST_ROUTES), 1, "{}", applied.output);
+    assert_eq!(calls.get(POST_ACL), 0, "no policy under PATH: none written");
+
+    let again = file_mode::plan_manifests(&manifests, &fresh(&server))
+        .await
+        .unwrap();
+    assert!(!again.changes, "converged:\n{}", again.output);
+}
+
+#[tokio::test]
+async fn a_dns_config_alone_is_planned_and_applied() {
+    let server = start_sim().await;
+    let dir = folder_of("dns", &["tailnet.yaml", "dns-config.yaml"]);
+    let manifests = file_mode::load(&dir).unwrap();
+
+    let plan = file_mode::plan_manifests(&manifests, &fresh(&server))
+        .await
+        .unwrap();
+    assert!(plan.changes, "{}", plan.output);
+    assert!(
+        plan.output
+            .contains("DNSConfig/default: would write the tailnet's DNS"),
+        "{}",
+        plan.output
+    );
+    assert_eq!(
+        server.tailnet().calls().get(POST_DNS),
+        0,
+        "plan writes nothing"
+    );
+
+    let applied = file_mode::apply_manifests(&manifests, &fresh(&server))
+        .await
+        .unwrap();
+    assert!(!applied.failed, "{}", applied.output);
+    assert_eq!(server.tailnet().calls().get(POST_DNS), 1);
+    assert_eq!(server.tailnet().calls().get(POST_ACL), 0);
+}
+
+#[test]
+fn the_binary_exits_2_on_a_plan_of_one_kind_and_0_once_applied() {
+    for (name, files) in [
+        ("bin-dts", ["tailnet.yaml", "device-tag-set.yaml"]),
+        ("bin-dns", ["tailnet.yaml", "dns-config.yaml"]),
+    ] {
+        let dir = folder_of(name, &files);
+        let path = dir.to_str().unwrap();
+        // Each run is its own process with its own embedded simulated tailnet: a plan of the
+        // fresh demo tailnet has changes, and an apply of it converges.
+        let (code, stdout, stderr) = run_binary(&["plan", "-f", path]);
+        assert_eq!(code, 2, "{name}: plan\n{stdout}{stderr}");
+        assert!(stdout.starts_with("tailnet default\n"), "{stdout}");
+        let (code, stdout, stderr) = run_binary(&["apply", "-f", path]);
+        assert_eq!(code, 0, "{name}: apply\n{stdout}{stderr}");
+        assert!(stdout.contains("Ready=True"), "{name}: {stdout}");
+    }
+}
+
+/// Kinds run in the stated order: the policy before the devices that get its tags, then DNS.
+#[tokio::test]
+async fn kinds_run_policy_first_then_devices_then_dns() {
+    let server = start_sim().await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let manifests = file_mode::load(&root).unwrap();
+    let report = file_mode::apply_manifests(&manifests, &fresh(&server))
+        .await
+        .unwrap();
+    let at = |needle: &str| {
+        report
+            .output
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} in\n{}", report.output))
+    };
+    assert!(at("policy: ") < at("devices: "), "{}", report.output);
+    assert!(at("devices: ") < at("dns: "), "{}", report.output);
+}
