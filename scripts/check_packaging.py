@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import json
 import re
 import shutil
 import sys
@@ -345,7 +346,11 @@ def check_deploy_matches_chart() -> None:
 # 5. Argo CD health checks: one per kind, carried verbatim by the argocd-cm patch
 
 # The kinds fixed across the project, plus whatever CRDs exist (a new kind needs a script).
-KINDS = {"ManagedTailnet", "TailnetPolicy", "DeviceTagSet", "DNSConfig", "ChangeProposal"}
+# The kind list, written by `tailnet-operator kindgen` from the operator's one list of kinds.
+KINDS = {
+    entry["kind"]: entry["health"]
+    for entry in json.loads((ROOT / "scripts" / "kinds.json").read_text())["kinds"]
+}
 
 
 def check_argocd_health() -> None:
@@ -353,9 +358,12 @@ def check_argocd_health() -> None:
     health = ROOT / "deploy" / "argocd" / "health"
     cm_path = ROOT / "deploy" / "argocd" / "argocd-cm-health.yaml"
     data = yaml.safe_load(cm_path.read_text())["data"]
-    kinds = KINDS | {key.split("/")[-1] for key in load_crd_schemas()}
+    kinds = set(KINDS) | {key.split("/")[-1] for key in load_crd_schemas()}
     for kind in sorted(kinds):
-        script = "changeproposal.lua" if kind == "ChangeProposal" else "conditions.lua"
+        if kind not in KINDS:
+            problem(f"{kind} has a CRD under crds/ but is not in scripts/kinds.json (kindgen)")
+            continue
+        script = KINDS[kind]
         key = f"resource.customizations.health.{GROUP}_{kind}"
         want = (health / script).read_text()
         if key not in data:

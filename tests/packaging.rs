@@ -4,7 +4,7 @@
 //! (Manifest validation, Helm lint, promtool and the Lua health checks run in scripts/test.)
 use std::path::PathBuf;
 
-use tailnet_operator::cli::{crdgen, docgen};
+use tailnet_operator::cli::{crdgen, docgen, kindgen};
 use tailnet_operator::resources;
 
 fn repo(path: &str) -> PathBuf {
@@ -64,18 +64,19 @@ fn the_crd_reference_is_up_to_date() {
 }
 
 #[test]
+fn the_files_generated_from_the_kind_list_are_up_to_date() {
+    let stale = kindgen::stale(&repo(".")).unwrap();
+    assert!(
+        stale.is_empty(),
+        "stale: {stale:?}; run scripts/regenerate (or `{}`) and commit them",
+        kindgen::REGENERATE
+    );
+}
+
+#[test]
 fn rbac_covers_every_kind_and_its_status_in_the_chart_and_deploy() {
-    // The fixed kinds of the project (some may not be merged yet) plus whatever exists.
-    let mut kinds: Vec<String> = [
-        "managedtailnets",
-        "tailnetpolicies",
-        "devicetagsets",
-        "dnsconfigs",
-        "changeproposals",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    kinds.extend(plurals());
+    let kinds = plurals();
+    assert!(kinds.len() >= 5, "{kinds:?}");
     for file in [
         "charts/tailnet-operator/templates/rbac.yaml",
         "deploy/manifests/rbac.yaml",

@@ -3,6 +3,7 @@ mod connection;
 pub mod crdgen;
 pub mod docgen;
 pub mod file_mode;
+pub mod kindgen;
 mod policy;
 pub mod proposal;
 
@@ -57,6 +58,9 @@ pub enum Command {
     /// Write the CRD reference (docs/crd-reference.md) from the schemas (`--check`: fail if
     /// stale).
     Docgen(docgen::DocgenArgs),
+    /// Write the RBAC rules, Argo CD health keys and packaging kind list from the kind list
+    /// (or with --check, fail when they are stale).
+    Kindgen(kindgen::KindgenArgs),
     /// Show what `apply -f PATH` would change: policy text diff and access diff. Exit code 0
     /// (no changes), 2 (changes) or 1 (error).
     Plan(file_mode::FileArgs),
@@ -149,6 +153,8 @@ pub enum CliError {
     Crdgen(#[from] crdgen::CrdgenError),
     #[error(transparent)]
     Docgen(#[from] docgen::DocgenError),
+    #[error(transparent)]
+    Kindgen(#[from] kindgen::KindgenError),
     #[error("Kubernetes client configuration: {0}")]
     KubeConfig(#[from] kube::Error),
     #[error(transparent)]
@@ -202,6 +208,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .map(|()| ExitCode::SUCCESS)
             .map_err(CliError::from),
         Command::Docgen(args) => docgen::execute(&args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(CliError::from),
+        Command::Kindgen(args) => kindgen::execute(&args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(CliError::from),
         Command::Run(args) => run_manager(args).await.map(|()| ExitCode::SUCCESS),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use super::backend::*;
@@ -20,13 +20,6 @@ use crate::resources::common::GROUP;
 use crate::resources::{ChangeProposal, ManagedTailnet, TailnetPolicy};
 use crate::snapshot::{SnapshotRegistry, TailnetSnapshots};
 use crate::tailscale::{ClientConfig, TailscaleClient};
-
-/// Kinds of the operator's group other than the typed ones, read generically so they show up
-/// as soon as their CRDs are installed: (kind, plural).
-const OTHER_KINDS: &[(&str, &str)] = &[
-    ("DeviceTagSet", "devicetagsets"),
-    ("DNSConfig", "dnsconfigs"),
-];
 
 /// Resync of the snapshots this source builds itself (standalone `--kubeconfig`): an
 /// interactive tool reads the tailnet afresh on every call, so a console edit is seen at once.
@@ -68,29 +61,9 @@ impl KubeSource {
         &self.proposal_namespace
     }
 
-    async fn typed<K>(&self) -> Result<Vec<Value>, BackendError>
-    where
-        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + serde::Serialize,
-        K: std::fmt::Debug,
-    {
-        let list = Api::<K>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| BackendError::unavailable(&format!("listing {}", K::kind(&())), e))?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|mut item| {
-                item.meta_mut().managed_fields = None;
-                let mut value = serde_json::to_value(&item).ok()?;
-                value["apiVersion"] = K::api_version(&()).into_owned().into();
-                value["kind"] = K::kind(&()).into_owned().into();
-                Some(strip_noise(value))
-            })
-            .collect())
-    }
-
-    async fn dynamic(&self, kind: &str, plural: &str) -> Vec<Value> {
+    /// Every object of `kind`, as JSON without the noise; a kind whose CRD is not installed
+    /// (404) is simply absent, any other failure is an error naming the kind.
+    async fn dynamic(&self, kind: &str, plural: &str) -> Result<Vec<Value>, BackendError> {
         let resource = ApiResource {
             group: GROUP.to_owned(),
             version: "v1alpha1".to_owned(),
@@ -98,22 +71,23 @@ impl KubeSource {
             kind: kind.to_owned(),
             plural: plural.to_owned(),
         };
-        // A kind whose CRD is not installed (yet) is simply absent.
         match Api::<DynamicObject>::all_with(self.client.clone(), &resource)
             .list(&ListParams::default())
             .await
         {
-            Ok(list) => list
+            Ok(list) => Ok(list
                 .items
                 .into_iter()
                 .filter_map(|item| serde_json::to_value(item).ok())
                 .map(strip_noise)
                 .map(|mut v| {
+                    v["apiVersion"] = resource.api_version.clone().into();
                     v["kind"] = kind.into();
                     v
                 })
-                .collect(),
-            Err(_) => Vec::new(),
+                .collect()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+            Err(e) => Err(BackendError::unavailable(&format!("listing {kind}"), e)),
         }
     }
 
@@ -350,10 +324,14 @@ impl Source for KubeSource {
 
     fn resources(&self) -> BackendResult<'_, Vec<Value>> {
         Box::pin(async move {
-            let mut all = self.typed::<ManagedTailnet>().await?;
-            all.extend(self.typed::<TailnetPolicy>().await?);
-            for (kind, plural) in OTHER_KINDS {
-                all.extend(self.dynamic(kind, plural).await);
+            // Every kind a proposal may target (the one list of kinds; proposals themselves are
+            // listed by `proposals`).
+            let mut all = Vec::new();
+            for entry in crate::proposal::kinds::registry() {
+                all.extend(
+                    self.dynamic(&entry.kind, &entry.crd.spec.names.plural)
+                        .await?,
+                );
             }
             Ok(all)
         })

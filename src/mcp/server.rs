@@ -53,6 +53,29 @@ pub struct GetResourceArgs {
     pub namespace: Option<String>,
 }
 
+/// The tools that take or return a kind, whose descriptions end with the kinds served (from the
+/// one list of kinds, so a new kind shows up with no edit here).
+const KIND_TOOLS: &[&str] = &[
+    "list_resources",
+    "get_resource",
+    "propose_patch",
+    "adopt_drift",
+];
+
+fn name_the_kinds(router: &mut ToolRouter<TailnetMcp>) {
+    let kinds: Vec<&str> = crate::proposal::kinds::registry()
+        .iter()
+        .map(|e| e.kind.as_str())
+        .collect();
+    for (name, route) in router.map.iter_mut() {
+        if KIND_TOOLS.contains(&name.as_ref()) {
+            let description = route.attr.description.as_deref().unwrap_or_default();
+            let described = format!("{description} Kinds: {}.", kinds.join(", "));
+            route.attr.description = Some(described.into());
+        }
+    }
+}
+
 fn backend_error(err: BackendError) -> String {
     err.to_string()
 }
@@ -61,6 +84,7 @@ fn backend_error(err: BackendError) -> String {
 impl TailnetMcp {
     pub fn new(backend: Arc<dyn Backend>, read_only: bool, audit: AuditLog) -> TailnetMcp {
         let mut tool_router = Self::tool_router();
+        name_the_kinds(&mut tool_router);
         if read_only {
             for name in PROPOSE_TOOLS {
                 tool_router.disable_route(*name);
@@ -87,7 +111,7 @@ impl TailnetMcp {
     }
 
     #[tool(
-        description = "List the operator's resources (ManagedTailnet, TailnetPolicy, DeviceTagSet, DNSConfig) with their Ready/Synced/Drifted conditions. Optional kind filter.",
+        description = "List the operator's resources with their Ready/Synced/Drifted conditions. Optional kind filter.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_resources(
@@ -415,5 +439,23 @@ impl ServerHandler for TailnetMcp {
     ) -> Result<ReadResourceResponse, McpError> {
         let text = self.resource_text(&request.uri).await?;
         Ok(ReadResourceResult::new(vec![ResourceContents::text(text, request.uri.clone())]).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_tools_name_every_kind_from_the_kind_list() {
+        let mut router = TailnetMcp::tool_router();
+        name_the_kinds(&mut router);
+        for tool in KIND_TOOLS {
+            let description = router.get(tool).and_then(|t| t.description.clone());
+            let description = description.unwrap_or_else(|| panic!("{tool} has a description"));
+            for entry in crate::proposal::kinds::registry() {
+                assert!(description.contains(&entry.kind), "{tool}: {description}");
+            }
+        }
     }
 }

@@ -84,6 +84,8 @@ pub trait KindInfo: CustomResourceExt {
     /// Verbs the operator needs on the kind beyond watching, reconciling and writing status
     /// (ChangeProposal: `create` through the loopback API, `delete` after its TTL).
     const EXTRA_VERBS: &'static [&'static str] = &[];
+    /// Why it needs them (a comment beside the generated RBAC rule).
+    const EXTRA_VERBS_WHY: &'static str = "";
 }
 
 impl KindInfo for ManagedTailnet {}
@@ -93,6 +95,9 @@ impl KindInfo for DNSConfig {}
 impl KindInfo for ChangeProposal {
     const HEALTH: Health = Health::Proposal;
     const EXTRA_VERBS: &'static [&'static str] = &["create", "delete"];
+    const EXTRA_VERBS_WHY: &'static str = "The MCP sidecar proposes changes through the \
+        operator's loopback API, which creates them; finished proposals are deleted after \
+        --proposal-ttl (the only delete the operator makes).";
 }
 
 /// One kind as packaging sees it (RBAC, Argo CD health, the packaging checks).
@@ -101,6 +106,7 @@ pub struct KindRow {
     pub crd: CustomResourceDefinition,
     pub health: Health,
     pub extra_verbs: &'static [&'static str],
+    pub extra_verbs_why: &'static str,
     /// Deserializes a document into the kind's Rust type; the error names the field path.
     pub typed: fn(&serde_json::Value) -> Result<(), String>,
 }
@@ -153,6 +159,7 @@ pub fn kinds() -> Vec<KindRow> {
                 crd: tidy(<$kind as CustomResourceExt>::crd()),
                 health: <$kind as KindInfo>::HEALTH,
                 extra_verbs: <$kind as KindInfo>::EXTRA_VERBS,
+                extra_verbs_why: <$kind as KindInfo>::EXTRA_VERBS_WHY,
                 typed: typed::<$kind>,
             }),*]
         };
