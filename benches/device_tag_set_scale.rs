@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tailnet_operator::reconcile::device_tag_set::{TagSetResource, reconcile};
+use tailnet_operator::reconcile::device_tag_set::{TagSetInput, reconcile};
 use tailnet_operator::sim::{SimConfig, SimServer};
 use tailnet_operator::snapshot::TailnetSnapshots;
 use tailnet_operator::tailscale::{ClientConfig, Credentials, RateLimit, TailscaleClient};
@@ -60,13 +60,13 @@ fn main() {
 
 /// Set k covers the generated devices numbered k*50 .. k*50+49 (hostnames `role-NNNNN`) that
 /// carry tag:server.
-fn sets(count: usize, extra_tags: &[&str]) -> Vec<TagSetResource> {
+fn sets(count: usize, extra_tags: &[&str]) -> Vec<TagSetInput> {
     (0..count)
         .map(|k| {
             let globs: Vec<String> = (k * 5..k * 5 + 5).map(|p| format!("*-{p:04}?")).collect();
             let mut tags = vec!["tag:server"];
             tags.extend_from_slice(extra_tags);
-            TagSetResource {
+            TagSetInput {
                 name: format!("servers-{k:03}"),
                 generation: Some(1),
                 spec: serde_json::from_value(json!({

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod cli;
 pub mod cluster;
+pub mod connection;
 pub mod controller;
 pub mod error;
 pub mod file_mode;
@@ -20,6 +21,7 @@ pub mod proposal;
 pub mod reconcile;
 pub mod resources;
 pub mod secret;
+pub mod shutdown;
 pub mod sim;
 pub mod snapshot;
 pub mod tailscale;

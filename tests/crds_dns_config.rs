@@ -4,7 +4,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube_cel::{ScopeContext, Validator, analyze_rule, compile_schema};
 use serde_json::{Value, json};
-use tailnet_operator::reconcile::dns_config::{DnsOutcome, DnsResource, plan};
+use tailnet_operator::reconcile::dns_config::{DnsInput, DnsOutcome, plan};
 use tailnet_operator::resources::{self, DNSConfig, DNSConfigStatus};
 use tailnet_operator::tailscale::DnsConfiguration;
 
@@ -320,7 +320,7 @@ fn statuses_the_operator_writes_fit_the_schema() {
     let mut live = DnsConfiguration::default();
     live.preferences.magic_dns = true;
     let sample: DNSConfig = serde_json::from_value(yaml(FULL)).unwrap();
-    let winner = DnsResource::from_object(&sample);
+    let winner = DnsInput::from_object(&sample);
     let mut loser = winner.clone();
     loser.name = "zz-second".into();
     let now = resources::conditions::now();

@@ -97,7 +97,7 @@ fn config_map_sources_resolve_and_foreign_kinds_are_handled() {
         ],
     );
     let manifests = file_mode::load(&dir).unwrap();
-    let resources = file_mode::tailnet_policy::resources(&manifests);
+    let resources = file_mode::tailnet_policy::inputs(&manifests);
     assert_eq!(resources[0].text.as_deref().unwrap(), "{\"groups\": {}}");
     assert_eq!(manifests.warnings.len(), 1);
     assert!(manifests.warnings[0].contains("FunnelExposure is not supported yet"));
@@ -111,7 +111,7 @@ fn config_map_sources_resolve_and_foreign_kinds_are_handled() {
         )],
     );
     let manifests = file_mode::load(&missing).unwrap();
-    let err = file_mode::tailnet_policy::resources(&manifests)[0]
+    let err = file_mode::tailnet_policy::inputs(&manifests)[0]
         .text
         .as_ref()
         .unwrap_err()

@@ -11,9 +11,8 @@ use chrono::Utc;
 use client_common::*;
 use tailnet_operator::policy::access::TailnetView;
 use tailnet_operator::reconcile::tailnet_policy::{
-    ApplyReason, ExecuteOutcome, ExecuteResult, InMemoryRevisionStore, PolicyAction,
-    PolicyResource, PostApplyCheck, RevisionStore, execute, execute_with, observe_and_plan,
-    policy_hash, reconcile,
+    ApplyReason, ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyExecuted, PolicyInput,
+    PostApplyCheck, RevisionStore, execute, execute_with, observe_and_plan, policy_hash, reconcile,
 };
 use tailnet_operator::resources::common::{DriftPolicy, ROLLBACK_TO_ANNOTATION};
 use tailnet_operator::resources::conditions::ConditionStatus;
@@ -84,7 +83,7 @@ impl Env {
         }
     }
 
-    async fn reconcile(&self, resources: &[PolicyResource]) -> ExecuteOutcome {
+    async fn reconcile(&self, resources: &[PolicyInput]) -> PolicyExecuted {
         reconcile(resources, &[], &self.snapshots, &self.store, Utc::now())
             .await
             .expect("reconcile")
@@ -99,8 +98,8 @@ impl Env {
     }
 }
 
-fn resource(name: &str, role: PolicyRole, text: &str) -> PolicyResource {
-    PolicyResource {
+fn resource(name: &str, role: PolicyRole, text: &str) -> PolicyInput {
+    PolicyInput {
         name: name.to_owned(),
         generation: Some(1),
         spec: TailnetPolicySpec {
@@ -113,15 +112,15 @@ fn resource(name: &str, role: PolicyRole, text: &str) -> PolicyResource {
     }
 }
 
-fn base(text: &str) -> PolicyResource {
+fn base(text: &str) -> PolicyInput {
     resource("base", PolicyRole::Base, text)
 }
 
-fn fragment(name: &str, text: &str) -> PolicyResource {
+fn fragment(name: &str, text: &str) -> PolicyInput {
     resource(name, PolicyRole::Fragment, text)
 }
 
-fn ready(outcome: &ExecuteOutcome, name: &str) -> (ConditionStatus, String, String) {
+fn ready(outcome: &PolicyExecuted, name: &str) -> (ConditionStatus, String, String) {
     let o = outcome
         .outcome(name)
         .unwrap_or_else(|| panic!("no outcome for {name}"));
@@ -200,7 +199,7 @@ async fn a_fragment_adds_groups_and_grants_and_a_redefinition_is_a_conflict() {
     assert_eq!(env.posts(), 1);
 }
 
-async fn assert_rejected_without_post(resources: &[PolicyResource], culprit: &str, words: &[&str]) {
+async fn assert_rejected_without_post(resources: &[PolicyInput], culprit: &str, words: &[&str]) {
     let env = Env::start().await;
     let before = env.live();
     let outcome = env.reconcile(resources).await;

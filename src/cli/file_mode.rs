@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::connection::{ConnectionArgs, connect};
+use crate::connection::{ConnectionArgs, connect};
 use crate::file_mode::{self, Mode, load};
 use crate::resources::ManagedTailnet;
 use crate::snapshot::TailnetSnapshots;

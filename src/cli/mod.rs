@@ -1,5 +1,4 @@
 //! The `tailnet-operator` command line.
-mod connection;
 pub mod crdgen;
 pub mod docgen;
 pub mod file_mode;
@@ -14,7 +13,8 @@ use std::process::ExitCode;
 use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub use connection::{Connection, ConnectionArgs, ConnectionError, connect};
+pub use crate::connection::{Connection, ConnectionArgs, ConnectionError, connect};
+pub use crate::shutdown::shutdown_signal;
 pub use policy::{PolicyArgs, PolicyCommand, Report, diff_report, test_report};
 
 use crate::audit::{self, AuditOptions, ClientVersion, Format};
@@ -337,28 +337,6 @@ fn write_stdout(text: &str) -> Result<(), CliError> {
             context: "could not write to stdout".to_owned(),
             source,
         })
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }
 
 /// Sets up `tracing` on stderr in the chosen format.

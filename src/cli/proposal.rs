@@ -22,7 +22,7 @@ use kube::Api;
 use serde_json::Value;
 
 use super::CliError;
-use crate::controller::change_proposal::{fetch_target, target_hash};
+use crate::cluster::proposals::{fetch_target, target_hash};
 use crate::proposal;
 use crate::resources::change_proposal::{ChangeProposal, ProposalPhase};
 

@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use kube::api::{Api, PartialObjectMeta};
 
 use crate::reconcile::tailnet_policy::{
-    PolicyResource, TextSource, config_map_text, policy_resource, text_source,
+    PolicyInput, TextSource, config_map_text, policy_input, text_source,
 };
 use crate::resources::{ReconcileError, TailnetPolicy};
 
@@ -19,11 +19,11 @@ pub async fn resolve_all(
     client: &kube::Client,
     members: &[Arc<TailnetPolicy>],
     cache: Option<&ConfigMapCache>,
-) -> Vec<PolicyResource> {
+) -> Vec<PolicyInput> {
     let mut resources = Vec::with_capacity(members.len());
     for member in members {
         let text = resolve_text(client, member, cache).await;
-        resources.push(policy_resource(member, text));
+        resources.push(policy_input(member, text));
     }
     resources
 }

@@ -29,7 +29,7 @@ use super::coordination::lock_unpoisoned;
 use super::skeleton::{self, APPLIED, CleanUpResult, KindReconciler, Next, Pass, PassResult};
 use super::{Context, Controlled, KindController, KindEvent, Stop, has_finalizer};
 use crate::reconcile::device_tag_set::{
-    DeviceState, ExecuteReport, TagSetPlan, execute, observe_and_plan, outcomes, tag_set_resource,
+    DeviceState, TagSetExecuted, TagSetPlan, execute, observe_and_plan, outcomes, tag_set_input,
 };
 use crate::resources::{DeviceTagSet, ReconcileError, TailnetScoped};
 use crate::snapshot::{Area, TailnetSnapshots};
@@ -140,11 +140,11 @@ async fn plan_and_execute(
     pass: &Pass<'_, DeviceTagSetKind>,
     snapshots: &TailnetSnapshots,
     members: &[Arc<DeviceTagSet>],
-) -> Result<(TagSetPlan, ExecuteReport), ReconcileError> {
+) -> Result<(TagSetPlan, TagSetExecuted), ReconcileError> {
     let resources: Vec<_> = members
         .iter()
         .map(|m| {
-            let mut resource = tag_set_resource(m);
+            let mut resource = tag_set_input(m);
             resource.spec.common.suspend = pass.suspended(m);
             resource
         })
@@ -195,7 +195,7 @@ async fn plan_and_execute(
 
 /// The first failed write that may succeed on retry (the others wait for a spec change or the
 /// next resync).
-fn retryable_failure(report: &ExecuteReport) -> Option<ReconcileError> {
+fn retryable_failure(report: &TagSetExecuted) -> Option<ReconcileError> {
     report
         .failures
         .values()

@@ -34,7 +34,7 @@ use super::skeleton::{
 };
 use super::{Context, Controlled, KindController, KindEvent, Stop};
 use crate::reconcile::dns_config::{
-    DnsResource, WriteReason, cleared, describe_parts, execute, observe_and_plan,
+    DnsInput, WriteReason, cleared, describe_parts, execute, observe_and_plan,
 };
 use crate::resources::conditions::{ConditionType, set_condition};
 use crate::resources::{DNSConfig, TailnetScoped};
@@ -95,15 +95,15 @@ impl KindReconciler for DnsConfigKind {
     /// detected" event), then the corrected state; otherwise the drift would leave no trace.
     async fn pass(&self, pass: &Pass<'_, Self>, snapshots: &TailnetSnapshots) -> PassResult {
         let current = &*pass.current;
-        let mut resource = DnsResource::from_object(current);
+        let mut resource = DnsInput::from_object(current);
         resource.spec.common.suspend = pass.suspended(current);
         // Every DNSConfig of the tailnet, including ones being deleted: a winner keeps its
         // claim until its cleanup is done and it is gone.
-        let others: Vec<DnsResource> = pass
+        let others: Vec<DnsInput> = pass
             .members()
             .iter()
             .filter(|d| d.name_any() != current.name_any())
-            .map(|d| DnsResource::from_object(d))
+            .map(|d| DnsInput::from_object(d))
             .collect();
         let plan = observe_and_plan(&resource, &others, snapshots).await?;
         let mut before = current.current_status();

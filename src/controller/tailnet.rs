@@ -36,13 +36,13 @@ use super::{
     Context, KindContext, KindController, Stop, controller_for, instrumented, kind_controller,
     write_status,
 };
+use crate::cluster::credentials::read_credentials;
 use crate::error::Category;
 use crate::resources::conditions::{self, reason, set_condition, time_from};
 use crate::resources::tailnet::{ApiHealth, CredentialCheck};
 use crate::resources::{
     ConditionStatus, ConditionType, ManagedTailnet, ManagedTailnetStatus, ReconcileError,
 };
-use crate::secret::Secret;
 use crate::snapshot::TailnetSnapshots;
 use crate::tailscale::{ClientConfig, Credentials, TailscaleClient};
 
@@ -304,90 +304,6 @@ fn fingerprint(tailnet: &ManagedTailnet, credentials: &Credentials, interval: Du
     hex::encode(hasher.finalize())
 }
 
-/// Reads the credentials from the referenced Secret.
-pub async fn read_credentials(
-    tailnet: &ManagedTailnet,
-    client: &kube::Client,
-) -> Result<Credentials, ReconcileError> {
-    let spec = &tailnet.spec;
-    if let Some(oauth) = &spec.oauth_secret_ref {
-        let secret =
-            get_secret(client, &oauth.namespace, &oauth.name, "spec.oauthSecretRef").await?;
-        let field = "spec.oauthSecretRef";
-        return Ok(Credentials::OAuth {
-            client_id: secret_value(&secret, &oauth.client_id_key, field)?
-                .expose()
-                .to_owned(),
-            client_secret: secret_value(&secret, &oauth.client_secret_key, field)?,
-        });
-    }
-    if let Some(key) = &spec.api_key_secret_ref {
-        let field = "spec.apiKeySecretRef";
-        let secret = get_secret(client, &key.namespace, &key.name, field).await?;
-        return Ok(Credentials::ApiKey(secret_value(&secret, &key.key, field)?));
-    }
-    Err(ReconcileError::invalid(
-        "spec",
-        "set exactly one of spec.oauthSecretRef (an OAuth client, recommended) or \
-         spec.apiKeySecretRef (an API key)",
-    ))
-}
-
-async fn get_secret(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    field: &str,
-) -> Result<KubeSecret, ReconcileError> {
-    Api::<KubeSecret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await?
-        .ok_or_else(|| {
-            ReconcileError::not_found(
-                format!("Secret {namespace}/{name}"),
-                format!("referenced by {field}; create it, or fix {field}.name/namespace"),
-            )
-        })
-}
-
-/// The value under `key`, trimmed (a trailing newline from `kubectl create secret --from-file`
-/// is common). Names the Secret and key when it is missing or unusable, never shows the value.
-fn secret_value(secret: &KubeSecret, key: &str, field: &str) -> Result<Secret, ReconcileError> {
-    let location = format!(
-        "Secret {}/{}",
-        secret.namespace().unwrap_or_default(),
-        secret.name_any()
-    );
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|data| data.get(key))
-        .map(|value| value.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|data| data.get(key))
-                .map(|value| value.clone().into_bytes())
-        })
-        .ok_or_else(|| {
-            ReconcileError::not_found(
-                format!("key `{key}` in {location}"),
-                format!("referenced by {field}; add the key to the Secret or fix the key name in {field}"),
-            )
-        })?;
-    let text = String::from_utf8(bytes).map_err(|_| ReconcileError::Credentials {
-        message: format!("key `{key}` in {location} is not UTF-8 text"),
-    })?;
-    let value = text.trim();
-    if value.is_empty() {
-        return Err(ReconcileError::Credentials {
-            message: format!("key `{key}` in {location} is empty"),
-        });
-    }
-    Ok(Secret::new(value))
-}
-
 /// The condition message for a failure: the error plus what to do about it.
 pub fn failure_message(tailnet: &ManagedTailnet, err: &ReconcileError) -> String {
     let secret = secret_location(tailnet)
@@ -558,10 +474,9 @@ mod tests {
     use super::*;
     use crate::resources::ManagedTailnetSpec;
     use crate::resources::tailnet::ApiKeySecretRef;
+    use crate::secret::Secret;
     use crate::tailscale::ApiError;
     use chrono::TimeZone;
-    use k8s_openapi::ByteString;
-    use std::collections::BTreeMap;
 
     fn tailnet() -> ManagedTailnet {
         let mut t = ManagedTailnet::new(
@@ -655,31 +570,6 @@ mod tests {
             (synced.status.as_str(), synced.reason.as_str()),
             ("False", "Suspended")
         );
-    }
-
-    #[test]
-    fn secret_values_are_trimmed_and_missing_keys_named() {
-        let mut secret = KubeSecret::default();
-        secret.metadata.name = Some("ts-key".into());
-        secret.metadata.namespace = Some("ops".into());
-        secret.data = Some(BTreeMap::from([
-            ("api_key".to_owned(), ByteString(b"tskey-api-x\n".to_vec())),
-            ("blank".to_owned(), ByteString(b" \n".to_vec())),
-        ]));
-        assert_eq!(
-            secret_value(&secret, "api_key", "f").unwrap().expose(),
-            "tskey-api-x"
-        );
-        let missing = secret_value(&secret, "other", "spec.apiKeySecretRef").unwrap_err();
-        assert_eq!(missing.category(), Category::NotFound);
-        assert!(
-            missing
-                .to_string()
-                .contains("key `other` in Secret ops/ts-key")
-        );
-        let blank = secret_value(&secret, "blank", "f").unwrap_err();
-        assert_eq!(blank.category(), Category::Auth);
-        assert!(!blank.to_string().contains("tskey"));
     }
 
     #[test]

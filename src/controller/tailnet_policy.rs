@@ -48,7 +48,7 @@ use super::skeleton::{
 use super::{Context, Controlled, KindController, KindEvent, Metrics, Stop};
 use crate::cluster::policy_sources::{ConfigMapCache, resolve_all};
 use crate::reconcile::tailnet_policy::{
-    ApplyReason, ConfigMapRevisionStore, ExecuteOutcome, ExecuteResult, PolicyAction, PolicyPlan,
+    ApplyReason, ConfigMapRevisionStore, ExecuteResult, PolicyAction, PolicyExecuted, PolicyPlan,
     execute, observe_and_plan,
 };
 use crate::resources::conditions::reason;
@@ -183,7 +183,7 @@ async fn compose_and_report(
     kind: &TailnetPolicyKind,
     pass: &Pass<'_, TailnetPolicyKind>,
     snapshots: &TailnetSnapshots,
-) -> Result<ExecuteOutcome, ReconcileError> {
+) -> Result<PolicyExecuted, ReconcileError> {
     let members = live_members(pass);
     let shared = pass.shared();
     let mut resources = resolve_all(&shared.client, &members, Some(&kind.config_maps)).await;

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::{FileKind, FileReport, Manifests, StepResult};
 use crate::reconcile::device_tag_set::{
-    DeviceChange, DeviceState, ExecuteReport, SetOutcome, TagSetPlan, execute, observe_and_plan,
-    outcomes, tag_set_resource,
+    DeviceChange, DeviceState, TagSetExecuted, TagSetOutcome, TagSetPlan, execute,
+    observe_and_plan, outcomes, tag_set_input,
 };
 use crate::resources::{ConditionStatus, DeviceTagSet, DeviceTagSetStatus, ReconcileError};
 use crate::snapshot::TailnetSnapshots;
@@ -96,7 +96,7 @@ async fn apply(
     let Some(plan) = plan_sets(manifests, snapshots).await? else {
         return Ok(FileReport::default());
     };
-    let report: ExecuteReport = execute(&plan, snapshots).await;
+    let report: TagSetExecuted = execute(&plan, snapshots).await;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -126,7 +126,7 @@ async fn plan_sets(
     if sets.is_empty() {
         return Ok(None);
     }
-    let resources: Vec<_> = sets.iter().map(tag_set_resource).collect();
+    let resources: Vec<_> = sets.iter().map(tag_set_input).collect();
     observe_and_plan(&resources, snapshots).await.map(Some)
 }
 
@@ -175,7 +175,7 @@ fn describe_change(change: &DeviceChange) -> String {
     )
 }
 
-fn describe_outcome(o: &SetOutcome, out: &mut String) {
+fn describe_outcome(o: &TagSetOutcome, out: &mut String) {
     let _ = writeln!(
         out,
         "DeviceTagSet/{}: {} matched, {} out of sync",

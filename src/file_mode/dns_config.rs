@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{FileKind, FileReport, Manifests, StepResult};
 use crate::reconcile::dns_config::{
-    DnsOutcome, DnsPlan, DnsResource, describe_parts, execute, managed_parts, observe_and_plan,
+    DnsInput, DnsOutcome, DnsPlan, describe_parts, execute, managed_parts, observe_and_plan,
 };
 use crate::resources::drift::{DiffOptions, diff_with};
 use crate::resources::{ConditionStatus, DNSConfig, DNSConfigStatus, ReconcileError};
@@ -51,8 +51,8 @@ impl FileKind for DNSConfig {
 /// Differences listed per resource in a plan.
 const PLAN_ENTRIES: usize = 20;
 
-fn resources(configs: &[DNSConfig]) -> Vec<DnsResource> {
-    configs.iter().map(DnsResource::from_object).collect()
+fn resources(configs: &[DNSConfig]) -> Vec<DnsInput> {
+    configs.iter().map(DnsInput::from_object).collect()
 }
 
 /// Plans every DNSConfig against the live DNS (writes nothing).

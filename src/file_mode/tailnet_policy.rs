@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use super::{FileKind, FileReport, Manifests, StepResult};
 use crate::reconcile::tailnet_policy::{
-    ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyPlan, PolicyResource,
-    ResourceOutcome, TextSource, config_map_text, find_config_map, observe_and_plan,
-    policy_resource, reconcile, text_source,
+    ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyInput, PolicyOutcome, PolicyPlan,
+    TextSource, config_map_text, find_config_map, observe_and_plan, policy_input, reconcile,
+    text_source,
 };
 use crate::resources::tailnet_policy::TailnetPolicyStatus;
 use crate::resources::{ConditionStatus, ReconcileError, TailnetPolicy};
@@ -34,7 +34,7 @@ impl FileKind for TailnetPolicy {
         now: &Time,
     ) -> Result<Vec<Value>, ReconcileError> {
         let store = InMemoryRevisionStore::new();
-        let plan = observe_and_plan(&resources(manifests), &[], snapshots, &store).await?;
+        let plan = observe_and_plan(&inputs(manifests), &[], snapshots, &store).await?;
         let mut out = Vec::new();
         for document in manifests.documents_of("TailnetPolicy") {
             let mut value = document.value.clone();
@@ -51,11 +51,11 @@ impl FileKind for TailnetPolicy {
 }
 
 /// The policies as planner inputs, `policyFrom` resolved from the ConfigMaps found.
-pub fn resources(manifests: &Manifests) -> Vec<PolicyResource> {
+pub fn inputs(manifests: &Manifests) -> Vec<PolicyInput> {
     manifests
         .of::<TailnetPolicy>()
         .iter()
-        .map(|p| policy_resource(p, policy_text(manifests, p)))
+        .map(|p| policy_input(p, policy_text(manifests, p)))
         .collect()
 }
 
@@ -76,7 +76,7 @@ async fn plan(
     manifests: &Manifests,
     snapshots: &TailnetSnapshots,
 ) -> Result<FileReport, ReconcileError> {
-    let resources = resources(manifests);
+    let resources = inputs(manifests);
     let store = InMemoryRevisionStore::new();
     let plan = observe_and_plan(&resources, &[], snapshots, &store).await?;
     let mut out = String::new();
@@ -104,7 +104,7 @@ async fn apply(
     manifests: &Manifests,
     snapshots: &TailnetSnapshots,
 ) -> Result<FileReport, ReconcileError> {
-    let resources = resources(manifests);
+    let resources = inputs(manifests);
     let store = InMemoryRevisionStore::new();
     let outcome = reconcile(&resources, &[], snapshots, &store, Utc::now()).await?;
     let mut out = String::new();
@@ -164,7 +164,7 @@ fn describe_plan(plan: &PolicyPlan, out: &mut String) {
     }
 }
 
-fn describe_outcome(o: &ResourceOutcome, out: &mut String) {
+fn describe_outcome(o: &PolicyOutcome, out: &mut String) {
     let _ = writeln!(out, "TailnetPolicy/{}:", o.name);
     for (name, v) in [
         ("Ready", &o.ready),

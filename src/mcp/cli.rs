@@ -13,7 +13,7 @@ use super::local::LocalBackend;
 use super::manifests_source::ManifestsSource;
 use super::remote::RemoteBackend;
 use super::server::TailnetMcp;
-use crate::cli::ConnectionArgs;
+use crate::connection::ConnectionArgs;
 use crate::secret::Secret;
 
 /// Arguments of `tailnet-operator mcp`. Exactly one backend: `--operator-url` (the sidecar),
@@ -198,10 +198,15 @@ async fn serve_http(args: &McpArgs, addr: SocketAddr, server: TailnetMcp) -> Res
         "MCP streamable HTTP listening on http://{local}{}",
         http::MCP_PATH
     );
-    http::serve(listener, server, options, crate::cli::shutdown_signal())
-        .await
-        .map_err(|e| McpError::Serve {
-            context: "MCP over HTTP".into(),
-            message: e.to_string(),
-        })
+    http::serve(
+        listener,
+        server,
+        options,
+        crate::shutdown::shutdown_signal(),
+    )
+    .await
+    .map_err(|e| McpError::Serve {
+        context: "MCP over HTTP".into(),
+        message: e.to_string(),
+    })
 }

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use super::backend::*;
 use super::local::Source;
+use crate::cluster::credentials::read_credentials;
 use crate::cluster::policy_sources::resolve_all;
-use crate::controller::tailnet::read_credentials;
 use crate::proposal::{self, ProposalWorld};
-use crate::reconcile::tailnet_policy::PolicyResource;
+use crate::reconcile::tailnet_policy::PolicyInput;
 use crate::reconcile::view::tailnet_view;
 use crate::resources::change_proposal::ProposalTarget;
 use crate::resources::common::GROUP;
@@ -349,7 +349,7 @@ impl Source for KubeSource {
         })
     }
 
-    fn policy_resources(&self, tailnet: String) -> BackendResult<'_, Vec<PolicyResource>> {
+    fn policy_inputs(&self, tailnet: String) -> BackendResult<'_, Vec<PolicyInput>> {
         Box::pin(async move {
             let list = Api::<TailnetPolicy>::all(self.client.clone())
                 .list(&ListParams::default())

@@ -13,7 +13,7 @@ use crate::audit::{self, AuditOptions};
 use crate::policy::access::{Endpoint, Policy, Proto, TailnetView, Verdict};
 use crate::policy::compose::{PolicySource, compose};
 use crate::policy::hujson;
-use crate::reconcile::tailnet_policy::{PolicyResource, source_name};
+use crate::reconcile::tailnet_policy::{PolicyInput, source_name};
 use crate::reconcile::view::tailnet_view;
 use crate::snapshot::TailnetSnapshots;
 use crate::tailscale::{Device, Key};
@@ -27,7 +27,7 @@ pub trait Source: Send + Sync {
     /// The live tailnet behind `tailnet` (a `ManagedTailnet` name).
     fn snapshots(&self, tailnet: String) -> BackendResult<'_, TailnetSnapshots>;
     /// The tailnet's TailnetPolicies with their text resolved.
-    fn policy_resources(&self, tailnet: String) -> BackendResult<'_, Vec<PolicyResource>>;
+    fn policy_inputs(&self, tailnet: String) -> BackendResult<'_, Vec<PolicyInput>>;
     fn proposals(&self) -> BackendResult<'_, ProposalList>;
     fn propose_patch(&self, request: ProposeRequest) -> BackendResult<'_, ProposalCreated>;
     fn adopt_drift(&self, request: AdoptDriftRequest) -> BackendResult<'_, ProposalCreated>;
@@ -87,7 +87,7 @@ impl<S: Source> LocalBackend<S> {
     async fn desired_policy(&self, tailnet: &str) -> Result<String, String> {
         let resources = self
             .source
-            .policy_resources(tailnet.to_owned())
+            .policy_inputs(tailnet.to_owned())
             .await
             .map_err(|e| e.to_string())?;
         compose_desired(&resources)
@@ -121,8 +121,8 @@ impl<S: Source> LocalBackend<S> {
 }
 
 /// Base + Fragments composed as the controller composes them.
-pub fn compose_desired(resources: &[PolicyResource]) -> Result<String, String> {
-    let source = |r: &PolicyResource| -> Result<PolicySource, String> {
+pub fn compose_desired(resources: &[PolicyInput]) -> Result<String, String> {
+    let source = |r: &PolicyInput| -> Result<PolicySource, String> {
         Ok(PolicySource {
             name: source_name(&r.name),
             generation: r.generation,
@@ -587,7 +587,7 @@ impl<S: Source + 'static> Backend for LocalBackend<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::tailnet_policy::policy_resource;
+    use crate::reconcile::tailnet_policy::policy_input;
     use crate::resources::TailnetPolicy;
     use crate::resources::tailnet_policy::{PolicyRole, TailnetPolicySpec};
     use serde_json::json;
@@ -669,7 +669,7 @@ mod tests {
         assert!(!shown.contains("SECRET"), "{shown}");
     }
 
-    fn policy(name: &str, role: PolicyRole, text: &str) -> PolicyResource {
+    fn policy(name: &str, role: PolicyRole, text: &str) -> PolicyInput {
         let mut p = TailnetPolicy::new(
             name,
             TailnetPolicySpec {
@@ -679,7 +679,7 @@ mod tests {
             },
         );
         p.metadata.generation = Some(1);
-        policy_resource(&p, Ok(text.into()))
+        policy_input(&p, Ok(text.into()))
     }
 
     #[test]

@@ -14,10 +14,10 @@ use serde_json::Value;
 
 use super::backend::*;
 use super::local::{Source, kind_of, name_of};
-use crate::cli::{Connection, ConnectionArgs, connect};
+use crate::connection::{Connection, ConnectionArgs, connect};
 use crate::file_mode::{self, Manifests};
 use crate::proposal::{self, ProposalWorld};
-use crate::reconcile::tailnet_policy::PolicyResource;
+use crate::reconcile::tailnet_policy::PolicyInput;
 use crate::reconcile::view::tailnet_view;
 use crate::snapshot::TailnetSnapshots;
 
@@ -301,10 +301,10 @@ impl Source for ManifestsSource {
         Box::pin(async move { Ok(self.snapshots.clone()) })
     }
 
-    fn policy_resources(&self, tailnet: String) -> BackendResult<'_, Vec<PolicyResource>> {
+    fn policy_inputs(&self, tailnet: String) -> BackendResult<'_, Vec<PolicyInput>> {
         Box::pin(async move {
             let manifests = self.manifests()?;
-            Ok(file_mode::tailnet_policy::resources(&manifests)
+            Ok(file_mode::tailnet_policy::inputs(&manifests)
                 .into_iter()
                 .filter(|r| r.spec.common.tailnet_ref == tailnet || tailnet.is_empty())
                 .collect())

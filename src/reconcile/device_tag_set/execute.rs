@@ -14,7 +14,7 @@ pub const WRITE_CONCURRENCY: usize = 8;
 
 /// What executing a plan did.
 #[derive(Debug, Default)]
-pub struct ExecuteReport {
+pub struct TagSetExecuted {
     /// Node ids of the devices whose every planned write succeeded.
     pub written: BTreeSet<String>,
     /// Node id → the write that failed (later fields of that device were not attempted).
@@ -73,7 +73,7 @@ fn refused_tags(message: &str) -> String {
 
 /// Writes every change of `plan` through the snapshots' client. Never fails as a whole: each
 /// device's failure is in the report, so one bad device does not hold up the others.
-pub async fn execute(plan: &TagSetPlan, snapshots: &TailnetSnapshots) -> ExecuteReport {
+pub async fn execute(plan: &TagSetPlan, snapshots: &TailnetSnapshots) -> TagSetExecuted {
     // Owned futures (a clone of the client and of each change each): a stream of futures
     // borrowing from the plan is not `Send` for every lifetime the controller needs.
     let writes: Vec<_> = plan
@@ -92,7 +92,7 @@ pub async fn execute(plan: &TagSetPlan, snapshots: &TailnetSnapshots) -> Execute
         .buffer_unordered(WRITE_CONCURRENCY)
         .collect()
         .await;
-    let mut report = ExecuteReport::default();
+    let mut report = TagSetExecuted::default();
     for (node_id, writes, result) in results {
         report.writes += writes;
         match result {

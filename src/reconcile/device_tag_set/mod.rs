@@ -17,11 +17,11 @@ mod outcome;
 mod plan;
 pub mod select;
 
-pub use execute::{DeviceFailure, ExecuteReport, WRITE_CONCURRENCY, execute};
-pub use outcome::{SetOutcome, applied_mark, outcomes};
+pub use execute::{DeviceFailure, TagSetExecuted, WRITE_CONCURRENCY, execute};
+pub use outcome::{TagSetOutcome, applied_mark, outcomes};
 pub use plan::{
     AppliedMark, CONFLICT_EXAMPLES, DRIFT_ENTRIES, DeviceChange, DeviceState, Field, SetDevice,
-    SetPlan, TagSetPlan, TagSetResource, plan,
+    SetPlan, TagSetInput, TagSetPlan, plan,
 };
 pub use select::AutoApprovers;
 
@@ -32,9 +32,9 @@ use crate::resources::{DeviceTagSet, ReconcileError};
 use crate::snapshot::TailnetSnapshots;
 
 /// The planner input for `set` (its applied mark and last matched count come from status).
-pub fn tag_set_resource(set: &DeviceTagSet) -> TagSetResource {
+pub fn tag_set_input(set: &DeviceTagSet) -> TagSetInput {
     let status = set.status.as_ref();
-    TagSetResource {
+    TagSetInput {
         name: set.name_any(),
         generation: set.metadata.generation,
         spec: set.spec.clone(),
@@ -47,7 +47,7 @@ pub fn tag_set_resource(set: &DeviceTagSet) -> TagSetResource {
 /// Reads the devices snapshot (and, when some set manages routes, the policy for its
 /// autoApprovers) and plans. One device-list read per resync serves every set.
 pub async fn observe_and_plan(
-    sets: &[TagSetResource],
+    sets: &[TagSetInput],
     snapshots: &TailnetSnapshots,
 ) -> Result<TagSetPlan, ReconcileError> {
     let devices = snapshots.devices().await?;
@@ -79,9 +79,9 @@ async fn auto_approvers(snapshots: &TailnetSnapshots) -> Result<AutoApprovers, R
 
 /// Plans, executes and derives every set's outcome.
 pub async fn reconcile(
-    sets: &[TagSetResource],
+    sets: &[TagSetInput],
     snapshots: &TailnetSnapshots,
-) -> Result<(TagSetPlan, ExecuteReport, Vec<SetOutcome>), ReconcileError> {
+) -> Result<(TagSetPlan, TagSetExecuted, Vec<TagSetOutcome>), ReconcileError> {
     let plan = observe_and_plan(sets, snapshots).await?;
     let report = execute(&plan, snapshots).await;
     let outcomes = outcomes(&plan, Some(&report));

@@ -2,9 +2,9 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::execute::ExecuteReport;
+use super::execute::TagSetExecuted;
 use super::plan::{AppliedMark, DeviceState, SetDevice, SetPlan, TagSetPlan};
-use crate::reconcile::tailnet_policy::Verdict;
+use crate::resources::conditions::Verdict;
 use crate::resources::conditions::{
     ConditionStatus, ConditionType, reason, set_condition, time_from,
 };
@@ -13,9 +13,9 @@ use crate::resources::device_tag_set::{
 };
 use crate::resources::{DriftDiff, ReconcileError};
 
-/// What one set's status should say. Time-free until [`SetOutcome::write_status`].
+/// What one set's status should say. Time-free until [`TagSetOutcome::write_status`].
 #[derive(Debug)]
-pub struct SetOutcome {
+pub struct TagSetOutcome {
     pub name: String,
     pub generation: Option<i64>,
     pub ready: Verdict,
@@ -36,7 +36,7 @@ pub struct SetOutcome {
 
 /// The outcome of every set that is not being deleted, in plan order. `report` is `None` for
 /// a plan that was not executed (`plan -f`): pending writes count as out of sync.
-pub fn outcomes(plan: &TagSetPlan, report: Option<&ExecuteReport>) -> Vec<SetOutcome> {
+pub fn outcomes(plan: &TagSetPlan, report: Option<&TagSetExecuted>) -> Vec<TagSetOutcome> {
     plan.sets
         .iter()
         .filter(|s| !s.removing)
@@ -45,7 +45,7 @@ pub fn outcomes(plan: &TagSetPlan, report: Option<&ExecuteReport>) -> Vec<SetOut
 }
 
 /// Where a device stands after the pass.
-fn in_sync_after(device: &SetDevice, report: Option<&ExecuteReport>) -> bool {
+fn in_sync_after(device: &SetDevice, report: Option<&TagSetExecuted>) -> bool {
     match device.state {
         DeviceState::InSync => true,
         DeviceState::Changing => report.is_some_and(|r| r.written.contains(&device.node_id)),
@@ -55,9 +55,9 @@ fn in_sync_after(device: &SetDevice, report: Option<&ExecuteReport>) -> bool {
 
 fn outcome(
     set: &SetPlan,
-    report: Option<&ExecuteReport>,
+    report: Option<&TagSetExecuted>,
     observed_at: DateTime<Utc>,
-) -> SetOutcome {
+) -> TagSetOutcome {
     let in_sync: Vec<bool> = set
         .devices
         .iter()
@@ -100,7 +100,7 @@ fn outcome(
         && report.is_some()
         && out_of_sync == reported_only;
     let applied = next_mark(set, converged, written > 0, matched, observed_at);
-    SetOutcome {
+    TagSetOutcome {
         name: set.name.clone(),
         generation: set.generation,
         ready: ready_verdict(
@@ -284,7 +284,7 @@ fn drifted_verdict(set: &SetPlan, drifted: usize) -> Verdict {
     )
 }
 
-impl SetOutcome {
+impl TagSetOutcome {
     /// Writes the outcome into `status` (conditions through `set_condition`, so transition
     /// times move only on flips). Returns whether anything changed.
     pub fn write_status(&self, status: &mut DeviceTagSetStatus, now: &Time) -> bool {

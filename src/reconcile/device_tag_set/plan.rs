@@ -22,7 +22,7 @@ pub const CONFLICT_EXAMPLES: usize = 5;
 
 /// One DeviceTagSet as the planner needs it.
 #[derive(Debug, Clone)]
-pub struct TagSetResource {
+pub struct TagSetInput {
     pub name: String,
     pub generation: Option<i64>,
     pub spec: DeviceTagSetSpec,
@@ -160,7 +160,7 @@ impl TagSetPlan {
 
 /// Plans every set of one tailnet against `devices` (pure).
 pub fn plan(
-    sets: &[TagSetResource],
+    sets: &[TagSetInput],
     devices: &[Device],
     approvers: &AutoApprovers,
     observed_at: DateTime<Utc>,
@@ -221,7 +221,7 @@ struct SetBuilder {
 }
 
 impl SetBuilder {
-    fn default_for(_: &TagSetResource) -> SetBuilder {
+    fn default_for(_: &TagSetInput) -> SetBuilder {
         SetBuilder::default()
     }
 
@@ -234,7 +234,7 @@ impl SetBuilder {
         });
     }
 
-    fn finish(mut self, set: &TagSetResource) -> SetPlan {
+    fn finish(mut self, set: &TagSetInput) -> SetPlan {
         self.devices.sort_by(|a, b| a.hostname.cmp(&b.hostname));
         self.waiting.sort_by(|a, b| a.name.cmp(&b.name));
         self.waiting.truncate(MAX_LISTED_DEVICES);
@@ -265,7 +265,7 @@ impl SetBuilder {
 }
 
 struct DeviceContext<'a> {
-    sets: &'a [TagSetResource],
+    sets: &'a [TagSetInput],
     device: &'a Device,
     approvers: &'a AutoApprovers,
     observed_at: DateTime<Utc>,

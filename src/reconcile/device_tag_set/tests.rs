@@ -26,8 +26,8 @@ fn device(hostname: &str, tags: &[&str]) -> Device {
     }
 }
 
-fn set(name: &str, spec: Value) -> TagSetResource {
-    TagSetResource {
+fn set(name: &str, spec: Value) -> TagSetInput {
+    TagSetInput {
         name: name.into(),
         generation: Some(1),
         spec: serde_json::from_value(spec).unwrap(),
@@ -37,7 +37,7 @@ fn set(name: &str, spec: Value) -> TagSetResource {
     }
 }
 
-fn run(sets: &[TagSetResource], devices: &[Device]) -> TagSetPlan {
+fn run(sets: &[TagSetInput], devices: &[Device]) -> TagSetPlan {
     plan(sets, devices, &AutoApprovers::none(), t0())
 }
 
@@ -230,7 +230,7 @@ fn a_difference_on_a_device_applied_before_is_drift_and_report_leaves_it() {
     let web = p.set("web").unwrap();
     assert_eq!(web.drifted_devices, 1);
     assert_eq!(web.drift.entries[0].path, "/web-1/tags");
-    let outcome = &outcomes(&p, Some(&ExecuteReport::default()))[0];
+    let outcome = &outcomes(&p, Some(&TagSetExecuted::default()))[0];
     assert_eq!(outcome.drifted.status, ConditionStatus::True);
     assert_eq!(outcome.ready.reason, "Drifted");
 
@@ -285,7 +285,7 @@ fn k8s_devices_are_skipped_unless_named_and_suspended_sets_do_not_write() {
     assert!(p.changes.is_empty());
     assert_eq!(p.sets[0].devices.len(), 1, "the proxy is not matched");
     assert_eq!(p.sets[0].devices[0].state, DeviceState::Suspended);
-    let o = &outcomes(&p, Some(&ExecuteReport::default()))[0];
+    let o = &outcomes(&p, Some(&TagSetExecuted::default()))[0];
     assert_eq!(o.ready.reason, "Suspended");
 }
 
@@ -298,7 +298,7 @@ fn a_converged_set_keeps_its_mark_in_steady_state() {
     );
     let first = &outcomes(
         &run(&[s.clone()], &devices),
-        Some(&ExecuteReport::default()),
+        Some(&TagSetExecuted::default()),
     )[0];
     let mark = first.applied.expect("converged: marked");
     assert_eq!(mark.generation, 1);
@@ -311,6 +311,6 @@ fn a_converged_set_keeps_its_mark_in_steady_state() {
         &AutoApprovers::none(),
         t0() + Duration::hours(1),
     );
-    let again = &outcomes(&later, Some(&ExecuteReport::default()))[0];
+    let again = &outcomes(&later, Some(&TagSetExecuted::default()))[0];
     assert_eq!(again.applied, Some(mark), "no status churn");
 }

@@ -6,9 +6,9 @@ use super::plan::{
     DnsAction, DnsPlan, WriteReason, in_sync_verdict, managed_parts, ready_verdict, same_dns,
     synced_verdict,
 };
-use crate::reconcile::tailnet_policy::Verdict;
 use crate::resources::ReconcileError;
 use crate::resources::conditions::ConditionStatus;
+use crate::resources::conditions::Verdict;
 use crate::resources::drift::{DiffOptions, diff_with};
 use crate::snapshot::{Area, TailnetSnapshots};
 use crate::tailscale::DnsConfiguration;

@@ -13,9 +13,8 @@ mod plan;
 
 pub use execute::{DnsExecuted, NOT_APPLIED, execute, written};
 pub use plan::{
-    DRIFT_ENTRIES, DnsAction, DnsOutcome, DnsPlan, DnsResource, WriteReason, cleared,
-    describe_parts, drift_of, is_domain, live_settings, managed_parts, merged, plan, same_dns,
-    validate, winner,
+    DRIFT_ENTRIES, DnsAction, DnsInput, DnsOutcome, DnsPlan, WriteReason, cleared, describe_parts,
+    drift_of, is_domain, live_settings, managed_parts, merged, plan, same_dns, validate, winner,
 };
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -27,8 +26,8 @@ use crate::snapshot::TailnetSnapshots;
 /// Reads the tailnet's DNS through its snapshot (one read per resync interval, shared) and
 /// plans `resource` against it.
 pub async fn observe_and_plan(
-    resource: &DnsResource,
-    others: &[DnsResource],
+    resource: &DnsInput,
+    others: &[DnsInput],
     snapshots: &TailnetSnapshots,
 ) -> Result<DnsPlan, ReconcileError> {
     let live = snapshots.dns().await?;
@@ -37,8 +36,8 @@ pub async fn observe_and_plan(
 
 /// [`observe_and_plan`] then [`execute`].
 pub async fn reconcile(
-    resource: &DnsResource,
-    others: &[DnsResource],
+    resource: &DnsInput,
+    others: &[DnsInput],
     snapshots: &TailnetSnapshots,
 ) -> Result<DnsExecuted, ReconcileError> {
     let plan = observe_and_plan(resource, others, snapshots).await?;

@@ -17,9 +17,9 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::reconcile::tailnet_policy::Verdict;
 use crate::resources::DriftDiff;
 use crate::resources::ReconcileError;
+use crate::resources::conditions::Verdict;
 use crate::resources::conditions::{ConditionStatus, reason};
 use crate::resources::dns_config::{
     DNSConfig, DNSConfigSpec, DnsConflict, DnsSettings, MAX_NAMESERVERS, Nameserver,
@@ -32,7 +32,7 @@ pub const DRIFT_ENTRIES: usize = 20;
 
 /// One `DNSConfig` as the planner needs it.
 #[derive(Debug, Clone, Default)]
-pub struct DnsResource {
+pub struct DnsInput {
     pub name: String,
     pub generation: Option<i64>,
     /// When it was created: the oldest DNSConfig of a tailnet manages its DNS. `None` (file
@@ -43,9 +43,9 @@ pub struct DnsResource {
     pub applied: Option<DnsSettings>,
 }
 
-impl DnsResource {
-    pub fn from_object(obj: &DNSConfig) -> DnsResource {
-        DnsResource {
+impl DnsInput {
+    pub fn from_object(obj: &DNSConfig) -> DnsInput {
+        DnsInput {
             name: obj.metadata.name.clone().unwrap_or_default(),
             generation: obj.metadata.generation,
             created: obj
@@ -67,7 +67,7 @@ impl DnsResource {
 /// The DNSConfig that manages a tailnet's DNS among `candidates` (all of one tailnet, none
 /// being deleted): the oldest, by name when equally old. Deterministic, and stable: a DNSConfig
 /// created later never takes over from an existing one.
-pub fn winner(candidates: &[DnsResource]) -> Option<&DnsResource> {
+pub fn winner(candidates: &[DnsInput]) -> Option<&DnsInput> {
     candidates
         .iter()
         .min_by(|a, b| a.claim_key().cmp(&b.claim_key()))
@@ -149,7 +149,7 @@ impl DnsPlan {
 /// Plans `resource` against `live`. `others` are the other DNSConfigs of the same tailnet (not
 /// being deleted); when one of them wins the tailnet, `resource` is a `Conflict` and writes
 /// nothing.
-pub fn plan(resource: &DnsResource, others: &[DnsResource], live: &DnsConfiguration) -> DnsPlan {
+pub fn plan(resource: &DnsInput, others: &[DnsInput], live: &DnsConfiguration) -> DnsPlan {
     let desired = resource.spec.dns.clone();
     let mut plan = DnsPlan {
         name: resource.name.clone(),
@@ -301,8 +301,8 @@ pub fn describe_parts(settings: &DnsSettings) -> String {
 }
 
 /// The conflict of `resource` when another DNSConfig of its tailnet wins.
-fn conflict_with(resource: &DnsResource, others: &[DnsResource]) -> Option<DnsConflict> {
-    let mut all: Vec<DnsResource> = others
+fn conflict_with(resource: &DnsInput, others: &[DnsInput]) -> Option<DnsConflict> {
+    let mut all: Vec<DnsInput> = others
         .iter()
         .filter(|o| o.name != resource.name)
         .cloned()
@@ -619,8 +619,8 @@ mod tests {
         }
     }
 
-    fn resource(name: &str, dns: DnsSettings) -> DnsResource {
-        DnsResource {
+    fn resource(name: &str, dns: DnsSettings) -> DnsInput {
+        DnsInput {
             name: name.to_owned(),
             generation: Some(1),
             created: None,

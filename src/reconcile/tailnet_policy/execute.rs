@@ -11,11 +11,12 @@ use chrono::{DateTime, Utc};
 
 use super::history::{Revision, RevisionStore};
 use super::plan::policy_hash;
-use super::types::{ApplyPlan, ApplyReason, PolicyAction, PolicyPlan, ResourceOutcome, Verdict};
+use super::types::{ApplyPlan, ApplyReason, PolicyAction, PolicyOutcome, PolicyPlan};
 use crate::error::Category;
 use crate::policy::access::TailnetView;
 use crate::policy::checks;
 use crate::resources::ReconcileError;
+use crate::resources::conditions::Verdict;
 use crate::resources::conditions::{ConditionStatus, reason};
 use crate::snapshot::{Area, TailnetSnapshots};
 use crate::tailscale::{ApiError, ETag, TailscaleClient, ValidationOutcome};
@@ -81,13 +82,13 @@ pub enum ExecuteResult {
 
 /// The resources' statuses after the pass, and what happened.
 #[derive(Debug, Clone)]
-pub struct ExecuteOutcome {
-    pub outcomes: Vec<ResourceOutcome>,
+pub struct PolicyExecuted {
+    pub outcomes: Vec<PolicyOutcome>,
     pub result: ExecuteResult,
 }
 
-impl ExecuteOutcome {
-    pub fn outcome(&self, name: &str) -> Option<&ResourceOutcome> {
+impl PolicyExecuted {
+    pub fn outcome(&self, name: &str) -> Option<&PolicyOutcome> {
         self.outcomes.iter().find(|o| o.name == name)
     }
 
@@ -105,7 +106,7 @@ pub async fn execute<S: RevisionStore>(
     snapshots: &TailnetSnapshots,
     store: &S,
     now: DateTime<Utc>,
-) -> Result<ExecuteOutcome, ReconcileError> {
+) -> Result<PolicyExecuted, ReconcileError> {
     execute_with(plan, snapshots, store, now, &LocalTestsCheck).await
 }
 
@@ -117,10 +118,10 @@ pub async fn execute_with<S: RevisionStore>(
     store: &S,
     now: DateTime<Utc>,
     post_check: &dyn PostApplyCheck,
-) -> Result<ExecuteOutcome, ReconcileError> {
+) -> Result<PolicyExecuted, ReconcileError> {
     let PolicyAction::Apply(apply) = std::mem::replace(&mut plan.action, PolicyAction::NoChange)
     else {
-        return Ok(ExecuteOutcome {
+        return Ok(PolicyExecuted {
             outcomes: plan.outcomes,
             result: ExecuteResult::NoWrite,
         });
@@ -272,7 +273,7 @@ async fn roll_back<S: RevisionStore>(
     snapshots: &TailnetSnapshots,
     store: &S,
     now: DateTime<Utc>,
-) -> Result<ExecuteOutcome, ReconcileError> {
+) -> Result<PolicyExecuted, ReconcileError> {
     let Some((good, good_hash, good_text)) = plan.last_good.clone() else {
         let message = format!(
             "{problem}; there is no earlier revision to roll back to, so the tailnet keeps the \
@@ -331,13 +332,13 @@ async fn roll_back<S: RevisionStore>(
 }
 
 /// The resources the plan was applying (their Ready is still `Pending`).
-fn pending_outcomes(plan: &mut PolicyPlan) -> impl Iterator<Item = &mut ResourceOutcome> {
+fn pending_outcomes(plan: &mut PolicyPlan) -> impl Iterator<Item = &mut PolicyOutcome> {
     plan.outcomes
         .iter_mut()
         .filter(|o| o.ready.reason == reason::PENDING)
 }
 
-fn pending_or_rolled_back(plan: &mut PolicyPlan) -> impl Iterator<Item = &mut ResourceOutcome> {
+fn pending_or_rolled_back(plan: &mut PolicyPlan) -> impl Iterator<Item = &mut PolicyOutcome> {
     plan.outcomes
         .iter_mut()
         .filter(|o| o.ready.reason == reason::ROLLED_BACK)
@@ -351,8 +352,8 @@ fn set_pending(plan: &mut PolicyPlan, status: ConditionStatus, why: &str, messag
     }
 }
 
-fn done(plan: PolicyPlan, result: ExecuteResult) -> ExecuteOutcome {
-    ExecuteOutcome {
+fn done(plan: PolicyPlan, result: ExecuteResult) -> PolicyExecuted {
+    PolicyExecuted {
         outcomes: plan.outcomes,
         result,
     }

@@ -16,7 +16,7 @@ mod source;
 mod types;
 
 pub use execute::{
-    ExecuteOutcome, ExecuteResult, LocalTestsCheck, POST_APPLY_CHECK_FAILED, PostApplyCheck,
+    ExecuteResult, LocalTestsCheck, POST_APPLY_CHECK_FAILED, PolicyExecuted, PostApplyCheck,
     VALIDATION_FAILED, execute, execute_with,
 };
 pub use history::{
@@ -26,11 +26,10 @@ pub use plan::{
     ACCESS_PAIRS_SHOWN, BLOCKED, NO_BASE, TEXT_DIFF_LINES, plan, policy_hash, source_name,
 };
 pub use source::{
-    TextSource, config_map_text, describe_key_ref, find_config_map, policy_resource, text_source,
+    TextSource, config_map_text, describe_key_ref, find_config_map, policy_input, text_source,
 };
 pub use types::{
-    AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyPlan, PolicyResource,
-    ResourceOutcome, Verdict,
+    AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyInput, PolicyOutcome, PolicyPlan,
 };
 
 use chrono::{DateTime, Utc};
@@ -43,19 +42,19 @@ use crate::snapshot::TailnetSnapshots;
 /// Observes the tailnet through its snapshots (policy, devices, users: one read each per
 /// resync interval, shared with every other resource), plans, and executes the plan.
 pub async fn reconcile<S: RevisionStore>(
-    resources: &[PolicyResource],
+    resources: &[PolicyInput],
     contributions: &[Contribution],
     snapshots: &TailnetSnapshots,
     store: &S,
     now: DateTime<Utc>,
-) -> Result<ExecuteOutcome, ReconcileError> {
+) -> Result<PolicyExecuted, ReconcileError> {
     let plan = observe_and_plan(resources, contributions, snapshots, store).await?;
     execute(plan, snapshots, store, now).await
 }
 
 /// The read-only half of [`reconcile`]: what would happen (used by `plan -f`).
 pub async fn observe_and_plan<S: RevisionStore>(
-    resources: &[PolicyResource],
+    resources: &[PolicyInput],
     contributions: &[Contribution],
     snapshots: &TailnetSnapshots,
     store: &S,

@@ -1,13 +1,13 @@
 //! The pure planner: no I/O, no clock. Everything it needs is in its arguments, so every
 //! decision (which write, which status) is tested without a tailnet or a runtime.
+use crate::resources::conditions::Verdict;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::history::Revision;
 use super::types::{
-    AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyPlan, PolicyResource,
-    ResourceOutcome, Verdict,
+    AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyInput, PolicyOutcome, PolicyPlan,
 };
 use crate::policy::access::{Policy, TailnetView};
 use crate::policy::checks::{self, CheckProblem};
@@ -53,13 +53,13 @@ pub fn policy_hash(text: &str) -> String {
 /// is what this operator last applied); `view` the tailnet's users and devices for the checks
 /// and the access diff.
 pub fn plan(
-    resources: &[PolicyResource],
+    resources: &[PolicyInput],
     contributions: &[Contribution],
     live: &PolicyFile,
     history: &[Revision],
     view: &TailnetView,
 ) -> PolicyPlan {
-    let bases: Vec<&PolicyResource> = resources.iter().filter(|r| r.is_base()).collect();
+    let bases: Vec<&PolicyInput> = resources.iter().filter(|r| r.is_base()).collect();
     let mut plan = PolicyPlan {
         outcomes: resources.iter().map(pending).collect(),
         action: PolicyAction::NoChange,
@@ -122,9 +122,9 @@ pub fn plan(
 }
 
 /// Every resource starts "Pending"; the planner overwrites what it decides.
-fn pending(resource: &PolicyResource) -> ResourceOutcome {
+fn pending(resource: &PolicyInput) -> PolicyOutcome {
     let unknown = Verdict::new(ConditionStatus::Unknown, reason::PENDING, "");
-    ResourceOutcome {
+    PolicyOutcome {
         name: resource.name.clone(),
         generation: resource.generation,
         ready: unknown.clone(),
@@ -188,7 +188,7 @@ fn block_all(plan: &mut PolicyPlan, why: &str, message: &str) {
     }
 }
 
-fn reject(outcome: &mut ResourceOutcome, why: &str, message: &str) {
+fn reject(outcome: &mut PolicyOutcome, why: &str, message: &str) {
     outcome.ready = Verdict::new(ConditionStatus::False, why, message);
     outcome.synced = Verdict::new(ConditionStatus::False, why, message);
     outcome.rejected_reason = Some(message.to_owned());
@@ -196,8 +196,8 @@ fn reject(outcome: &mut ResourceOutcome, why: &str, message: &str) {
 
 /// A resource whose text could not be read (a missing ConfigMap key) blocks every write:
 /// composing without it would silently delete its rules from the tailnet.
-fn unresolved_sources_block(resources: &[PolicyResource], plan: &mut PolicyPlan) -> bool {
-    let failed: Vec<&PolicyResource> = resources.iter().filter(|r| r.text.is_err()).collect();
+fn unresolved_sources_block(resources: &[PolicyInput], plan: &mut PolicyPlan) -> bool {
+    let failed: Vec<&PolicyInput> = resources.iter().filter(|r| r.text.is_err()).collect();
     if failed.is_empty() {
         return false;
     }
@@ -228,8 +228,8 @@ struct Desired {
 }
 
 fn desired_policy(
-    base: &PolicyResource,
-    resources: &[PolicyResource],
+    base: &PolicyInput,
+    resources: &[PolicyInput],
     contributions: &[Contribution],
     history: &[Revision],
     view: &TailnetView,
@@ -238,8 +238,8 @@ fn desired_policy(
     if let Some(pin) = base.annotations.get(ROLLBACK_TO_ANNOTATION) {
         return pinned_revision(base, pin, history, plan);
     }
-    let text_of = |r: &PolicyResource| r.text.as_ref().map(String::clone).unwrap_or_default();
-    let source = |r: &PolicyResource| PolicySource {
+    let text_of = |r: &PolicyInput| r.text.as_ref().map(String::clone).unwrap_or_default();
+    let source = |r: &PolicyInput| PolicySource {
         name: source_name(&r.name),
         generation: r.generation,
         text: text_of(r),
@@ -293,7 +293,7 @@ fn desired_policy(
 /// The break-glass annotation: hold a kept revision's exact text. Its local checks ran when it
 /// was first applied; they are not re-run so a break-glass is never blocked by them.
 fn pinned_revision(
-    base: &PolicyResource,
+    base: &PolicyInput,
     pin: &str,
     history: &[Revision],
     plan: &mut PolicyPlan,
@@ -374,7 +374,7 @@ fn record_rejection(plan: &mut PolicyPlan, source: &str, error: &ComposeError) {
 
 /// What attributing a check problem to a source needs.
 struct Blame<'a> {
-    resources: &'a [PolicyResource],
+    resources: &'a [PolicyInput],
     included: &'a [String],
     composed: Option<&'a Policy>,
     view: &'a TailnetView,
@@ -429,7 +429,7 @@ fn culprit(problem: &CheckProblem, blame: &Blame<'_>) -> String {
     match problem {
         CheckProblem::Undefined { name, .. } => {
             let quoted = format!("\"{name}");
-            let mentions = |r: &PolicyResource| r.text.as_ref().is_ok_and(|t| t.contains(&quoted));
+            let mentions = |r: &PolicyInput| r.text.as_ref().is_ok_and(|t| t.contains(&quoted));
             let base_mentions = blame.resources.iter().any(|r| r.is_base() && mentions(r));
             let mut users = fragments().filter(|r| mentions(r));
             match (base_mentions, users.next(), users.next()) {
@@ -447,7 +447,7 @@ fn culprit(problem: &CheckProblem, blame: &Blame<'_>) -> String {
 /// Whether `resource`'s own `tests` include the failing one (same source, same errors) when
 /// run against the composed policy.
 fn own_tests_fail(
-    resource: &PolicyResource,
+    resource: &PolicyInput,
     failure: &crate::policy::access::TestFailure,
     blame: &Blame<'_>,
 ) -> bool {
@@ -467,7 +467,7 @@ fn own_tests_fail(
 
 /// Compares desired, live and last applied, and sets the action and the statuses.
 fn decide(
-    base: &PolicyResource,
+    base: &PolicyInput,
     desired: Desired,
     live: &PolicyFile,
     history: &[Revision],
@@ -475,7 +475,7 @@ fn decide(
 ) {
     let last = history.last();
     let holds = history.iter().rev().find(|r| r.hash == desired.hash);
-    let included = |o: &ResourceOutcome| desired.included.contains(&o.name);
+    let included = |o: &PolicyOutcome| desired.included.contains(&o.name);
     for outcome in plan.outcomes.iter_mut().filter(|o| included(o)) {
         outcome.pinned_revision = desired.pinned;
     }
@@ -631,8 +631,8 @@ mod tests {
     const V1: &str = "// v1\n{\"groups\": {\"group:a\": [\"alice@example.com\"]}}\n";
     const V2: &str = "// v2\n{\"groups\": {\"group:a\": [\"bob@example.com\"]}}\n";
 
-    fn base(text: &str) -> PolicyResource {
-        PolicyResource {
+    fn base(text: &str) -> PolicyInput {
+        PolicyInput {
             name: "base".into(),
             generation: Some(3),
             spec: TailnetPolicySpec {
@@ -664,7 +664,7 @@ mod tests {
         }
     }
 
-    fn run(resource: PolicyResource, live_text: &str, history: &[Revision]) -> PolicyPlan {
+    fn run(resource: PolicyInput, live_text: &str, history: &[Revision]) -> PolicyPlan {
         plan(
             &[resource],
             &[],

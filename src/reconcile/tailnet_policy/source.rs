@@ -3,7 +3,7 @@
 //! both name a missing source the same way.
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::types::PolicyResource;
+use super::types::PolicyInput;
 use crate::resources::ReconcileError;
 use crate::resources::tailnet_policy::{ConfigMapKeyRef, TailnetPolicy, TailnetPolicySpec};
 
@@ -72,11 +72,8 @@ pub fn config_map_text(
 
 /// The planner's input for `policy`, with its text already resolved (or the error that
 /// prevented it).
-pub fn policy_resource(
-    policy: &TailnetPolicy,
-    text: Result<String, ReconcileError>,
-) -> PolicyResource {
-    PolicyResource {
+pub fn policy_input(policy: &TailnetPolicy, text: Result<String, ReconcileError>) -> PolicyInput {
+    PolicyInput {
         name: policy.metadata.name.clone().unwrap_or_default(),
         // Objects from files may have no generation; the API server always sets one.
         generation: Some(policy.metadata.generation.unwrap_or(1)),

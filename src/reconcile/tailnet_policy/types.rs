@@ -1,4 +1,5 @@
 //! What the planner takes and returns.
+use crate::resources::conditions::Verdict;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -13,7 +14,7 @@ use crate::tailscale::ETag;
 /// One `TailnetPolicy` as the planner needs it: the controller (or file mode) has already
 /// resolved `policyFrom` into `text`, or the error that prevented it.
 #[derive(Debug)]
-pub struct PolicyResource {
+pub struct PolicyInput {
     pub name: String,
     pub generation: Option<i64>,
     pub spec: TailnetPolicySpec,
@@ -21,7 +22,7 @@ pub struct PolicyResource {
     pub annotations: BTreeMap<String, String>,
 }
 
-impl PolicyResource {
+impl PolicyInput {
     pub fn is_base(&self) -> bool {
         self.spec.role == PolicyRole::Base
     }
@@ -104,12 +105,10 @@ pub enum PolicyAction {
     },
 }
 
-pub use crate::resources::conditions::Verdict;
-
-/// What one resource's status should say. Time-free: [`ResourceOutcome::write_status`] adds
+/// What one resource's status should say. Time-free: [`PolicyOutcome::write_status`] adds
 /// the clock when it is written.
 #[derive(Debug, Clone)]
-pub struct ResourceOutcome {
+pub struct PolicyOutcome {
     pub name: String,
     pub generation: Option<i64>,
     pub ready: Verdict,
@@ -124,7 +123,7 @@ pub struct ResourceOutcome {
     pub last_access_diff: Option<AccessDiffSummary>,
 }
 
-impl ResourceOutcome {
+impl PolicyOutcome {
     /// Writes the outcome into `status`: conditions through `set_condition` (stable
     /// transition times), the other fields replaced. Returns whether anything changed, so a
     /// controller can skip a no-op status patch.
@@ -160,7 +159,7 @@ impl ResourceOutcome {
 #[derive(Debug, Clone)]
 pub struct PolicyPlan {
     /// One per input resource, in input order.
-    pub outcomes: Vec<ResourceOutcome>,
+    pub outcomes: Vec<PolicyOutcome>,
     pub action: PolicyAction,
     /// The live policy's ETag, for `If-Match`.
     pub live_etag: ETag,
@@ -180,7 +179,7 @@ impl PolicyPlan {
         matches!(self.action, PolicyAction::Apply(_))
     }
 
-    pub fn outcome(&self, name: &str) -> Option<&ResourceOutcome> {
+    pub fn outcome(&self, name: &str) -> Option<&PolicyOutcome> {
         self.outcomes.iter().find(|o| o.name == name)
     }
 }
