@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::reconcile::tailnet_policy::{
     PolicyInput, TextSource, config_map_text, policy_input, text_source,
@@ -94,6 +95,25 @@ impl ConfigMapCache {
         let key = (map.namespace().unwrap_or_default(), map.name_any());
         lock_unpoisoned(&self.0).read.insert(key, map.clone());
     }
+}
+
+/// The policies whose `policyFrom` names `map`.
+pub fn referencing(
+    store: &Store<TailnetPolicy>,
+    map: &PartialObjectMeta<ConfigMap>,
+) -> Vec<ObjectRef<TailnetPolicy>> {
+    let (namespace, name) = (map.namespace().unwrap_or_default(), map.name_any());
+    store
+        .state()
+        .iter()
+        .filter(|p| {
+            p.spec.policy_from.as_ref().is_some_and(|from| {
+                let r = &from.config_map_key_ref;
+                r.namespace == namespace && r.name == name
+            })
+        })
+        .map(|p| ObjectRef::from_obj(&**p))
+        .collect()
 }
 
 /// The cache's maps are updated in single inserts, which a panicking holder cannot leave

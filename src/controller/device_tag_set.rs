@@ -26,13 +26,20 @@ use std::time::Instant;
 use kube::ResourceExt;
 
 use super::coordination::lock_unpoisoned;
-use super::skeleton::{self, APPLIED, CleanUpResult, KindReconciler, Next, Pass, PassResult};
+use super::skeleton::{self, CleanUpResult, KindReconciler, Next, Pass, PassResult, applied_event};
 use super::{Context, Controlled, KindController, KindEvent, Stop, has_finalizer};
 use crate::reconcile::device_tag_set::{
     DeviceState, TagSetExecuted, TagSetPlan, execute, observe_and_plan, outcomes, tag_set_input,
 };
-use crate::resources::{DeviceTagSet, ReconcileError, TailnetScoped};
+use crate::resources::{DeviceTagSet, ReconcileError};
 use crate::snapshot::{Area, TailnetSnapshots};
+
+/// Started by the manager with every kind of [`crate::for_each_kind`].
+impl Controlled for DeviceTagSet {
+    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
+        skeleton::controller(ctx, stop, DeviceTagSetKind::default())
+    }
+}
 
 /// Event reason when deleting with `deletionPolicy: Delete` removed the set's tags.
 pub const TAGS_REMOVED: &str = "TagsRemoved";
@@ -45,12 +52,6 @@ type PassKey = (u64, Instant, u64);
 #[derive(Default)]
 pub struct DeviceTagSetKind {
     passes: Mutex<HashMap<String, PassKey>>,
-}
-
-impl Controlled for DeviceTagSet {
-    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
-        skeleton::controller(ctx, stop, DeviceTagSetKind::default())
-    }
 }
 
 impl KindReconciler for DeviceTagSetKind {
@@ -150,11 +151,7 @@ async fn plan_and_execute(
         })
         .collect();
     let plan = observe_and_plan(&resources, snapshots).await?;
-    // What each member's status is on the server; the store's copy lags behind our own writes.
-    let mut written: HashMap<String, _> = members
-        .iter()
-        .map(|m| (m.name_any(), m.current_status()))
-        .collect();
+    let mut written = pass.statuses(members);
     let by_name: HashMap<String, &Arc<DeviceTagSet>> =
         members.iter().map(|m| (m.name_any(), m)).collect();
     // A correction in this pass: record the drift first, or it would leave no trace.
@@ -165,13 +162,9 @@ async fn plan_and_execute(
         let (Some(member), true) = (by_name.get(&outcome.name), corrects) else {
             continue;
         };
-        let before = written.get(&outcome.name).cloned().unwrap_or_default();
-        let mut status = before.clone();
-        outcome.write_drift(&mut status, &pass.now);
-        let status = pass
-            .report(member, Some(&before), status, Vec::new())
+        let update = |status: &mut _| outcome.write_drift(status, &pass.now);
+        pass.report_update(member, &mut written, update, Vec::new())
             .await?;
-        written.insert(outcome.name.clone(), status);
         pass.shared()
             .metrics
             .record_drift_correction("DeviceTagSet");
@@ -184,11 +177,10 @@ async fn plan_and_execute(
         if member.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let before = written.get(&outcome.name).cloned().unwrap_or_default();
-        let mut status = before.clone();
-        outcome.write_status(&mut status, &pass.now);
+        let update = |status: &mut _| outcome.write_status(status, &pass.now);
         let events = write_events(outcome.written);
-        pass.report(member, Some(&before), status, events).await?;
+        pass.report_update(member, &mut written, update, events)
+            .await?;
     }
     Ok((plan, execution))
 }
@@ -206,28 +198,20 @@ fn retryable_failure(report: &TagSetExecuted) -> Option<ReconcileError> {
 /// The set's own event of a pass that wrote `written` devices (pure); the skeleton adds the
 /// shared condition events.
 pub fn write_events(written: usize) -> Vec<KindEvent> {
-    (written > 0)
-        .then(|| {
-            KindEvent::new(
-                false,
-                APPLIED,
-                format!("wrote {written} devices to match the set"),
-            )
-        })
-        .into_iter()
-        .collect()
+    applied_event((written > 0).then(|| format!("wrote {written} devices to match the set")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::skeleton::APPLIED;
 
     #[test]
     fn only_a_pass_that_wrote_devices_has_its_own_event() {
-        assert!(write_events(0).is_empty());
         let events = write_events(2);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].reason, APPLIED);
         assert_eq!(events[0].note, "wrote 2 devices to match the set");
+        assert!(write_events(0).is_empty());
     }
 }

@@ -30,7 +30,8 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::coordination::lock_unpoisoned;
 use super::skeleton::{
-    self, APPLIED, CleanUpResult, Extension, KindReconciler, Next, Pass, PassResult, of_tailnet,
+    self, CleanUpResult, Extension, KindReconciler, Next, Pass, PassResult, applied_event,
+    of_tailnet,
 };
 use super::{Context, Controlled, KindController, KindEvent, Stop};
 use crate::reconcile::dns_config::{
@@ -39,6 +40,13 @@ use crate::reconcile::dns_config::{
 use crate::resources::conditions::{ConditionType, set_condition};
 use crate::resources::{DNSConfig, TailnetScoped};
 use crate::snapshot::{Area, TailnetSnapshots};
+
+/// Started by the manager with every kind of [`crate::for_each_kind`].
+impl Controlled for DNSConfig {
+    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
+        skeleton::controller(ctx, stop, DnsConfigKind::default())
+    }
+}
 
 /// Event reason when deleting with `deletionPolicy: Delete` removed what the resource set.
 pub const CLEARED: &str = "DnsCleared";
@@ -57,12 +65,6 @@ impl Default for DnsConfigKind {
             deleted,
             deleted_rx: Mutex::new(Some(deleted_rx)),
         }
-    }
-}
-
-impl Controlled for DNSConfig {
-    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
-        skeleton::controller(ctx, stop, DnsConfigKind::default())
     }
 }
 
@@ -167,21 +169,13 @@ impl KindReconciler for DnsConfigKind {
 /// The DNSConfig's own event of a pass that made the write `wrote` (pure); the skeleton adds
 /// the shared condition events.
 pub fn write_events(wrote: Option<WriteReason>) -> Vec<KindEvent> {
-    wrote
-        .map(|why| {
-            KindEvent::new(
-                false,
-                APPLIED,
-                format!("wrote the tailnet's DNS ({})", why.as_str()),
-            )
-        })
-        .into_iter()
-        .collect()
+    applied_event(wrote.map(|why| format!("wrote the tailnet's DNS ({})", why.as_str())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::skeleton::APPLIED;
 
     #[test]
     fn a_write_is_an_applied_event_and_no_write_none() {

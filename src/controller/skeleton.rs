@@ -11,6 +11,7 @@
 //!
 //! Every status write goes through [`Pass::report`]: written only when it changed, the drift
 //! gauge set, the kind's own events and the shared condition events published.
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -348,6 +349,32 @@ impl<R: KindReconciler> Pass<'_, R> {
         Ok(status)
     }
 
+    /// What each of `members`' status is on the server, by name, for a pass that writes several
+    /// (the store's copy lags behind the pass's own writes).
+    pub fn statuses(&self, members: &[Arc<R::Object>]) -> HashMap<String, StatusOf<R>> {
+        members
+            .iter()
+            .map(|m| (m.name_any(), m.current_status()))
+            .collect()
+    }
+
+    /// Reports `obj`'s status as `update` changes what `written` holds for it, and keeps the
+    /// result there for the pass's next report.
+    pub async fn report_update<U>(
+        &self,
+        obj: &R::Object,
+        written: &mut HashMap<String, StatusOf<R>>,
+        update: impl FnOnce(&mut StatusOf<R>) -> U,
+        events: Vec<KindEvent>,
+    ) -> Result<(), ReconcileError> {
+        let before = written.get(&obj.name_any()).cloned().unwrap_or_default();
+        let mut status = before.clone();
+        let _ = update(&mut status);
+        let status = self.report(obj, Some(&before), status, events).await?;
+        written.insert(obj.name_any(), status);
+        Ok(())
+    }
+
     /// `Ready=False` and `Synced=False` with `why` in `obj`'s status; the rest is kept.
     pub async fn report_failure(
         &self,
@@ -373,6 +400,13 @@ impl<R: KindReconciler> Pass<'_, R> {
         )
         .await;
     }
+}
+
+/// The `Applied` event of a pass that wrote, with `note` saying what (none without a write).
+pub fn applied_event(note: Option<String>) -> Vec<KindEvent> {
+    note.map(|note| KindEvent::new(false, APPLIED, note))
+        .into_iter()
+        .collect()
 }
 
 /// The shared events of a status going from `before` to `after` (pure): `Drifted` turning

@@ -30,7 +30,6 @@
 //!   deleting writes nothing; the remaining policies compose without the deleted one at their
 //!   next reconcile, so a deleted Fragment's rules leave the tailnet then, and a tailnet whose
 //!   Base is gone keeps its last policy (its Fragments report `NoBase`).
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,22 +38,27 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
 use super::skeleton::{
     self, APPLIED, CleanUpResult, Extension, KindReconciler, Next, Pass, PassResult,
 };
 use super::{Context, Controlled, KindController, KindEvent, Metrics, Stop};
-use crate::cluster::policy_sources::{ConfigMapCache, resolve_all};
+use crate::cluster::policy_sources::{ConfigMapCache, referencing, resolve_all};
 use crate::reconcile::tailnet_policy::{
-    ApplyReason, ConfigMapRevisionStore, ExecuteResult, PolicyAction, PolicyExecuted, PolicyPlan,
-    execute, observe_and_plan,
+    ApplyReason, ConfigMapRevisionStore, ExecuteResult, PolicyExecuted, execute, observe_and_plan,
 };
 use crate::resources::conditions::reason;
 use crate::resources::tailnet_policy::PolicyRole;
-use crate::resources::{ReconcileError, TailnetPolicy, TailnetPolicyStatus, TailnetScoped};
+use crate::resources::{ReconcileError, TailnetPolicy, TailnetPolicyStatus};
 use crate::snapshot::{Area, TailnetSnapshots};
+
+/// Started by the manager with every kind of [`crate::for_each_kind`].
+impl Controlled for TailnetPolicy {
+    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
+        skeleton::controller(ctx, stop, TailnetPolicyKind::default())
+    }
+}
 
 /// Event reason when deleting a Base with `deletionPolicy: Delete` reset the tailnet's policy.
 pub const RESET: &str = "PolicyReset";
@@ -66,12 +70,6 @@ pub const CONFLICT_RETRY: Duration = Duration::from_secs(2);
 pub struct TailnetPolicyKind {
     /// The `policyFrom` ConfigMaps, read again only when the watch has seen them change.
     config_maps: ConfigMapCache,
-}
-
-impl Controlled for TailnetPolicy {
-    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
-        skeleton::controller(ctx, stop, TailnetPolicyKind::default())
-    }
 }
 
 impl KindReconciler for TailnetPolicyKind {
@@ -146,25 +144,6 @@ impl KindReconciler for TailnetPolicyKind {
     }
 }
 
-/// The policies whose `policyFrom` names `map`.
-fn referencing(
-    store: &Store<TailnetPolicy>,
-    map: &PartialObjectMeta<ConfigMap>,
-) -> Vec<ObjectRef<TailnetPolicy>> {
-    let (namespace, name) = (map.namespace().unwrap_or_default(), map.name_any());
-    store
-        .state()
-        .iter()
-        .filter(|p| {
-            p.spec.policy_from.as_ref().is_some_and(|from| {
-                let r = &from.config_map_key_ref;
-                r.namespace == namespace && r.name == name
-            })
-        })
-        .map(|p| ObjectRef::from_obj(&**p))
-        .collect()
-}
-
 /// The live (not being deleted) policies of the tailnet, by name.
 fn live_members(pass: &Pass<'_, TailnetPolicyKind>) -> Vec<Arc<TailnetPolicy>> {
     pass.members()
@@ -193,21 +172,13 @@ async fn compose_and_report(
     let history =
         ConfigMapRevisionStore::new(shared.client.clone(), &shared.namespace, &pass.tailnet);
     let plan = observe_and_plan(&resources, &[], snapshots, &history).await?;
-    // What each member's status is on the server; the store's copy lags behind our own writes.
-    let mut written: HashMap<String, TailnetPolicyStatus> = members
-        .iter()
-        .map(|m| (m.name_any(), m.current_status()))
-        .collect();
-    if corrects_drift(&plan) {
+    let mut written = pass.statuses(&members);
+    if plan.corrects_drift() {
         for member in &members {
             if let Some(outcome) = plan.outcome(&member.name_any()) {
-                let before = written.get(&member.name_any()).cloned().unwrap_or_default();
-                let mut status = before.clone();
-                outcome.write_status(&mut status, &pass.now);
-                let status = pass
-                    .report(member, Some(&before), status, Vec::new())
+                let update = |status: &mut _| outcome.write_status(status, &pass.now);
+                pass.report_update(member, &mut written, update, Vec::new())
                     .await?;
-                written.insert(member.name_any(), status);
             }
         }
     }
@@ -236,10 +207,6 @@ fn record_outcome_metrics(metrics: &Metrics, result: &ExecuteResult) {
         ExecuteResult::RolledBack { .. } => metrics.record_rollback("TailnetPolicy"),
         _ => {}
     }
-}
-
-fn corrects_drift(plan: &PolicyPlan) -> bool {
-    matches!(&plan.action, PolicyAction::Apply(apply) if apply.reason == ApplyReason::DriftCorrection)
 }
 
 /// The policy's own events for a status going from `before` to `after` in a pass that did

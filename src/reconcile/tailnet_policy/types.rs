@@ -175,6 +175,11 @@ pub struct PolicyPlan {
 
 impl PolicyPlan {
     /// Whether executing would write to the tailnet.
+    /// Whether the plan re-applies the policy over a console edit (`driftPolicy: Correct`).
+    pub fn corrects_drift(&self) -> bool {
+        matches!(&self.action, PolicyAction::Apply(apply) if apply.reason == ApplyReason::DriftCorrection)
+    }
+
     pub fn writes(&self) -> bool {
         matches!(self.action, PolicyAction::Apply(_))
     }
