@@ -5,13 +5,13 @@
 //!
 //! API calls are counted by the sim, never timed; the only timing assertions are lower bounds
 //! where the behaviour is a wait (`Retry-After`, token lifetime).
-mod client_common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use client_common::*;
 use serde_json::json;
+use support::client::*;
 use tailnet_operator::error::Category;
 use tailnet_operator::secret::Secret;
 use tailnet_operator::sim::{FaultRule, SimConfig};

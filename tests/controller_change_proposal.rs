@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
+use support::fixtures::BASE;
+use support::kinds::{HANG_GUARD, wait_condition};
 use support::operator::{NAMESPACE, TAILNET, connect_tailnet, sim};
 use tailnet_operator::cli::proposal::{ExportArgs, ExportFormat, export_with};
 use tailnet_operator::controller::change_proposal::{DEFAULT_PROPOSAL_TTL, ProposeError, propose};
@@ -18,33 +20,10 @@ use tailnet_operator::proposal::{self, ProposalWorld};
 use tailnet_operator::resources::change_proposal::{
     ChangeProposal, ChangeProposalSpec, ProposalPhase, ProposalTarget,
 };
-use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, ManagedTailnet, TailnetPolicy};
 use tailnet_operator::sim::SimServer;
 
-const HANG_GUARD: Duration = Duration::from_secs(30);
 const POST_ACL: &str = "POST /api/v2/tailnet/{tailnet}/acl";
-
-const BASE: &str = r#"// Base policy (ChangeProposal controller test).
-{
-  "groups": {
-    "group:eng": ["alice@example.com", "carol@example.com"],
-    "group:sre": ["bob@example.com", "dave@example.com"],
-  },
-  "tagOwners": {
-    "tag:server": ["group:sre"],
-    "tag:prod":   ["group:sre"],
-    "tag:ci":     ["group:eng"],
-  },
-  "grants": [
-    {"src": ["group:sre"], "dst": ["tag:prod", "tag:server"], "ip": ["*"]},
-    {"src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:443"]},
-  ],
-  "tests": [
-    {"src": "carol@example.com", "accept": ["tag:server:443"], "deny": ["tag:prod:5432"]},
-  ],
-}
-"#;
 
 /// BASE with erin in group:eng: erin's devices gain tcp:443 to the servers.
 fn with_erin() -> String {
@@ -91,22 +70,13 @@ async fn with_base(drift_policy: &str, ttl: Duration) -> (FakeKube, SimServer, M
     )
     .expect("policy applied");
     let manager = start(&fake, ttl).await;
-    wait_condition(&fake, ConditionType::Ready, "True").await;
+    wait_condition::<TailnetPolicy>(&fake, "base", ConditionType::Ready, "True").await;
     (fake, sim, manager)
 }
 
 fn base(fake: &FakeKube) -> TailnetPolicy {
     fake.get_as::<TailnetPolicy>(None, "base")
         .expect("base exists")
-}
-
-async fn wait_condition(fake: &FakeKube, type_: ConditionType, want: &str) -> String {
-    fake.wait_for(&format!("base: {type_:?}={want}"), HANG_GUARD, |f| {
-        let status = f.get_as::<TailnetPolicy>(None, "base")?.status?;
-        let c = find(&status.common.conditions, type_)?;
-        (c.status == want).then(|| c.message.clone())
-    })
-    .await
 }
 
 fn create_proposal(fake: &FakeKube, name: &str, patch: Value, mode: &str) {
@@ -449,7 +419,7 @@ async fn adopting_console_drift_leaves_the_policy_in_sync_and_the_tailnet_as_edi
         json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "1"}}}),
     )
     .expect("annotated");
-    wait_condition(&fake, ConditionType::Drifted, "True").await;
+    wait_condition::<TailnetPolicy>(&fake, "base", ConditionType::Drifted, "True").await;
     let posts = sim.tailnet().calls().get(POST_ACL);
 
     // What the MCP server's adopt_drift does: the pure patch over the world it sees.
@@ -470,9 +440,11 @@ async fn adopting_console_drift_leaves_the_policy_in_sync_and_the_tailnet_as_edi
     approve(&fake, "adopt");
     wait_phase(&fake, "adopt", ProposalPhase::Applied).await;
 
-    let message = wait_condition(&fake, ConditionType::Drifted, "False").await;
+    let message = wait_condition::<TailnetPolicy>(&fake, "base", ConditionType::Drifted, "False")
+        .await
+        .1;
     assert!(!message.is_empty());
-    wait_condition(&fake, ConditionType::Ready, "True").await;
+    wait_condition::<TailnetPolicy>(&fake, "base", ConditionType::Ready, "True").await;
     assert_eq!(live(&sim), console, "the tailnet keeps the console's edit");
     assert_eq!(base(&fake).spec.policy.as_deref(), Some(console.as_str()));
     assert_eq!(

@@ -6,19 +6,18 @@
 //! to pass.
 mod support;
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
+use support::kinds::{
+    HANG_GUARD, calls, condition, finalizers, object, stop, wait_gone, wait_ready, wait_reason,
+};
 use support::operator::{TAILNET, connect_tailnet, run_config, start_manager};
 use tailnet_operator::controller::Manager;
-use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, DeviceTagSet, ManagedTailnet};
 use tailnet_operator::sim::{SimConfig, SimServer};
 use tailnet_operator::snapshot::Area;
 use tailnet_operator::tailscale::{ClientConfig, Credentials, DeviceListOptions, TailscaleClient};
 
-const HANG_GUARD: Duration = Duration::from_secs(60);
 const POST_TAGS: &str = "POST /api/v2/device/{deviceId}/tags";
 const POST_AUTHORIZED: &str = "POST /api/v2/device/{deviceId}/authorized";
 const POST_KEY: &str = "POST /api/v2/device/{deviceId}/key";
@@ -60,46 +59,6 @@ fn create_set(fake: &FakeKube, name: &str, spec: Value) {
     .expect("set created");
 }
 
-fn tag_set(fake: &FakeKube, name: &str) -> Option<DeviceTagSet> {
-    fake.get_as::<DeviceTagSet>(None, name)
-}
-
-/// `(status, reason, message)` of condition `type_` of set `name`.
-fn condition(
-    fake: &FakeKube,
-    name: &str,
-    type_: ConditionType,
-) -> Option<(String, String, String)> {
-    let status = tag_set(fake, name)?.status?;
-    let c = find(&status.common.conditions, type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// Waits for condition `type_` of `name` to be `want` (with `reason`, if given); returns the
-/// message.
-async fn wait_condition(
-    fake: &FakeKube,
-    name: &str,
-    type_: ConditionType,
-    want: &str,
-    reason: Option<&str>,
-) -> String {
-    fake.wait_for(
-        &format!("{name}: {type_:?}={want} {reason:?}"),
-        HANG_GUARD,
-        |f| {
-            condition(f, name, type_)
-                .filter(|(s, r, _)| s == want && reason.is_none_or(|want| want == r))
-                .map(|(_, _, m)| m)
-        },
-    )
-    .await
-}
-
-async fn wait_ready(fake: &FakeKube, name: &str) {
-    wait_condition(fake, name, ConditionType::Ready, "True", None).await;
-}
-
 fn device(sim: &SimServer, hostname: &str) -> Value {
     let id = sim.tailnet().device_id(hostname).expect("device exists");
     sim.tailnet().device(&id).expect("device readable")
@@ -121,10 +80,6 @@ fn strings(value: &Value) -> Vec<String> {
 
 fn tags(sim: &SimServer, hostname: &str) -> Vec<String> {
     strings(&device(sim, hostname)["tags"])
-}
-
-fn calls(sim: &SimServer, route: &str) -> u64 {
-    sim.tailnet().calls().get(route)
 }
 
 fn writes(sim: &SimServer) -> u64 {
@@ -154,11 +109,6 @@ async fn resync_all(fake: &FakeKube, manager: &Manager, sets: u64, label: &str) 
     .await;
 }
 
-async fn stop(manager: Manager) {
-    manager.shutdown();
-    manager.wait().await.expect("clean shutdown");
-}
-
 #[tokio::test]
 async fn add_keeps_other_tags_exact_replaces_them_and_a_steady_state_writes_nothing() {
     let (fake, sim) = (fake(), sim_with(0).await);
@@ -174,8 +124,8 @@ async fn add_keeps_other_tags_exact_replaces_them_and_a_steady_state_writes_noth
         json!({"selector": {"hostnames": ["staging-*"]}, "tags": ["tag:ci"], "mode": "Exact"}),
     );
     let manager = start(&fake).await;
-    wait_ready(&fake, "web-monitoring").await;
-    wait_ready(&fake, "staging-exact").await;
+    wait_ready::<DeviceTagSet>(&fake, "web-monitoring").await;
+    wait_ready::<DeviceTagSet>(&fake, "staging-exact").await;
 
     for host in ["prod-web-1", "prod-web-2"] {
         assert_eq!(
@@ -190,7 +140,10 @@ async fn add_keeps_other_tags_exact_replaces_them_and_a_steady_state_writes_noth
         3,
         "one write per device that differed"
     );
-    let status = tag_set(&fake, "web-monitoring").unwrap().status.unwrap();
+    let status = object::<DeviceTagSet>(&fake, "web-monitoring")
+        .unwrap()
+        .status
+        .unwrap();
     assert_eq!(status.matched_count, 2);
     assert_eq!(status.devices.len(), 2);
     assert!(status.devices.iter().all(|d| d.in_sync));
@@ -231,8 +184,8 @@ async fn authorization_and_key_expiry_are_set_only_where_they_differ() {
         json!({"selector": {"hostnames": ["old-nas"]}, "keyExpiryDisabled": true}),
     );
     let manager = start(&fake).await;
-    wait_ready(&fake, "approved-windows").await;
-    wait_ready(&fake, "nas").await;
+    wait_ready::<DeviceTagSet>(&fake, "approved-windows").await;
+    wait_ready::<DeviceTagSet>(&fake, "nas").await;
     assert_eq!(device(&sim, "frank-surface")["authorized"], json!(true));
     assert_eq!(device(&sim, "old-nas")["keyExpiryDisabled"], json!(true));
     assert_eq!(calls(&sim, POST_AUTHORIZED), 1);
@@ -254,18 +207,21 @@ async fn routes_are_enabled_once_advertised_and_auto_approved_ones_are_kept() {
                "routes": ["10.10.0.0/16", "192.168.50.0/24", "172.16.0.0/24"]}),
     );
     let manager = start(&fake).await;
-    wait_ready(&fake, "router").await;
+    wait_ready::<DeviceTagSet>(&fake, "router").await;
     let enabled = strings(&device(&sim, "subnet-router-1")["enabledRoutes"]);
     assert_eq!(
         enabled,
         ["10.10.0.0/16", "10.20.0.0/16", "192.168.50.0/24"],
         "wanted ∩ advertised, and the auto-approved 10.20/16 kept"
     );
-    let status = tag_set(&fake, "router").unwrap().status.unwrap();
+    let status = object::<DeviceTagSet>(&fake, "router")
+        .unwrap()
+        .status
+        .unwrap();
     assert_eq!(status.waiting_for_routes.len(), 1);
     assert_eq!(status.waiting_for_routes[0].name, "subnet-router-1");
     assert_eq!(status.waiting_for_routes[0].routes, ["172.16.0.0/24"]);
-    let (_, _, message) = condition(&fake, "router", ConditionType::Ready).unwrap();
+    let (_, _, message) = condition::<DeviceTagSet>(&fake, "router", ConditionType::Ready).unwrap();
     assert!(message.contains("wait to advertise"), "{message}");
     assert_eq!(calls(&sim, POST_ROUTES), 1);
 
@@ -290,7 +246,7 @@ async fn routes_are_enabled_once_advertised_and_auto_approved_ones_are_kept() {
     })
     .await;
     fake.wait_for("nothing waits any more", HANG_GUARD, |f| {
-        tag_set(f, "router")?
+        object::<DeviceTagSet>(f, "router")?
             .status?
             .waiting_for_routes
             .is_empty()
@@ -316,7 +272,7 @@ async fn two_sets_that_disagree_both_report_a_conflict_and_neither_writes() {
         json!({"selector": {"hostnames": ["prod-web-1"]}, "tags": ["tag:prod"], "mode": "Exact"}),
     );
     let manager = start(&fake).await;
-    let a = wait_condition(
+    let a = wait_reason::<DeviceTagSet>(
         &fake,
         "team-a",
         ConditionType::Ready,
@@ -324,7 +280,7 @@ async fn two_sets_that_disagree_both_report_a_conflict_and_neither_writes() {
         Some("Conflict"),
     )
     .await;
-    let b = wait_condition(
+    let b = wait_reason::<DeviceTagSet>(
         &fake,
         "team-b",
         ConditionType::Ready,
@@ -337,7 +293,10 @@ async fn two_sets_that_disagree_both_report_a_conflict_and_neither_writes() {
         "{a}"
     );
     assert!(b.contains("DeviceTagSet/team-a"), "{b}");
-    let status = tag_set(&fake, "team-a").unwrap().status.unwrap();
+    let status = object::<DeviceTagSet>(&fake, "team-a")
+        .unwrap()
+        .status
+        .unwrap();
     assert_eq!(status.conflicts[0].with, "DeviceTagSet/team-b");
     assert_eq!(status.conflicts[0].fields, ["tags"]);
     assert!(!status.devices[0].in_sync);
@@ -366,7 +325,7 @@ async fn a_tag_missing_from_tag_owners_is_named_with_the_fix() {
         json!({"selector": {"hostnames": ["prod-db-1"]}, "tags": ["tag:nobody-owns-this"]}),
     );
     let manager = start(&fake).await;
-    let message = wait_condition(
+    let message = wait_reason::<DeviceTagSet>(
         &fake,
         "unowned",
         ConditionType::Ready,
@@ -391,9 +350,9 @@ async fn a_console_edit_is_corrected_with_drift_policy_correct() {
         json!({"selector": {"hostnames": ["prod-web-*"]}, "tags": ["tag:monitoring"]}),
     );
     let manager = start(&fake).await;
-    wait_ready(&fake, "web").await;
+    wait_ready::<DeviceTagSet>(&fake, "web").await;
     assert!(
-        tag_set(&fake, "web")
+        object::<DeviceTagSet>(&fake, "web")
             .unwrap()
             .status
             .unwrap()
@@ -420,8 +379,8 @@ async fn a_console_edit_is_corrected_with_drift_policy_correct() {
         .find(|e| e.reason == "Drifted")
         .expect("a drift event");
     assert!(drift.note.contains("/prod-web-1/tags"), "{}", drift.note);
-    wait_condition(&fake, "web", ConditionType::Drifted, "False", None).await;
-    wait_ready(&fake, "web").await;
+    wait_reason::<DeviceTagSet>(&fake, "web", ConditionType::Drifted, "False", None).await;
+    wait_ready::<DeviceTagSet>(&fake, "web").await;
     stop(manager).await;
 }
 
@@ -436,20 +395,24 @@ async fn a_console_edit_is_reported_with_drift_policy_report() {
                "authorized": true, "driftPolicy": "Report"}),
     );
     let manager = start(&fake).await;
-    wait_ready(&fake, "web").await;
+    wait_ready::<DeviceTagSet>(&fake, "web").await;
     let posts = writes(&sim);
 
     let id = sim.tailnet().device_id("prod-web-2").unwrap();
     sim.tailnet().console_set_authorized(&id, false).unwrap();
     resync_all(&fake, &manager, 1, "1").await;
-    let message = wait_condition(&fake, "web", ConditionType::Drifted, "True", None).await;
+    let message =
+        wait_reason::<DeviceTagSet>(&fake, "web", ConditionType::Drifted, "True", None).await;
     assert!(message.contains("/prod-web-2/authorized"), "{message}");
-    let status = tag_set(&fake, "web").unwrap().status.unwrap();
+    let status = object::<DeviceTagSet>(&fake, "web")
+        .unwrap()
+        .status
+        .unwrap();
     let diff = status.drift.expect("the diff in status");
     assert_eq!(diff.entries[0].path, "/prod-web-2/authorized");
     assert_eq!(diff.entries[0].desired, Some(json!(true)));
     assert_eq!(diff.entries[0].live, Some(json!(false)));
-    let (ready, reason, _) = condition(&fake, "web", ConditionType::Ready).unwrap();
+    let (ready, reason, _) = condition::<DeviceTagSet>(&fake, "web", ConditionType::Ready).unwrap();
     assert_eq!((ready.as_str(), reason.as_str()), ("False", "Drifted"));
     assert_eq!(writes(&sim), posts, "Report changes nothing");
     assert_eq!(device(&sim, "prod-web-2")["authorized"], json!(false));
@@ -473,19 +436,6 @@ async fn a_console_edit_is_reported_with_drift_policy_report() {
     resync_all(&fake, &manager, 1, "2").await;
     assert_eq!(writes(&sim), posts);
     stop(manager).await;
-}
-
-fn finalizers(fake: &FakeKube, name: &str) -> Vec<String> {
-    tag_set(fake, name)
-        .and_then(|s| s.metadata.finalizers)
-        .unwrap_or_default()
-}
-
-async fn wait_gone(fake: &FakeKube, name: &str) {
-    fake.wait_for(&format!("{name} deleted"), HANG_GUARD, |f| {
-        tag_set(f, name).is_none().then_some(())
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -512,11 +462,14 @@ async fn deletion_policy_delete_removes_only_the_added_tags_and_orphan_leaves_th
     );
     let manager = start(&fake).await;
     for name in ["monitoring", "also-web-1", "db-ci"] {
-        wait_ready(&fake, name).await;
+        wait_ready::<DeviceTagSet>(&fake, name).await;
     }
-    assert_eq!(finalizers(&fake, "monitoring"), ["tailnet.ops.dev/cleanup"]);
+    assert_eq!(
+        finalizers::<DeviceTagSet>(&fake, "monitoring"),
+        ["tailnet.ops.dev/cleanup"]
+    );
     assert!(
-        finalizers(&fake, "db-ci").is_empty(),
+        finalizers::<DeviceTagSet>(&fake, "db-ci").is_empty(),
         "Orphan: no finalizer"
     );
     assert_eq!(
@@ -526,7 +479,7 @@ async fn deletion_policy_delete_removes_only_the_added_tags_and_orphan_leaves_th
 
     fake.delete(&Gvr::of::<DeviceTagSet>(), None, "monitoring")
         .expect("delete accepted");
-    wait_gone(&fake, "monitoring").await;
+    wait_gone::<DeviceTagSet>(&fake, "monitoring").await;
     assert_eq!(tags(&sim, "prod-web-2"), ["tag:prod", "tag:server"]);
     assert_eq!(
         tags(&sim, "prod-web-1"),
@@ -538,7 +491,7 @@ async fn deletion_policy_delete_removes_only_the_added_tags_and_orphan_leaves_th
     let posts = writes(&sim);
     fake.delete(&Gvr::of::<DeviceTagSet>(), None, "db-ci")
         .expect("delete accepted");
-    wait_gone(&fake, "db-ci").await;
+    wait_gone::<DeviceTagSet>(&fake, "db-ci").await;
     resync_all(&fake, &manager, 1, "1").await;
     assert_eq!(
         tags(&sim, "prod-db-1"),
@@ -574,7 +527,7 @@ async fn two_hundred_sets_over_ten_thousand_devices_write_only_differences() {
     fake.wait_for("all 200 sets Ready", HANG_GUARD * 4, |f| {
         (0..200)
             .all(|k| {
-                condition(f, &format!("servers-{k:03}"), ConditionType::Ready)
+                condition::<DeviceTagSet>(f, &format!("servers-{k:03}"), ConditionType::Ready)
                     .is_some_and(|(s, _, _)| s == "True")
             })
             .then_some(())

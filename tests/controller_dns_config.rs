@@ -11,17 +11,18 @@
 //! DNS on, two nameservers, two split-DNS domains and a search path.
 mod support;
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
+use support::kinds::{
+    HANG_GUARD, calls, condition, drift_gauge, finalizers, force_reconcile, object, status_writes,
+    wait_condition, wait_gone,
+};
 use support::operator::{TAILNET, connect_tailnet, run_config, sim, start_manager};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, DNSConfig, ManagedTailnet};
 use tailnet_operator::sim::{DnsConfig, DnsResolver, SimServer};
 
-const HANG_GUARD: Duration = Duration::from_secs(30);
 const POST_DNS: &str = "POST /api/v2/tailnet/{tailnet}/dns/configuration";
 const GET_DNS: &str = "GET /api/v2/tailnet/{tailnet}/dns/configuration";
 
@@ -65,46 +66,6 @@ fn main_spec() -> Value {
     })
 }
 
-fn dns_config(fake: &FakeKube, name: &str) -> Option<DNSConfig> {
-    fake.get_as::<DNSConfig>(None, name)
-}
-
-/// `(status, reason, message)` of condition `type_` of `name`.
-fn condition(
-    fake: &FakeKube,
-    name: &str,
-    type_: ConditionType,
-) -> Option<(String, String, String)> {
-    let status = dns_config(fake, name)?.status?;
-    let c = find(&status.common.conditions, type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// Waits for condition `type_` of `name` to have `want`; returns `(reason, message)`.
-async fn wait_condition(
-    fake: &FakeKube,
-    name: &str,
-    type_: ConditionType,
-    want: &str,
-) -> (String, String) {
-    fake.wait_for(&format!("{name}: {type_:?}={want}"), HANG_GUARD, |f| {
-        condition(f, name, type_)
-            .filter(|(s, _, _)| s == want)
-            .map(|(_, r, m)| (r, m))
-    })
-    .await
-}
-
-fn force_reconcile(fake: &FakeKube, name: &str, value: &str) {
-    fake.merge_patch(
-        &Gvr::of::<DNSConfig>(),
-        None,
-        name,
-        json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": value}}}),
-    )
-    .expect("annotated");
-}
-
 /// Forces a reconcile of `name` and waits until one more DNSConfig reconcile has finished
 /// after it re-read the DNS. Only for a quiet operator.
 async fn forced_reconcile(
@@ -116,7 +77,7 @@ async fn forced_reconcile(
 ) {
     let reads = calls(sim, GET_DNS);
     let done = manager.metrics().reconciles("DNSConfig", "ok");
-    force_reconcile(fake, name, value);
+    force_reconcile::<DNSConfig>(fake, name, value);
     fake.wait_for(&format!("a forced reconcile of {name}"), HANG_GUARD, |_| {
         (calls(sim, GET_DNS) > reads && manager.metrics().reconciles("DNSConfig", "ok") > done)
             .then_some(())
@@ -124,47 +85,12 @@ async fn forced_reconcile(
     .await;
 }
 
-fn calls(sim: &SimServer, route: &str) -> u64 {
-    sim.tailnet().calls().get(route)
-}
-
 fn posts(sim: &SimServer) -> u64 {
     calls(sim, POST_DNS)
 }
 
-fn status_writes(fake: &FakeKube) -> u64 {
-    fake.request_count("patch", "dnsconfigs/status")
-}
-
 fn addresses(resolvers: &[DnsResolver]) -> Vec<&str> {
     resolvers.iter().map(|r| r.address.as_str()).collect()
-}
-
-fn finalizers(fake: &FakeKube, name: &str) -> Vec<String> {
-    dns_config(fake, name)
-        .and_then(|d| d.metadata.finalizers)
-        .unwrap_or_default()
-}
-
-async fn wait_gone(fake: &FakeKube, name: &str) {
-    fake.wait_for(&format!("{name} deleted"), HANG_GUARD, |f| {
-        dns_config(f, name).is_none().then_some(())
-    })
-    .await;
-}
-
-/// The drift gauge's line for `name` in the metrics exposition.
-fn drift_gauge(manager: &Manager, name: &str) -> Option<String> {
-    manager
-        .metrics()
-        .encode()
-        .lines()
-        .find(|l| {
-            l.starts_with("tailnet_operator_resource_drifted{")
-                && l.contains("kind=\"DNSConfig\"")
-                && l.contains(&format!("name=\"{name}\""))
-        })
-        .map(str::to_owned)
 }
 
 /// A connected tailnet and DNSConfig `dns` with `spec`, Ready.
@@ -173,7 +99,7 @@ async fn with_dns(spec: Value) -> (FakeKube, SimServer, Manager) {
     connect_tailnet(&fake, &sim);
     create_dns(&fake, "dns", spec);
     let manager = start(&fake).await;
-    wait_condition(&fake, "dns", ConditionType::Ready, "True").await;
+    wait_condition::<DNSConfig>(&fake, "dns", ConditionType::Ready, "True").await;
     (fake, sim, manager)
 }
 
@@ -183,7 +109,7 @@ async fn a_valid_spec_converges_in_one_reconcile_with_one_write() {
 
     // One write, and the pass that made it already reports Ready (no second pass needed).
     assert_eq!(posts(&sim), 1, "exactly one POST /dns/configuration");
-    let (_, reason, message) = condition(&fake, "dns", ConditionType::Ready).unwrap();
+    let (_, reason, message) = condition::<DNSConfig>(&fake, "dns", ConditionType::Ready).unwrap();
     assert_eq!(reason, "Reconciled");
     assert!(
         message.starts_with("the tailnet's DNS holds nameservers"),
@@ -215,12 +141,12 @@ async fn a_valid_spec_converges_in_one_reconcile_with_one_write() {
         "svc.cluster.local is gone: splitDNS is exact"
     );
 
-    let status = dns_config(&fake, "dns").unwrap().status.unwrap();
+    let status = object::<DNSConfig>(&fake, "dns").unwrap().status.unwrap();
     assert_eq!(status.magic_dns, Some(true));
     let applied = status.applied.expect("status.applied");
     assert_eq!(applied.nameservers, Some(vec![]));
     assert_eq!(applied.override_local_dns, None, "not managed");
-    assert!(finalizers(&fake, "dns").contains(&"tailnet.ops.dev/cleanup".to_owned()));
+    assert!(finalizers::<DNSConfig>(&fake, "dns").contains(&"tailnet.ops.dev/cleanup".to_owned()));
     let applied = fake
         .wait_for("the Applied event", HANG_GUARD, |f| {
             let events: Vec<_> = f
@@ -236,13 +162,13 @@ async fn a_valid_spec_converges_in_one_reconcile_with_one_write() {
 
     // Steady state from the very next pass: forced reconciles re-read the DNS but write
     // neither DNS nor status (the pass that wrote already left the final status).
-    let writes_before = status_writes(&fake);
+    let writes_before = status_writes::<DNSConfig>(&fake);
     for i in 0..3 {
         forced_reconcile(&fake, &sim, &manager, "dns", &format!("t{i}")).await;
     }
     assert_eq!(posts(&sim), 1, "no further write: converged in one");
     assert_eq!(
-        status_writes(&fake),
+        status_writes::<DNSConfig>(&fake),
         writes_before,
         "no status write in steady state"
     );
@@ -279,26 +205,27 @@ async fn a_second_dns_config_is_a_conflict_naming_the_winner_and_never_writes() 
         "other",
         json!({"magicDNS": false, "nameservers": [{"address": "8.8.8.8"}]}),
     );
-    let (reason, message) = wait_condition(&fake, "other", ConditionType::Ready, "False").await;
+    let (reason, message) =
+        wait_condition::<DNSConfig>(&fake, "other", ConditionType::Ready, "False").await;
     assert_eq!(reason, "Conflict", "{message}");
     assert!(
         message.contains("DNSConfig dns already manages"),
         "{message}"
     );
-    let status = dns_config(&fake, "other")
+    let status = object::<DNSConfig>(&fake, "other")
         .unwrap()
         .status
         .unwrap()
         .normalized();
     assert_eq!(status.conflict.as_ref().unwrap().winner, "dns");
     assert_eq!(status.applied, None);
-    let (synced, _, _) = condition(&fake, "other", ConditionType::Synced).unwrap();
+    let (synced, _, _) = condition::<DNSConfig>(&fake, "other", ConditionType::Synced).unwrap();
     assert_eq!(synced, "False");
     // The winner is untouched, and the loser wrote nothing.
     forced_reconcile(&fake, &sim, &manager, "other", "again").await;
     assert_eq!(posts(&sim), posts_before, "the loser never writes");
     assert!(sim.tailnet().dns().preferences.magic_dns);
-    let (winner_ready, _, _) = condition(&fake, "dns", ConditionType::Ready).unwrap();
+    let (winner_ready, _, _) = condition::<DNSConfig>(&fake, "dns", ConditionType::Ready).unwrap();
     assert_eq!(winner_ready, "True");
     assert!(
         fake.events_for("DNSConfig", "other")
@@ -315,17 +242,17 @@ async fn a_second_dns_config_is_a_conflict_naming_the_winner_and_never_writes() 
     )
     .unwrap();
     fake.wait_for("the finalizer of dns removed", HANG_GUARD, |f| {
-        finalizers(f, "dns").is_empty().then_some(())
+        finalizers::<DNSConfig>(f, "dns").is_empty().then_some(())
     })
     .await;
     fake.delete(&Gvr::of::<DNSConfig>(), None, "dns").unwrap();
-    wait_gone(&fake, "dns").await;
-    wait_condition(&fake, "other", ConditionType::Ready, "True").await;
+    wait_gone::<DNSConfig>(&fake, "dns").await;
+    wait_condition::<DNSConfig>(&fake, "other", ConditionType::Ready, "True").await;
     assert_eq!(posts(&sim), posts_before + 1);
     let live = sim.tailnet().dns();
     assert!(!live.preferences.magic_dns);
     assert_eq!(addresses(&live.nameservers), ["8.8.8.8"]);
-    let status = dns_config(&fake, "other")
+    let status = object::<DNSConfig>(&fake, "other")
         .unwrap()
         .status
         .unwrap()
@@ -344,14 +271,14 @@ async fn deleting_a_conflict_loser_with_deletion_policy_delete_writes_nothing() 
         "other",
         json!({"nameservers": [{"address": "8.8.8.8"}]}),
     );
-    wait_condition(&fake, "other", ConditionType::Ready, "False").await;
+    wait_condition::<DNSConfig>(&fake, "other", ConditionType::Ready, "False").await;
     fake.wait_for("other has its finalizer", HANG_GUARD, |f| {
-        (!finalizers(f, "other").is_empty()).then_some(())
+        (!finalizers::<DNSConfig>(f, "other").is_empty()).then_some(())
     })
     .await;
     let (posts_before, live_before) = (posts(&sim), sim.tailnet().dns());
     fake.delete(&Gvr::of::<DNSConfig>(), None, "other").unwrap();
-    wait_gone(&fake, "other").await;
+    wait_gone::<DNSConfig>(&fake, "other").await;
     assert_eq!(posts(&sim), posts_before);
     assert_eq!(sim.tailnet().dns(), live_before);
 
@@ -376,9 +303,9 @@ fn console_edit(sim: &SimServer) -> DnsConfig {
 #[tokio::test]
 async fn drift_is_corrected_with_drift_policy_correct() {
     let (fake, sim, manager) = with_dns(main_spec()).await;
-    let writes_before = status_writes(&fake);
+    let writes_before = status_writes::<DNSConfig>(&fake);
     let ready_since = |f: &FakeKube| {
-        let status = dns_config(f, "dns").unwrap().status.unwrap();
+        let status = object::<DNSConfig>(f, "dns").unwrap().status.unwrap();
         find(&status.common.conditions, ConditionType::Ready)
             .map(|c| (c.status.clone(), c.last_transition_time.clone()))
             .unwrap()
@@ -386,7 +313,7 @@ async fn drift_is_corrected_with_drift_policy_correct() {
     let ready_before = ready_since(&fake);
     console_edit(&sim);
 
-    force_reconcile(&fake, "dns", "2026-11-22T00:00:00Z");
+    force_reconcile::<DNSConfig>(&fake, "dns", "2026-11-22T00:00:00Z");
     fake.wait_for("the split DNS restored", HANG_GUARD, |_| {
         (addresses(&sim.tailnet().dns().split_dns["corp.example.com"])
             == ["10.10.0.53", "10.10.0.54"])
@@ -400,10 +327,11 @@ async fn drift_is_corrected_with_drift_policy_correct() {
         "the unmanaged edit stays"
     );
     assert!(live.preferences.magic_dns);
-    let (reason, _) = wait_condition(&fake, "dns", ConditionType::Drifted, "False").await;
+    let (reason, _) =
+        wait_condition::<DNSConfig>(&fake, "dns", ConditionType::Drifted, "False").await;
     assert_eq!(reason, "InSync");
     // Drifted=True with the diff was written before the correction, then the corrected state.
-    assert!(status_writes(&fake) - writes_before >= 2);
+    assert!(status_writes::<DNSConfig>(&fake) - writes_before >= 2);
     fake.wait_for("a Drifted warning naming the path", HANG_GUARD, |f| {
         f.events_for("DNSConfig", "dns")
             .iter()
@@ -415,7 +343,11 @@ async fn drift_is_corrected_with_drift_policy_correct() {
             .then_some(())
     })
     .await;
-    assert!(drift_gauge(&manager, "dns").unwrap().ends_with(" 0"));
+    assert!(
+        drift_gauge::<DNSConfig>(&manager, "dns")
+            .unwrap()
+            .ends_with(" 0")
+    );
     assert!(
         manager
             .metrics()
@@ -453,9 +385,10 @@ async fn drift_is_reported_with_drift_policy_report() {
         json!({"metadata": {"labels": {"resync": "1"}}}),
     )
     .expect("labelled");
-    let (reason, message) = wait_condition(&fake, "dns", ConditionType::Drifted, "True").await;
+    let (reason, message) =
+        wait_condition::<DNSConfig>(&fake, "dns", ConditionType::Drifted, "True").await;
     assert_eq!(reason, "Drifted", "{message}");
-    let status = dns_config(&fake, "dns").unwrap().status.unwrap();
+    let status = object::<DNSConfig>(&fake, "dns").unwrap().status.unwrap();
     let drift = status.drift.expect("status.drift");
     assert_eq!(drift.entries.len(), 2, "{drift:?}");
     assert!(
@@ -466,7 +399,11 @@ async fn drift_is_reported_with_drift_policy_report() {
     );
     assert_eq!(posts(&sim), 1, "Report writes nothing");
     assert_eq!(sim.tailnet().dns(), edited);
-    assert!(drift_gauge(&manager, "dns").unwrap().ends_with(" 1"));
+    assert!(
+        drift_gauge::<DNSConfig>(&manager, "dns")
+            .unwrap()
+            .ends_with(" 1")
+    );
     assert!(
         fake.events_for("DNSConfig", "dns")
             .iter()
@@ -489,7 +426,7 @@ async fn deletion_policy_delete_clears_what_it_set_and_orphan_leaves_it() {
     });
     let (fake, sim, manager) = with_dns(spec.clone()).await;
     fake.wait_for("dns has its finalizer", HANG_GUARD, |f| {
-        (!finalizers(f, "dns").is_empty()).then_some(())
+        (!finalizers::<DNSConfig>(f, "dns").is_empty()).then_some(())
     })
     .await;
     // A domain added in the console afterwards is not this resource's to remove.
@@ -500,7 +437,7 @@ async fn deletion_policy_delete_clears_what_it_set_and_orphan_leaves_it() {
     sim.tailnet().console_set_dns(set.clone()).unwrap();
 
     fake.delete(&Gvr::of::<DNSConfig>(), None, "dns").unwrap();
-    wait_gone(&fake, "dns").await;
+    wait_gone::<DNSConfig>(&fake, "dns").await;
     let cleared = sim.tailnet().dns();
     assert!(cleared.nameservers.is_empty(), "{cleared:?}");
     assert!(!cleared.split_dns.contains_key("db.internal"));
@@ -522,11 +459,11 @@ async fn deletion_policy_delete_clears_what_it_set_and_orphan_leaves_it() {
     let mut orphan = spec;
     orphan["deletionPolicy"] = json!("Orphan");
     create_dns(&fake, "kept", orphan);
-    wait_condition(&fake, "kept", ConditionType::Ready, "True").await;
-    assert!(finalizers(&fake, "kept").is_empty());
+    wait_condition::<DNSConfig>(&fake, "kept", ConditionType::Ready, "True").await;
+    assert!(finalizers::<DNSConfig>(&fake, "kept").is_empty());
     let (posts_before, live_before) = (posts(&sim), sim.tailnet().dns());
     fake.delete(&Gvr::of::<DNSConfig>(), None, "kept").unwrap();
-    wait_gone(&fake, "kept").await;
+    wait_gone::<DNSConfig>(&fake, "kept").await;
     assert_eq!(posts(&sim), posts_before);
     assert_eq!(sim.tailnet().dns(), live_before);
 
@@ -545,7 +482,8 @@ async fn an_invalid_spec_is_named_and_nothing_is_posted() {
         json!({"nameservers": [{"address": "dns.google"}]}),
     );
     let manager = start(&fake).await;
-    let (reason, message) = wait_condition(&fake, "dns", ConditionType::Ready, "False").await;
+    let (reason, message) =
+        wait_condition::<DNSConfig>(&fake, "dns", ConditionType::Ready, "False").await;
     assert_eq!(reason, "Invalid", "{message}");
     assert!(message.contains("spec.nameservers[0].address"), "{message}");
     assert_eq!(posts(&sim), 0);
@@ -565,7 +503,10 @@ async fn twenty_dns_configs_cost_one_dns_read_per_resync() {
     fake.wait_for("19 conflicts reported", HANG_GUARD, |f| {
         others
             .iter()
-            .all(|n| condition(f, n, ConditionType::Ready).is_some_and(|c| c.1 == "Conflict"))
+            .all(|n| {
+                condition::<DNSConfig>(f, n, ConditionType::Ready)
+                    .is_some_and(|c| c.1 == "Conflict")
+            })
             .then_some(())
     })
     .await;
@@ -612,14 +553,15 @@ async fn a_dns_config_waits_for_its_tailnet_and_applies_when_it_becomes_ready() 
     let (fake, sim) = (fake(), sim().await);
     create_dns(&fake, "dns", main_spec());
     let manager = start(&fake).await;
-    let (reason, message) = wait_condition(&fake, "dns", ConditionType::Ready, "False").await;
+    let (reason, message) =
+        wait_condition::<DNSConfig>(&fake, "dns", ConditionType::Ready, "False").await;
     assert_eq!(reason, "TailnetNotReady", "{message}");
     assert!(message.contains("ManagedTailnet home"), "{message}");
     assert_eq!(posts(&sim), 0);
 
     // The ManagedTailnet watch triggers the DNSConfig as soon as the ManagedTailnet is there.
     connect_tailnet(&fake, &sim);
-    wait_condition(&fake, "dns", ConditionType::Ready, "True").await;
+    wait_condition::<DNSConfig>(&fake, "dns", ConditionType::Ready, "True").await;
     assert_eq!(posts(&sim), 1);
 
     manager.shutdown();
@@ -641,7 +583,8 @@ async fn a_suspended_tailnet_suspends_its_dns_config_until_resumed() {
     create_dns(&fake, "dns", main_spec());
     let manager = start(&fake).await;
 
-    let (reason, message) = wait_condition(&fake, "dns", ConditionType::Ready, "False").await;
+    let (reason, message) =
+        wait_condition::<DNSConfig>(&fake, "dns", ConditionType::Ready, "False").await;
     assert_eq!(reason, "Suspended", "{message}");
     assert!(message.contains("ManagedTailnet"), "{message}");
     assert_eq!(
@@ -657,7 +600,7 @@ async fn a_suspended_tailnet_suspends_its_dns_config_until_resumed() {
         json!({"spec": {"suspend": false}}),
     )
     .expect("tailnet resumed");
-    wait_condition(&fake, "dns", ConditionType::Ready, "True").await;
+    wait_condition::<DNSConfig>(&fake, "dns", ConditionType::Ready, "True").await;
     assert_eq!(posts(&sim), 1, "resuming applies the spec in one write");
 
     manager.shutdown();

@@ -14,12 +14,12 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
+use support::kinds::HANG_GUARD;
 use tailnet_operator::controller::{LeaseConfig, Manager, RunConfig};
 use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, ManagedTailnet, TailnetPolicy};
 use tailnet_operator::sim::{SimConfig, SimServer};
 
-const HANG_GUARD: Duration = Duration::from_secs(20);
 const NAMESPACE: &str = "tailnet-system";
 const TAILNET: &str = "home";
 const SECRET: &str = "ts-key";

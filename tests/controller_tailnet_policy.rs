@@ -6,11 +6,14 @@
 //! Timeouts only guard against hangs: assertions wait for a state, never for time to pass.
 mod support;
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
+use support::fixtures::{BASE, TEAM_DATA};
+use support::kinds::{
+    HANG_GUARD, condition, drift_gauge, finalizers, force_reconcile, object, status_writes,
+    wait_condition, wait_gone,
+};
 use support::operator::{NAMESPACE, TAILNET, connect_tailnet, sim};
 use tailnet_operator::controller::{Manager, RunConfig};
 use tailnet_operator::reconcile::tailnet_policy::{history_config_map_name, policy_hash};
@@ -18,40 +21,7 @@ use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, ManagedTailnet, TailnetPolicy};
 use tailnet_operator::sim::SimServer;
 
-const HANG_GUARD: Duration = Duration::from_secs(30);
 const POST_ACL: &str = "POST /api/v2/tailnet/{tailnet}/acl";
-
-const BASE: &str = r#"// Base policy of the demo tailnet (controller test).
-{
-  // Teams, by login name.
-  "groups": {
-    "group:eng": ["alice@example.com", "carol@example.com"],
-    "group:sre": ["bob@example.com", "dave@example.com"],
-  },
-  "tagOwners": {
-    "tag:server": ["group:sre"],
-    "tag:prod":   ["group:sre"],
-    "tag:ci":     ["group:eng"],
-  },
-  "hosts": {
-    "db-primary": "10.10.1.20",
-  },
-  "grants": [
-    {"src": ["group:sre"], "dst": ["tag:prod", "tag:server"], "ip": ["*"]},
-    {"src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:443"]},
-  ],
-  "tests": [
-    {"src": "carol@example.com", "accept": ["tag:server:443"], "deny": ["tag:prod:5432"]},
-  ],
-}
-"#;
-
-const TEAM_DATA: &str = r#"{
-  // The data team reaches the databases.
-  "groups": {"group:data": ["erin@example.com"]},
-  "grants": [{"src": ["group:data"], "dst": ["tag:prod"], "ip": ["tcp:5432"]}],
-  "tests": [{"src": "erin@example.com", "accept": ["tag:prod:5432"]}],
-}"#;
 
 const REDEFINES_DATA: &str = r#"{
   "groups": {"group:data": ["carol@example.com"]},
@@ -101,42 +71,12 @@ fn create_inline(fake: &FakeKube, name: &str, role: &str, text: &str) {
     create_policy(fake, name, role, json!({"policy": text}));
 }
 
-fn policy(fake: &FakeKube, name: &str) -> Option<TailnetPolicy> {
-    fake.get_as::<TailnetPolicy>(None, name)
-}
-
-/// `(status, reason, message)` of condition `type_` of policy `name`.
-fn condition(
-    fake: &FakeKube,
-    name: &str,
-    type_: ConditionType,
-) -> Option<(String, String, String)> {
-    let status = policy(fake, name)?.status?;
-    let c = find(&status.common.conditions, type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// Waits for condition `type_` of `name` to have `want`; returns `(reason, message)`.
-async fn wait_condition(
-    fake: &FakeKube,
-    name: &str,
-    type_: ConditionType,
-    want: &str,
-) -> (String, String) {
-    fake.wait_for(&format!("{name}: {type_:?}={want}"), HANG_GUARD, |f| {
-        condition(f, name, type_)
-            .filter(|(s, _, _)| s == want)
-            .map(|(_, r, m)| (r, m))
-    })
-    .await
-}
-
 async fn wait_revision(fake: &FakeKube, name: &str, revision: u32) -> TailnetPolicy {
     fake.wait_for(
         &format!("{name}: appliedRevision {revision}"),
         HANG_GUARD,
         |f| {
-            policy(f, name).filter(|p| {
+            object::<TailnetPolicy>(f, name).filter(|p| {
                 p.status.as_ref().and_then(|s| s.applied_revision) == Some(revision)
                     && p.status.as_ref().is_some_and(|s| {
                         find(&s.common.conditions, ConditionType::Ready)
@@ -148,23 +88,13 @@ async fn wait_revision(fake: &FakeKube, name: &str, revision: u32) -> TailnetPol
     .await
 }
 
-fn force_reconcile(fake: &FakeKube, name: &str, value: &str) {
-    fake.merge_patch(
-        &Gvr::of::<TailnetPolicy>(),
-        None,
-        name,
-        json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": value}}}),
-    )
-    .expect("annotated");
-}
-
 /// Forces a reconcile of `name` and waits until it has finished: it read the revision history
 /// (every pass does, once) and one more reconcile completed. Only for a quiet operator, where
 /// nothing else is reconciling.
 async fn forced_reconcile(fake: &FakeKube, manager: &Manager, name: &str, value: &str) {
     let reads = fake.request_count("get", "configmaps");
     let done = manager.metrics().reconciles("TailnetPolicy", "ok");
-    force_reconcile(fake, name, value);
+    force_reconcile::<TailnetPolicy>(fake, name, value);
     fake.wait_for(&format!("a forced reconcile of {name}"), HANG_GUARD, |f| {
         (f.request_count("get", "configmaps") > reads
             && manager.metrics().reconciles("TailnetPolicy", "ok") > done)
@@ -181,10 +111,6 @@ fn live(sim: &SimServer) -> String {
     sim.tailnet().policy().0
 }
 
-fn status_writes(fake: &FakeKube) -> u64 {
-    fake.request_count("patch", "tailnetpolicies/status")
-}
-
 /// Events about the two policies of the steady-state test, counting repeats.
 fn event_count(fake: &FakeKube) -> i64 {
     ["base", "a-team-data"]
@@ -192,20 +118,6 @@ fn event_count(fake: &FakeKube) -> i64 {
         .flat_map(|name| fake.events_for("TailnetPolicy", name))
         .map(|e| e.count)
         .sum()
-}
-
-/// The drift gauge's line for `name` in the metrics exposition.
-fn drift_gauge(manager: &Manager, name: &str) -> Option<String> {
-    manager
-        .metrics()
-        .encode()
-        .lines()
-        .find(|l| {
-            l.starts_with("tailnet_operator_resource_drifted{")
-                && l.contains("kind=\"TailnetPolicy\"")
-                && l.contains(&format!("name=\"{name}\""))
-        })
-        .map(str::to_owned)
 }
 
 /// A connected tailnet and a Base applied as revision 1.
@@ -232,7 +144,7 @@ async fn a_base_policy_is_applied_byte_for_byte_with_history() {
         BASE,
         "the tailnet holds the Base, comments included"
     );
-    let p = policy(&fake, "base").unwrap();
+    let p = object::<TailnetPolicy>(&fake, "base").unwrap();
     let status = p.status.unwrap();
     assert_eq!(status.applied_revision, Some(1));
     assert_eq!(status.common.observed_generation, p.metadata.generation);
@@ -252,7 +164,7 @@ async fn a_base_policy_is_applied_byte_for_byte_with_history() {
         "{events:?}"
     );
     assert_eq!(
-        drift_gauge(&manager, "base")
+        drift_gauge::<TailnetPolicy>(&manager, "base")
             .as_deref()
             .map(|l| l.ends_with(" 0")),
         Some(true)
@@ -268,7 +180,8 @@ async fn a_policy_waits_for_its_tailnet_and_applies_when_it_becomes_ready() {
     create_inline(&fake, "base", "Base", BASE);
     let manager = start(&fake).await;
 
-    let (reason, message) = wait_condition(&fake, "base", ConditionType::Ready, "False").await;
+    let (reason, message) =
+        wait_condition::<TailnetPolicy>(&fake, "base", ConditionType::Ready, "False").await;
     assert_eq!(reason, "TailnetNotReady");
     assert!(message.contains("ManagedTailnet home"), "{message}");
     assert_eq!(posts(&sim), 0);
@@ -300,19 +213,21 @@ async fn fragments_merge_and_a_redefined_group_is_a_conflict_naming_both_sources
 
     create_inline(&fake, "b-redefines-data", "Fragment", REDEFINES_DATA);
     let (reason, message) =
-        wait_condition(&fake, "b-redefines-data", ConditionType::Ready, "False").await;
+        wait_condition::<TailnetPolicy>(&fake, "b-redefines-data", ConditionType::Ready, "False")
+            .await;
     assert_eq!(reason, "Conflict");
     assert!(message.contains("a-team-data"), "{message}");
     assert!(message.contains("b-redefines-data"), "{message}");
     assert!(message.contains("group:data"), "{message}");
-    let conflicts = policy(&fake, "b-redefines-data")
+    let conflicts = object::<TailnetPolicy>(&fake, "b-redefines-data")
         .unwrap()
         .status
         .unwrap()
         .conflicts;
     assert!(!conflicts.is_empty());
     // The rest still applies: the first fragment stays applied and Ready.
-    let (first, _, _) = condition(&fake, "a-team-data", ConditionType::Ready).unwrap();
+    let (first, _, _) =
+        condition::<TailnetPolicy>(&fake, "a-team-data", ConditionType::Ready).unwrap();
     assert_eq!(first, "True");
     assert_eq!(
         live(&sim),
@@ -337,7 +252,8 @@ async fn an_unowned_tag_is_named_and_nothing_is_posted() {
     let before = posts(&sim);
 
     create_inline(&fake, "web", "Fragment", UNOWNED_TAG);
-    let (reason, message) = wait_condition(&fake, "web", ConditionType::Ready, "False").await;
+    let (reason, message) =
+        wait_condition::<TailnetPolicy>(&fake, "web", ConditionType::Ready, "False").await;
     assert!(
         message.contains("tag:nobody-owns-this"),
         "{reason}: {message}"
@@ -368,7 +284,7 @@ async fn a_policy_from_a_config_map_is_applied_and_a_missing_one_is_named() {
     // (Before the ManagedTailnet is Ready, the reason is TailnetNotReady.)
     let message = fake
         .wait_for("Ready=False reason NotFound", HANG_GUARD, |f| {
-            condition(f, "base", ConditionType::Ready)
+            condition::<TailnetPolicy>(f, "base", ConditionType::Ready)
                 .filter(|(s, r, _)| s == "False" && r == "NotFound")
                 .map(|(_, _, m)| m)
         })
@@ -442,13 +358,15 @@ async fn invalid_hujson_and_a_failing_policy_test_are_named_and_nothing_is_poste
     let before = posts(&sim);
 
     create_inline(&fake, "broken", "Fragment", INVALID_HUJSON);
-    let (_, message) = wait_condition(&fake, "broken", ConditionType::Ready, "False").await;
+    let (_, message) =
+        wait_condition::<TailnetPolicy>(&fake, "broken", ConditionType::Ready, "False").await;
     assert!(
         message.contains("line"),
         "the parse error has a position: {message}"
     );
     create_inline(&fake, "wrong-test", "Fragment", FAILING_TEST);
-    let (_, message) = wait_condition(&fake, "wrong-test", ConditionType::Ready, "False").await;
+    let (_, message) =
+        wait_condition::<TailnetPolicy>(&fake, "wrong-test", ConditionType::Ready, "False").await;
     assert!(message.contains("carol@example.com"), "{message}");
     assert!(message.contains("tag:prod:5432"), "{message}");
 
@@ -457,7 +375,7 @@ async fn invalid_hujson_and_a_failing_policy_test_are_named_and_nothing_is_poste
     // A failing test in the composed policy blocks the whole write: the Base says so while
     // the tailnet keeps what it had.
     let (base_ready, base_reason, base_message) =
-        condition(&fake, "base", ConditionType::Ready).unwrap();
+        condition::<TailnetPolicy>(&fake, "base", ConditionType::Ready).unwrap();
     assert_eq!(
         (base_ready.as_str(), base_reason.as_str()),
         ("False", "Blocked"),
@@ -476,23 +394,23 @@ const CONSOLE_EDIT: &str = r#"{
 #[tokio::test]
 async fn a_console_edit_is_corrected_with_drift_policy_correct() {
     let (fake, sim, manager) = with_base("Correct").await;
-    let status_writes = || fake.request_count("patch", "tailnetpolicies/status");
-    let writes_before = status_writes();
+    let writes_before = status_writes::<TailnetPolicy>(&fake);
 
     sim.tailnet()
         .console_set_policy(CONSOLE_EDIT)
         .expect("console edit");
-    force_reconcile(&fake, "base", "2026-11-22T00:00:00Z");
+    force_reconcile::<TailnetPolicy>(&fake, "base", "2026-11-22T00:00:00Z");
     wait_revision(&fake, "base", 2).await;
     assert_eq!(live(&sim), BASE, "the Base is restored");
-    let (drifted, reason, _) = condition(&fake, "base", ConditionType::Drifted).unwrap();
+    let (drifted, reason, _) =
+        condition::<TailnetPolicy>(&fake, "base", ConditionType::Drifted).unwrap();
     assert_eq!((drifted.as_str(), reason.as_str()), ("False", "InSync"));
     // The drift was written to status before the correction (Drifted=True with the diff), then
     // the corrected state: two status writes in the pass, not one.
     assert!(
-        status_writes() - writes_before >= 2,
+        status_writes::<TailnetPolicy>(&fake) - writes_before >= 2,
         "status writes in the correcting pass: {}",
-        status_writes() - writes_before
+        status_writes::<TailnetPolicy>(&fake) - writes_before
     );
     // kube's Recorder folds events with the same reason into one series (count), keeping the
     // first note: "drift detected" with the diff summary, then the correction (count 2), and a
@@ -514,7 +432,11 @@ async fn a_console_edit_is_corrected_with_drift_policy_correct() {
         },
     )
     .await;
-    assert!(drift_gauge(&manager, "base").unwrap().ends_with(" 0"));
+    assert!(
+        drift_gauge::<TailnetPolicy>(&manager, "base")
+            .unwrap()
+            .ends_with(" 0")
+    );
 
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");
@@ -528,15 +450,23 @@ async fn a_console_edit_is_reported_with_drift_policy_report() {
     sim.tailnet()
         .console_set_policy(CONSOLE_EDIT)
         .expect("console edit");
-    force_reconcile(&fake, "base", "2026-11-22T00:00:00Z");
-    let (reason, message) = wait_condition(&fake, "base", ConditionType::Drifted, "True").await;
+    force_reconcile::<TailnetPolicy>(&fake, "base", "2026-11-22T00:00:00Z");
+    let (reason, message) =
+        wait_condition::<TailnetPolicy>(&fake, "base", ConditionType::Drifted, "True").await;
     assert_eq!(reason, "Drifted", "{message}");
-    let status = policy(&fake, "base").unwrap().status.unwrap();
+    let status = object::<TailnetPolicy>(&fake, "base")
+        .unwrap()
+        .status
+        .unwrap();
     let drift = status.drift.expect("status.drift shows the diff");
     assert!(drift.total() > 0, "{drift:?}");
     assert_eq!(live(&sim), CONSOLE_EDIT, "Report leaves the console edit");
     assert_eq!(posts(&sim), before, "no POST with driftPolicy: Report");
-    assert!(drift_gauge(&manager, "base").unwrap().ends_with(" 1"));
+    assert!(
+        drift_gauge::<TailnetPolicy>(&manager, "base")
+            .unwrap()
+            .ends_with(" 1")
+    );
     let events = fake.events_for("TailnetPolicy", "base");
     assert!(
         events
@@ -558,16 +488,16 @@ async fn steady_state_forced_reconciles_post_nothing_and_write_no_status() {
 
     // Converged: the first pass after an apply settles the messages ("applied revision 2"
     // becomes "the tailnet holds revision 2"), one status write per policy.
-    force_reconcile(&fake, "base", "warm-up");
+    force_reconcile::<TailnetPolicy>(&fake, "base", "warm-up");
     for name in ["base", "a-team-data"] {
         fake.wait_for(&format!("{name} settled"), HANG_GUARD, |f| {
-            condition(f, name, ConditionType::Ready)
+            condition::<TailnetPolicy>(f, name, ConditionType::Ready)
                 .filter(|(_, _, m)| m == "the tailnet holds revision 2")
         })
         .await;
     }
 
-    let (posts_before, writes_before) = (posts(&sim), status_writes(&fake));
+    let (posts_before, writes_before) = (posts(&sim), status_writes::<TailnetPolicy>(&fake));
     let events_before = event_count(&fake);
     for (i, name) in ["base", "a-team-data", "base", "a-team-data"]
         .iter()
@@ -577,7 +507,7 @@ async fn steady_state_forced_reconciles_post_nothing_and_write_no_status() {
     }
     assert_eq!(posts(&sim), posts_before, "no POST /acl in steady state");
     assert_eq!(
-        status_writes(&fake),
+        status_writes::<TailnetPolicy>(&fake),
         writes_before,
         "no status write in steady state"
     );
@@ -591,24 +521,11 @@ async fn steady_state_forced_reconciles_post_nothing_and_write_no_status() {
     manager.wait().await.expect("clean shutdown");
 }
 
-fn finalizers(fake: &FakeKube, name: &str) -> Vec<String> {
-    policy(fake, name)
-        .and_then(|p| p.metadata.finalizers)
-        .unwrap_or_default()
-}
-
-async fn wait_gone(fake: &FakeKube, name: &str) {
-    fake.wait_for(&format!("{name} deleted"), HANG_GUARD, |f| {
-        policy(f, name).is_none().then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn deleting_a_fragment_with_deletion_policy_delete_takes_its_rules_out() {
     let (fake, sim, manager) = with_base("Correct").await;
     assert!(
-        finalizers(&fake, "base").is_empty(),
+        finalizers::<TailnetPolicy>(&fake, "base").is_empty(),
         "Orphan (default): no finalizer"
     );
     create_policy(
@@ -619,14 +536,14 @@ async fn deleting_a_fragment_with_deletion_policy_delete_takes_its_rules_out() {
     );
     wait_revision(&fake, "a-team-data", 2).await;
     assert_eq!(
-        finalizers(&fake, "a-team-data"),
+        finalizers::<TailnetPolicy>(&fake, "a-team-data"),
         ["tailnet.ops.dev/cleanup"]
     );
     assert!(live(&sim).contains("// from TailnetPolicy/a-team-data"));
 
     fake.delete(&Gvr::of::<TailnetPolicy>(), None, "a-team-data")
         .expect("delete accepted");
-    wait_gone(&fake, "a-team-data").await;
+    wait_gone::<TailnetPolicy>(&fake, "a-team-data").await;
     assert_eq!(live(&sim), BASE, "the tailnet holds the Base alone again");
     wait_revision(&fake, "base", 3).await;
 
@@ -641,7 +558,7 @@ async fn deleting_a_base_resets_the_policy_only_with_deletion_policy_delete() {
     let before = posts(&sim);
     fake.delete(&Gvr::of::<TailnetPolicy>(), None, "base")
         .expect("delete accepted");
-    wait_gone(&fake, "base").await;
+    wait_gone::<TailnetPolicy>(&fake, "base").await;
     assert_eq!(live(&sim), BASE);
     assert_eq!(posts(&sim), before);
 
@@ -653,13 +570,13 @@ async fn deleting_a_base_resets_the_policy_only_with_deletion_policy_delete() {
         json!({"policy": BASE, "deletionPolicy": "Delete"}),
     );
     fake.wait_for("base2 has its finalizer and is Ready", HANG_GUARD, |f| {
-        let ready = condition(f, "base2", ConditionType::Ready)?;
-        (ready.0 == "True" && !finalizers(f, "base2").is_empty()).then_some(())
+        let ready = condition::<TailnetPolicy>(f, "base2", ConditionType::Ready)?;
+        (ready.0 == "True" && !finalizers::<TailnetPolicy>(f, "base2").is_empty()).then_some(())
     })
     .await;
     fake.delete(&Gvr::of::<TailnetPolicy>(), None, "base2")
         .expect("delete accepted");
-    wait_gone(&fake, "base2").await;
+    wait_gone::<TailnetPolicy>(&fake, "base2").await;
     let reset = live(&sim);
     assert_ne!(reset, BASE);
     assert!(
@@ -693,7 +610,7 @@ async fn the_rollback_to_annotation_pins_a_kept_revision_at_once() {
     .expect("annotated");
     let message = fake
         .wait_for("base pinned to revision 1", HANG_GUARD, |f| {
-            let p = policy(f, "base")?;
+            let p = object::<TailnetPolicy>(f, "base")?;
             let status = p.status?;
             let ready = find(&status.common.conditions, ConditionType::Ready)?;
             (status.pinned_revision == Some(1) && ready.reason == "Pinned")
@@ -731,7 +648,7 @@ async fn fifty_policies_cost_one_read_per_area_per_resync() {
         .wait_for("all 50 policies Ready on one revision", HANG_GUARD, |f| {
             let mut revisions = std::collections::BTreeSet::new();
             for name in std::iter::once("base").chain(fragments.iter().map(String::as_str)) {
-                let status = policy(f, name)?.status?;
+                let status = object::<TailnetPolicy>(f, name)?.status?;
                 let ready = find(&status.common.conditions, ConditionType::Ready)?;
                 (ready.status == "True").then_some(())?;
                 revisions.insert(status.applied_revision?);
@@ -756,7 +673,7 @@ async fn fifty_policies_cost_one_read_per_area_per_resync() {
     );
     assert_eq!(posts(&sim), posts_before, "no write in steady state");
     assert_eq!(
-        policy(&fake, "base")
+        object::<TailnetPolicy>(&fake, "base")
             .unwrap()
             .status
             .unwrap()
@@ -857,7 +774,7 @@ fn base_v2() -> String {
 /// What someone saves in the admin console right after the operator's write.
 fn console_save() -> String {
     BASE.replace(
-        "// Base policy of the demo tailnet (controller test).",
+        "// Base policy of the demo tailnet (test fixture).",
         "// Edited in the admin console a moment after the operator's write.",
     )
 }
@@ -883,7 +800,8 @@ async fn a_read_back_mismatch_after_apply_rolls_back_to_the_previous_revision() 
     )
     .expect("spec changed");
 
-    let (reason, message) = wait_condition(&fake, "base", ConditionType::Ready, "False").await;
+    let (reason, message) =
+        wait_condition::<TailnetPolicy>(&fake, "base", ConditionType::Ready, "False").await;
     assert_eq!(reason, "RolledBack", "{message}");
     assert!(
         message.contains("read back") && message.contains("is not the policy posted"),
@@ -896,7 +814,10 @@ async fn a_read_back_mismatch_after_apply_rolls_back_to_the_previous_revision() 
         2,
         "POST /acl twice: the new text, then the rollback"
     );
-    let status = policy(&fake, "base").unwrap().status.unwrap();
+    let status = object::<TailnetPolicy>(&fake, "base")
+        .unwrap()
+        .status
+        .unwrap();
     assert_eq!(
         status.applied_revision,
         Some(2),
@@ -947,7 +868,8 @@ async fn a_read_back_mismatch_after_apply_rolls_back_to_the_previous_revision() 
     forced_reconcile(&fake, &manager, "base", "2026-11-22T00:00:00Z").await;
     assert_eq!(posts(&sim), posted, "the rejected text is not posted again");
     assert_eq!(live(&sim), BASE);
-    let (status, reason, message) = condition(&fake, "base", ConditionType::Ready).unwrap();
+    let (status, reason, message) =
+        condition::<TailnetPolicy>(&fake, "base", ConditionType::Ready).unwrap();
     assert_eq!((status.as_str(), reason.as_str()), ("False", "RolledBack"));
     assert!(
         message.contains("failed its post-apply check")
@@ -955,7 +877,7 @@ async fn a_read_back_mismatch_after_apply_rolls_back_to_the_previous_revision() 
         "{message}"
     );
     assert_eq!(
-        policy(&fake, "base")
+        object::<TailnetPolicy>(&fake, "base")
             .unwrap()
             .status
             .unwrap()

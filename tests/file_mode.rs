@@ -1,11 +1,11 @@
 //! File mode: `plan -f` / `apply -f` over YAML files, in process against one simulated tailnet
 //! (so a second apply is observable) and as the real binary for the exit codes.
-mod client_common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use client_common::*;
+use support::client::*;
 use tailnet_operator::file_mode::{self, FileModeError};
 use tailnet_operator::sim::{SimConfig, SimTailnet};
 use tailnet_operator::snapshot::TailnetSnapshots;

@@ -1,11 +1,11 @@
 //! File mode with DeviceTagSets: `examples/device-tag-set.yaml` converges against a simulated
 //! tailnet, a second apply writes nothing, and `plan` lists the device writes it would make.
-mod client_common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use client_common::*;
+use support::client::*;
 use tailnet_operator::file_mode;
 use tailnet_operator::snapshot::TailnetSnapshots;
 

@@ -2,12 +2,12 @@
 //! planned and applied like the whole examples folder, with the tailnet's calls counted. Before
 //! the kind seam, a folder with only DeviceTagSets printed `tailnet default`, made no API call
 //! and exited 0.
-mod client_common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use client_common::*;
+use support::client::*;
 use tailnet_operator::file_mode;
 use tailnet_operator::sim::SimServer;
 use tailnet_operator::snapshot::TailnetSnapshots;

@@ -14,10 +14,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
+use support::fixtures::BASE;
+use support::kinds::HANG_GUARD;
 use support::operator::{self, NAMESPACE, TAILNET};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::mcp::kube_source::KubeSource;
@@ -26,7 +27,6 @@ use tailnet_operator::resources::{ChangeProposal, ManagedTailnet, TailnetPolicy}
 use tailnet_operator::sim::{SimConfig, SimServer};
 use tower::ServiceExt;
 
-const HANG_GUARD: Duration = Duration::from_secs(60);
 const BIN: &str = env!("CARGO_BIN_EXE_tailnet-operator");
 const BEARER: &str = "test-bearer-token-0123456789abcdef";
 const READ_TOOLS: &[&str] = &[
@@ -40,27 +40,6 @@ const READ_TOOLS: &[&str] = &[
     "list_auth_keys",
     "list_proposals",
 ];
-
-const BASE: &str = r#"// Base policy (MCP test).
-{
-  "groups": {
-    "group:eng": ["alice@example.com", "carol@example.com"],
-    "group:sre": ["bob@example.com", "dave@example.com"],
-  },
-  "tagOwners": {
-    "tag:server": ["group:sre"],
-    "tag:prod":   ["group:sre"],
-    "tag:ci":     ["group:eng"],
-  },
-  "grants": [
-    {"src": ["group:sre"], "dst": ["tag:prod", "tag:server"], "ip": ["*"]},
-    {"src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:443"]},
-  ],
-  "tests": [
-    {"src": "carol@example.com", "accept": ["tag:server:443"], "deny": ["tag:prod:5432"]},
-  ],
-}
-"#;
 
 /// The interpreter of the test venv; a clear failure, never a silent pass, without it.
 fn python() -> String {

@@ -16,13 +16,12 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::fake_kube::{FakeKube, Gvr};
+use support::kinds::HANG_GUARD;
 use support::operator::{TAILNET, connect_tailnet, run_config, sim, start_manager};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{ConditionType, ManagedTailnet, TailnetPolicy};
 use tailnet_operator::sim::SimServer;
-
-const HANG_GUARD: Duration = Duration::from_secs(30);
 
 const BASE: &str = r#"// Base policy (metrics test).
 {

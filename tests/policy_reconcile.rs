@@ -1,14 +1,15 @@
 //! The TailnetPolicy reconcile (planner + executor + history) against a real simulated
 //! tailnet over HTTP. Writes are counted with the sim's call counter, so "nothing was posted"
 //! is a counted fact, not an assumption.
-mod client_common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use client_common::*;
+use support::client::*;
+use support::fixtures::{BASE, TEAM_DATA};
 use tailnet_operator::policy::access::TailnetView;
 use tailnet_operator::reconcile::tailnet_policy::{
     ApplyReason, ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyExecuted, PolicyInput,
@@ -26,38 +27,6 @@ const POST_ACL: &str = "POST /api/v2/tailnet/{tailnet}/acl";
 const GET_ACL: &str = "GET /api/v2/tailnet/{tailnet}/acl";
 const GET_DEVICES: &str = "GET /api/v2/tailnet/{tailnet}/devices";
 const GET_USERS: &str = "GET /api/v2/tailnet/{tailnet}/users";
-
-const BASE: &str = r#"// Base policy of the demo tailnet (test).
-{
-  // Teams, by login name.
-  "groups": {
-    "group:eng": ["alice@example.com", "carol@example.com"],
-    "group:sre": ["bob@example.com", "dave@example.com"],
-  },
-  "tagOwners": {
-    "tag:server": ["group:sre"],
-    "tag:prod":   ["group:sre"],
-    "tag:ci":     ["group:eng"],
-  },
-  "hosts": {
-    "db-primary": "10.10.1.20",
-  },
-  "grants": [
-    {"src": ["group:sre"], "dst": ["tag:prod", "tag:server"], "ip": ["*"]},
-    {"src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:443"]},
-  ],
-  "tests": [
-    {"src": "carol@example.com", "accept": ["tag:server:443"], "deny": ["tag:prod:5432"]},
-  ],
-}
-"#;
-
-const TEAM_DATA: &str = r#"{
-  // The data team reaches the databases.
-  "groups": {"group:data": ["erin@example.com"]},
-  "grants": [{"src": ["group:data"], "dst": ["tag:prod"], "ip": ["tcp:5432"]}],
-  "tests": [{"src": "erin@example.com", "accept": ["tag:prod:5432"]}],
-}"#;
 
 struct Env {
     server: SimServer,

@@ -1,12 +1,12 @@
 //! The simulated tailnet's API over real HTTP: auth, devices, keys, services, DNS, settings,
 //! users, webhooks.
-mod sim_common;
+mod support;
 
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sim_common::{Sim, error_message, ok_json};
+use support::sim::{Sim, error_message, ok_json};
 use tailnet_operator::sim::SimConfig;
 
 // ----- auth ---------------------------------------------------------------------------------

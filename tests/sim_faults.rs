@@ -1,11 +1,11 @@
 //! Fault injection, the call counter, the exchange log and the admin HTTP routes.
-mod sim_common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
-use sim_common::{Sim, error_message, ok_json};
+use support::sim::{Sim, error_message, ok_json};
 use tailnet_operator::sim::FaultRule;
 
 const DEVICES: &str = "GET /api/v2/tailnet/{tailnet}/devices";

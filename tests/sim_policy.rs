@@ -1,10 +1,10 @@
 //! The policy file through the simulated API: ETags and 412, byte-for-byte storage, the
 //! default policy, validate answering 200 with a body, preview, console edits.
-mod sim_common;
+mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sim_common::{Sim, error_message, ok_json};
+use support::sim::{Sim, error_message, ok_json};
 
 const ACL: &str = "/tailnet/-/acl";
 const PRECONDITION_FAILED: &str = "precondition failed, invalid old hash";

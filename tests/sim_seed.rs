@@ -1,11 +1,11 @@
 //! The demo seed: realistic variety, determinism, and scale.
-mod sim_common;
+mod support;
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use sim_common::Sim;
+use support::sim::Sim;
 use tailnet_operator::sim::{SimConfig, SimTailnet};
 
 fn time(v: &Value) -> Option<DateTime<Utc>> {

@@ -7,14 +7,14 @@
 //! HTTP calls run on real time. Cold-cache concurrency tests run on the default current-thread
 //! runtime: `join_all` polls every accessor once before the fetch task can run, so all of them
 //! provably meet the same flight.
-mod client_common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use client_common::*;
 use futures::future::join_all;
+use support::client::*;
 use tailnet_operator::error::Category;
 use tailnet_operator::sim::{FaultRule, SimConfig, SimServer};
 use tailnet_operator::snapshot::{Area, Clock, ManualClock, SnapshotRegistry, TailnetSnapshots};

@@ -1,0 +1,134 @@
+//! Status, condition and wait helpers for any kind of the operator on the fake API server,
+//! once, instead of a copy in each controller test: `condition::<DNSConfig>(&fake, "x", Ready)`.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use serde_json::json;
+use tailnet_operator::controller::Manager;
+use tailnet_operator::resources::conditions::find;
+use tailnet_operator::resources::{ConditionType, KindStatus, TailnetScoped};
+use tailnet_operator::sim::SimServer;
+
+use super::fake_kube::{FakeKube, Gvr};
+
+/// How long a wait may take before the test fails naming what it waited for (never a timing
+/// assertion: a hang guard).
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Cluster-scoped object `name` of kind `K`, as the fake API server has it.
+pub fn object<K: TailnetScoped>(fake: &FakeKube, name: &str) -> Option<K> {
+    fake.get_as::<K>(None, name)
+}
+
+/// Condition `type_` of `name`, if it has one.
+pub fn condition_of<K: TailnetScoped>(
+    fake: &FakeKube,
+    name: &str,
+    type_: ConditionType,
+) -> Option<Condition> {
+    let status = object::<K>(fake, name)?.status().cloned()?;
+    find(&status.common().conditions, type_).cloned()
+}
+
+/// `(status, reason, message)` of condition `type_` of `name`.
+pub fn condition<K: TailnetScoped>(
+    fake: &FakeKube,
+    name: &str,
+    type_: ConditionType,
+) -> Option<(String, String, String)> {
+    condition_of::<K>(fake, name, type_).map(|c| (c.status, c.reason, c.message))
+}
+
+/// Waits for condition `type_` of `name` to be `want`; returns `(reason, message)`.
+pub async fn wait_condition<K: TailnetScoped>(
+    fake: &FakeKube,
+    name: &str,
+    type_: ConditionType,
+    want: &str,
+) -> (String, String) {
+    fake.wait_for(&format!("{name}: {type_:?}={want}"), HANG_GUARD, |f| {
+        condition::<K>(f, name, type_)
+            .filter(|(s, _, _)| s == want)
+            .map(|(_, r, m)| (r, m))
+    })
+    .await
+}
+
+/// Waits for condition `type_` of `name` to be `want` with `reason` (any, when `None`);
+/// returns the message.
+pub async fn wait_reason<K: TailnetScoped>(
+    fake: &FakeKube,
+    name: &str,
+    type_: ConditionType,
+    want: &str,
+    reason: Option<&str>,
+) -> String {
+    let what = format!("{name}: {type_:?}={want} {reason:?}");
+    fake.wait_for(&what, HANG_GUARD, |f| {
+        condition::<K>(f, name, type_)
+            .filter(|(s, r, _)| s == want && reason.is_none_or(|want| want == r))
+            .map(|(_, _, m)| m)
+    })
+    .await
+}
+
+/// Waits for `name` to be `Ready=True`.
+pub async fn wait_ready<K: TailnetScoped>(fake: &FakeKube, name: &str) {
+    wait_reason::<K>(fake, name, ConditionType::Ready, "True", None).await;
+}
+
+/// Sets the `tailnet.ops.dev/reconcile-at` annotation of `name` to `value`.
+pub fn force_reconcile<K: TailnetScoped>(fake: &FakeKube, name: &str, value: &str) {
+    let patch = json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": value}}});
+    fake.merge_patch(&Gvr::of::<K>(), None, name, patch)
+        .expect("annotated");
+}
+
+/// The finalizers of `name` (none when it is gone).
+pub fn finalizers<K: TailnetScoped>(fake: &FakeKube, name: &str) -> Vec<String> {
+    object::<K>(fake, name)
+        .and_then(|o| o.meta().finalizers.clone())
+        .unwrap_or_default()
+}
+
+/// Waits until `name` is gone.
+pub async fn wait_gone<K: TailnetScoped>(fake: &FakeKube, name: &str) {
+    fake.wait_for(&format!("{name} deleted"), HANG_GUARD, |f| {
+        object::<K>(f, name).is_none().then_some(())
+    })
+    .await;
+}
+
+/// Status writes of kind `K` so far (server-side applies on the status subresource).
+pub fn status_writes<K: TailnetScoped>(fake: &FakeKube) -> u64 {
+    fake.request_count("patch", &format!("{}/status", K::plural(&())))
+}
+
+/// The drift gauge's line for `name` of kind `K` in the metrics exposition.
+pub fn drift_gauge<K: TailnetScoped>(manager: &Manager, name: &str) -> Option<String> {
+    let kind = format!("kind=\"{}\"", K::kind(&()));
+    let name = format!("name=\"{name}\"");
+    manager
+        .metrics()
+        .encode()
+        .lines()
+        .find(|l| {
+            l.starts_with("tailnet_operator_resource_drifted{")
+                && l.contains(&kind)
+                && l.contains(&name)
+        })
+        .map(str::to_owned)
+}
+
+/// Calls the simulated tailnet has answered on `route` (`"METHOD /api/v2/templated/path"`).
+pub fn calls(sim: &SimServer, route: &str) -> u64 {
+    sim.tailnet().calls().get(route)
+}
+
+/// Stops the manager and waits for its clean shutdown.
+pub async fn stop(manager: Manager) {
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
