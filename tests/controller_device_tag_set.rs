@@ -9,13 +9,13 @@ mod support;
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
 use support::kinds::{
-    HANG_GUARD, calls, condition, finalizers, object, stop, wait_gone, wait_ready, wait_reason,
+    HANG_GUARD, calls, condition, create, finalizers, object, resync, stop, wait_gone, wait_ready,
+    wait_reason,
 };
-use support::operator::{TAILNET, connect_tailnet, run_config, start_manager};
+use support::operator::{connect_tailnet, run_config, start_manager};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::{ConditionType, DeviceTagSet, ManagedTailnet};
 use tailnet_operator::sim::{SimConfig, SimServer};
-use tailnet_operator::snapshot::Area;
 use tailnet_operator::tailscale::{ClientConfig, Credentials, DeviceListOptions, TailscaleClient};
 
 const POST_TAGS: &str = "POST /api/v2/device/{deviceId}/tags";
@@ -42,21 +42,6 @@ async fn sim_with(devices: usize) -> SimServer {
 
 async fn start(fake: &FakeKube) -> Manager {
     start_manager(fake, run_config()).await
-}
-
-fn create_set(fake: &FakeKube, name: &str, spec: Value) {
-    let mut spec = spec;
-    spec["tailnetRef"] = json!(TAILNET);
-    fake.create(
-        &Gvr::of::<DeviceTagSet>(),
-        json!({
-            "apiVersion": "tailnet.ops.dev/v1alpha1",
-            "kind": "DeviceTagSet",
-            "metadata": {"name": name},
-            "spec": spec,
-        }),
-    )
-    .expect("set created");
 }
 
 fn device(sim: &SimServer, hostname: &str) -> Value {
@@ -86,39 +71,16 @@ fn writes(sim: &SimServer) -> u64 {
     sim.tailnet().calls().total_for_method("POST")
 }
 
-/// Expires the tailnet's devices snapshot (as the end of the resync interval does) and
-/// reconciles every set (through the ManagedTailnet watch, by a label on the ManagedTailnet); waits for
-/// `sets` more reconciles.
-async fn resync_all(fake: &FakeKube, manager: &Manager, sets: u64, label: &str) {
-    let done = manager.metrics().reconciles("DeviceTagSet", "ok");
-    manager
-        .snapshots()
-        .get(TAILNET)
-        .expect("the ManagedTailnet's snapshots")
-        .invalidate(Area::Devices);
-    fake.merge_patch(
-        &Gvr::of::<ManagedTailnet>(),
-        None,
-        TAILNET,
-        json!({"metadata": {"labels": {"resync": label}}}),
-    )
-    .expect("labelled");
-    fake.wait_for(&format!("{sets} more reconciles"), HANG_GUARD, |_| {
-        (manager.metrics().reconciles("DeviceTagSet", "ok") >= done + sets).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn add_keeps_other_tags_exact_replaces_them_and_a_steady_state_writes_nothing() {
     let (fake, sim) = (fake(), sim_with(0).await);
     connect_tailnet(&fake, &sim);
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "web-monitoring",
         json!({"selector": {"hostnames": ["prod-web-*"]}, "tags": ["tag:monitoring"]}),
     );
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "staging-exact",
         json!({"selector": {"hostnames": ["staging-*"]}, "tags": ["tag:ci"], "mode": "Exact"}),
@@ -154,10 +116,10 @@ async fn add_keeps_other_tags_exact_replaces_them_and_a_steady_state_writes_noth
     );
 
     // Steady state: a resync reads the devices once and writes nothing, status included.
-    resync_all(&fake, &manager, 2, "1").await;
+    resync::<DeviceTagSet>(&fake, &manager, 2, "1").await;
     let (reads, posts) = (calls(&sim, GET_DEVICES), writes(&sim));
     let status_writes = fake.request_count("patch", "devicetagsets/status");
-    resync_all(&fake, &manager, 2, "2").await;
+    resync::<DeviceTagSet>(&fake, &manager, 2, "2").await;
     assert_eq!(calls(&sim, GET_DEVICES), reads + 1);
     assert_eq!(writes(&sim), posts);
     assert_eq!(
@@ -173,12 +135,12 @@ async fn authorization_and_key_expiry_are_set_only_where_they_differ() {
     connect_tailnet(&fake, &sim);
     assert_eq!(device(&sim, "frank-surface")["authorized"], json!(false));
     assert_eq!(device(&sim, "old-nas")["keyExpiryDisabled"], json!(false));
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "approved-windows",
         json!({"selector": {"os": ["windows"], "user": "frank@example.com"}, "authorized": true}),
     );
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "nas",
         json!({"selector": {"hostnames": ["old-nas"]}, "keyExpiryDisabled": true}),
@@ -200,7 +162,7 @@ async fn routes_are_enabled_once_advertised_and_auto_approved_ones_are_kept() {
     connect_tailnet(&fake, &sim);
     // subnet-router-1 advertises 10.10/16, 10.20/16 and 192.168.50/24; the first two are
     // enabled (the demo policy's autoApprovers approve them for tag:subnet-router).
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "router",
         json!({"selector": {"hostnames": ["subnet-router-1"]},
@@ -238,7 +200,7 @@ async fn routes_are_enabled_once_advertised_and_auto_approved_ones_are_kept() {
             ],
         )
         .unwrap();
-    resync_all(&fake, &manager, 1, "1").await;
+    resync::<DeviceTagSet>(&fake, &manager, 1, "1").await;
     fake.wait_for("172.16.0.0/24 enabled", HANG_GUARD, |_| {
         strings(&device(&sim, "subnet-router-1")["enabledRoutes"])
             .contains(&"172.16.0.0/24".to_owned())
@@ -261,12 +223,12 @@ async fn two_sets_that_disagree_both_report_a_conflict_and_neither_writes() {
     let (fake, sim) = (fake(), sim_with(0).await);
     connect_tailnet(&fake, &sim);
     let before = tags(&sim, "prod-web-1");
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "team-a",
         json!({"selector": {"hostnames": ["prod-web-1"]}, "tags": ["tag:server"], "mode": "Exact"}),
     );
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "team-b",
         json!({"selector": {"hostnames": ["prod-web-1"]}, "tags": ["tag:prod"], "mode": "Exact"}),
@@ -308,7 +270,7 @@ async fn two_sets_that_disagree_both_report_a_conflict_and_neither_writes() {
 
     // Several resyncs later: still not a single write to the device (no flip-flop).
     for label in ["1", "2", "3"] {
-        resync_all(&fake, &manager, 2, label).await;
+        resync::<DeviceTagSet>(&fake, &manager, 2, label).await;
     }
     assert_eq!(calls(&sim, POST_TAGS), 0);
     assert_eq!(tags(&sim, "prod-web-1"), before);
@@ -319,7 +281,7 @@ async fn two_sets_that_disagree_both_report_a_conflict_and_neither_writes() {
 async fn a_tag_missing_from_tag_owners_is_named_with_the_fix() {
     let (fake, sim) = (fake(), sim_with(0).await);
     connect_tailnet(&fake, &sim);
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "unowned",
         json!({"selector": {"hostnames": ["prod-db-1"]}, "tags": ["tag:nobody-owns-this"]}),
@@ -344,7 +306,7 @@ async fn a_tag_missing_from_tag_owners_is_named_with_the_fix() {
 async fn a_console_edit_is_corrected_with_drift_policy_correct() {
     let (fake, sim) = (fake(), sim_with(0).await);
     connect_tailnet(&fake, &sim);
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "web",
         json!({"selector": {"hostnames": ["prod-web-*"]}, "tags": ["tag:monitoring"]}),
@@ -365,7 +327,7 @@ async fn a_console_edit_is_corrected_with_drift_policy_correct() {
     sim.tailnet()
         .console_set_device_tags(&id, ["tag:server", "tag:prod"])
         .unwrap();
-    resync_all(&fake, &manager, 1, "1").await;
+    resync::<DeviceTagSet>(&fake, &manager, 1, "1").await;
     fake.wait_for("prod-web-1 corrected", HANG_GUARD, |_| {
         tags(&sim, "prod-web-1")
             .contains(&"tag:monitoring".to_owned())
@@ -388,7 +350,7 @@ async fn a_console_edit_is_corrected_with_drift_policy_correct() {
 async fn a_console_edit_is_reported_with_drift_policy_report() {
     let (fake, sim) = (fake(), sim_with(0).await);
     connect_tailnet(&fake, &sim);
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "web",
         json!({"selector": {"hostnames": ["prod-web-*"]}, "tags": ["tag:monitoring"],
@@ -400,7 +362,7 @@ async fn a_console_edit_is_reported_with_drift_policy_report() {
 
     let id = sim.tailnet().device_id("prod-web-2").unwrap();
     sim.tailnet().console_set_authorized(&id, false).unwrap();
-    resync_all(&fake, &manager, 1, "1").await;
+    resync::<DeviceTagSet>(&fake, &manager, 1, "1").await;
     let message =
         wait_reason::<DeviceTagSet>(&fake, "web", ConditionType::Drifted, "True", None).await;
     assert!(message.contains("/prod-web-2/authorized"), "{message}");
@@ -433,7 +395,7 @@ async fn a_console_edit_is_reported_with_drift_policy_report() {
             .any(|e| e.reason == "Drifted" && e.type_ == "Warning")
     );
     // Still reported, still not written, at the next resync.
-    resync_all(&fake, &manager, 1, "2").await;
+    resync::<DeviceTagSet>(&fake, &manager, 1, "2").await;
     assert_eq!(writes(&sim), posts);
     stop(manager).await;
 }
@@ -442,19 +404,19 @@ async fn a_console_edit_is_reported_with_drift_policy_report() {
 async fn deletion_policy_delete_removes_only_the_added_tags_and_orphan_leaves_them() {
     let (fake, sim) = (fake(), sim_with(0).await);
     connect_tailnet(&fake, &sim);
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "monitoring",
         json!({"selector": {"hostnames": ["prod-web-*"]}, "tags": ["tag:monitoring"]}),
     );
     // Another set wants tag:monitoring on prod-web-1 too: it stays there.
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "also-web-1",
         json!({"selector": {"hostnames": ["prod-web-1"]}, "tags": ["tag:monitoring"],
                "deletionPolicy": "Orphan"}),
     );
-    create_set(
+    create::<DeviceTagSet>(
         &fake,
         "db-ci",
         json!({"selector": {"hostnames": ["prod-db-1"]}, "tags": ["tag:ci"],
@@ -492,7 +454,7 @@ async fn deletion_policy_delete_removes_only_the_added_tags_and_orphan_leaves_th
     fake.delete(&Gvr::of::<DeviceTagSet>(), None, "db-ci")
         .expect("delete accepted");
     wait_gone::<DeviceTagSet>(&fake, "db-ci").await;
-    resync_all(&fake, &manager, 1, "1").await;
+    resync::<DeviceTagSet>(&fake, &manager, 1, "1").await;
     assert_eq!(
         tags(&sim, "prod-db-1"),
         ["tag:ci", "tag:prod", "tag:server"]
@@ -511,7 +473,7 @@ async fn two_hundred_sets_over_ten_thousand_devices_write_only_differences() {
     // tag:server; each keeps tag:server and wants them authorized (about 3% are not).
     for k in 0..200 {
         let globs: Vec<String> = (k * 5..k * 5 + 5).map(|p| format!("*-{p:04}?")).collect();
-        create_set(
+        create::<DeviceTagSet>(
             &fake,
             &format!("servers-{k:03}"),
             json!({"selector": {"hostnames": globs, "tags": ["tag:server"]},
@@ -546,9 +508,9 @@ async fn two_hundred_sets_over_ten_thousand_devices_write_only_differences() {
     eprintln!("200 sets / 10,000 devices: {expected} devices written on the first reconcile");
 
     // Steady state: one device-list read for all 200 sets, no writes.
-    resync_all(&fake, &manager, 200, "1").await;
+    resync::<DeviceTagSet>(&fake, &manager, 200, "1").await;
     let (reads, posts) = (calls(&sim, GET_DEVICES), writes(&sim));
-    resync_all(&fake, &manager, 200, "2").await;
+    resync::<DeviceTagSet>(&fake, &manager, 200, "2").await;
     assert_eq!(calls(&sim, GET_DEVICES) - reads, 1, "one read per resync");
     assert_eq!(writes(&sim), posts, "no write in steady state");
     stop(manager).await;

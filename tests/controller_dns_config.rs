@@ -14,8 +14,8 @@ mod support;
 use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
 use support::kinds::{
-    HANG_GUARD, calls, condition, drift_gauge, finalizers, force_reconcile, object, status_writes,
-    wait_condition, wait_gone,
+    HANG_GUARD, calls, condition, create, drift_gauge, finalizers, force_reconcile, object, resync,
+    status_writes, wait_condition, wait_gone,
 };
 use support::operator::{TAILNET, connect_tailnet, run_config, sim, start_manager};
 use tailnet_operator::controller::Manager;
@@ -34,21 +34,6 @@ fn fake() -> FakeKube {
 
 async fn start(fake: &FakeKube) -> Manager {
     start_manager(fake, run_config()).await
-}
-
-fn create_dns(fake: &FakeKube, name: &str, spec: Value) {
-    let mut spec = spec;
-    spec["tailnetRef"] = json!(TAILNET);
-    fake.create(
-        &Gvr::of::<DNSConfig>(),
-        json!({
-            "apiVersion": "tailnet.ops.dev/v1alpha1",
-            "kind": "DNSConfig",
-            "metadata": {"name": name},
-            "spec": spec,
-        }),
-    )
-    .expect("DNSConfig created");
 }
 
 /// The spec of the first tests: no global nameservers with MagicDNS on (the per-part
@@ -97,7 +82,7 @@ fn addresses(resolvers: &[DnsResolver]) -> Vec<&str> {
 async fn with_dns(spec: Value) -> (FakeKube, SimServer, Manager) {
     let (fake, sim) = (fake(), sim().await);
     connect_tailnet(&fake, &sim);
-    create_dns(&fake, "dns", spec);
+    create::<DNSConfig>(&fake, "dns", spec);
     let manager = start(&fake).await;
     wait_condition::<DNSConfig>(&fake, "dns", ConditionType::Ready, "True").await;
     (fake, sim, manager)
@@ -200,7 +185,7 @@ async fn a_second_dns_config_is_a_conflict_naming_the_winner_and_never_writes() 
     let (fake, sim, manager) = with_dns(main_spec()).await;
     let posts_before = posts(&sim);
 
-    create_dns(
+    create::<DNSConfig>(
         &fake,
         "other",
         json!({"magicDNS": false, "nameservers": [{"address": "8.8.8.8"}]}),
@@ -266,7 +251,7 @@ async fn a_second_dns_config_is_a_conflict_naming_the_winner_and_never_writes() 
 #[tokio::test]
 async fn deleting_a_conflict_loser_with_deletion_policy_delete_writes_nothing() {
     let (fake, sim, manager) = with_dns(main_spec()).await;
-    create_dns(
+    create::<DNSConfig>(
         &fake,
         "other",
         json!({"nameservers": [{"address": "8.8.8.8"}]}),
@@ -458,7 +443,7 @@ async fn deletion_policy_delete_clears_what_it_set_and_orphan_leaves_it() {
     // Orphan: no finalizer, and deleting writes nothing.
     let mut orphan = spec;
     orphan["deletionPolicy"] = json!("Orphan");
-    create_dns(&fake, "kept", orphan);
+    create::<DNSConfig>(&fake, "kept", orphan);
     wait_condition::<DNSConfig>(&fake, "kept", ConditionType::Ready, "True").await;
     assert!(finalizers::<DNSConfig>(&fake, "kept").is_empty());
     let (posts_before, live_before) = (posts(&sim), sim.tailnet().dns());
@@ -476,7 +461,7 @@ async fn an_invalid_spec_is_named_and_nothing_is_posted() {
     // What the CRD's CEL rules reject, sent as if they were not installed.
     let (fake, sim) = (fake(), sim().await);
     connect_tailnet(&fake, &sim);
-    create_dns(
+    create::<DNSConfig>(
         &fake,
         "dns",
         json!({"nameservers": [{"address": "dns.google"}]}),
@@ -498,7 +483,7 @@ async fn twenty_dns_configs_cost_one_dns_read_per_resync() {
     let (fake, sim, manager) = with_dns(main_spec()).await;
     let others: Vec<String> = (1..20).map(|i| format!("extra-{i:02}")).collect();
     for name in &others {
-        create_dns(&fake, name, json!({"magicDNS": false}));
+        create::<DNSConfig>(&fake, name, json!({"magicDNS": false}));
     }
     fake.wait_for("19 conflicts reported", HANG_GUARD, |f| {
         others
@@ -510,9 +495,11 @@ async fn twenty_dns_configs_cost_one_dns_read_per_resync() {
             .then_some(())
     })
     .await;
-    resync_all(&fake, &sim, &manager, "1").await;
+    resync::<DNSConfig>(&fake, &manager, 20, "1").await;
     let posts_before = posts(&sim);
-    let reads = resync_all(&fake, &sim, &manager, "2").await;
+    let before = calls(&sim, GET_DNS);
+    resync::<DNSConfig>(&fake, &manager, 20, "2").await;
+    let reads = calls(&sim, GET_DNS) - before;
     eprintln!("20 DNSConfigs, one resync: GET /dns/configuration = {reads}");
     assert_eq!(
         reads, 1,
@@ -524,34 +511,10 @@ async fn twenty_dns_configs_cost_one_dns_read_per_resync() {
     manager.wait().await.expect("clean shutdown");
 }
 
-/// Expires the tailnet's snapshots, triggers every DNSConfig (through the ManagedTailnet watch, by a
-/// label on the ManagedTailnet), waits for 20 more reconciles and returns the DNS reads made.
-async fn resync_all(fake: &FakeKube, sim: &SimServer, manager: &Manager, label: &str) -> u64 {
-    let before = calls(sim, GET_DNS);
-    let done = manager.metrics().reconciles("DNSConfig", "ok");
-    manager
-        .snapshots()
-        .get(TAILNET)
-        .expect("the ManagedTailnet's snapshots")
-        .invalidate_all();
-    fake.merge_patch(
-        &Gvr::of::<ManagedTailnet>(),
-        None,
-        TAILNET,
-        json!({"metadata": {"labels": {"resync": label}}}),
-    )
-    .expect("labelled");
-    fake.wait_for("20 more reconciles", HANG_GUARD, |_| {
-        (manager.metrics().reconciles("DNSConfig", "ok") >= done + 20).then_some(())
-    })
-    .await;
-    calls(sim, GET_DNS) - before
-}
-
 #[tokio::test]
 async fn a_dns_config_waits_for_its_tailnet_and_applies_when_it_becomes_ready() {
     let (fake, sim) = (fake(), sim().await);
-    create_dns(&fake, "dns", main_spec());
+    create::<DNSConfig>(&fake, "dns", main_spec());
     let manager = start(&fake).await;
     let (reason, message) =
         wait_condition::<DNSConfig>(&fake, "dns", ConditionType::Ready, "False").await;
@@ -580,7 +543,7 @@ async fn a_suspended_tailnet_suspends_its_dns_config_until_resumed() {
         json!({"spec": {"suspend": true}}),
     )
     .expect("tailnet suspended");
-    create_dns(&fake, "dns", main_spec());
+    create::<DNSConfig>(&fake, "dns", main_spec());
     let manager = start(&fake).await;
 
     let (reason, message) =

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use support::fake_kube::{FakeKube, Gvr};
 use support::fixtures::{BASE, TEAM_DATA};
 use support::kinds::{
-    HANG_GUARD, condition, drift_gauge, finalizers, force_reconcile, object, status_writes,
-    wait_condition, wait_gone,
+    HANG_GUARD, condition, create, drift_gauge, finalizers, force_reconcile, object, resync,
+    status_writes, wait_condition, wait_gone,
 };
 use support::operator::{NAMESPACE, TAILNET, connect_tailnet, sim};
 use tailnet_operator::controller::{Manager, RunConfig};
@@ -51,20 +51,9 @@ async fn start(fake: &FakeKube) -> Manager {
 }
 
 fn create_policy(fake: &FakeKube, name: &str, role: &str, spec_extra: Value) {
-    let mut spec = json!({"tailnetRef": TAILNET, "role": role});
-    for (k, v) in spec_extra.as_object().unwrap() {
-        spec[k] = v.clone();
-    }
-    fake.create(
-        &Gvr::of::<TailnetPolicy>(),
-        json!({
-            "apiVersion": "tailnet.ops.dev/v1alpha1",
-            "kind": "TailnetPolicy",
-            "metadata": {"name": name},
-            "spec": spec,
-        }),
-    )
-    .expect("policy created");
+    let mut spec = spec_extra;
+    spec["role"] = json!(role);
+    create::<TailnetPolicy>(fake, name, spec);
 }
 
 fn create_inline(fake: &FakeKube, name: &str, role: &str, text: &str) {
@@ -662,9 +651,16 @@ async fn fifty_policies_cost_one_read_per_area_per_resync() {
     // Resyncs: the shared snapshots expire (as at the end of resyncInterval) and all 50
     // policies reconcile (triggered through the ManagedTailnet watch by a label on the ManagedTailnet). The
     // first one also absorbs reconciles still queued from start-up; the second is measured.
-    resync_all(&fake, &sim, &manager, "1").await;
+    resync::<TailnetPolicy>(&fake, &manager, 50, "1").await;
     let posts_before = posts(&sim);
-    let figures = resync_all(&fake, &sim, &manager, "2").await;
+    let reads = |route: &str| sim.tailnet().calls().get(route);
+    let before = (reads(GET_ACL), reads(GET_DEVICES), reads(GET_USERS));
+    resync::<TailnetPolicy>(&fake, &manager, 50, "2").await;
+    let figures = (
+        reads(GET_ACL) - before.0,
+        reads(GET_DEVICES) - before.1,
+        reads(GET_USERS) - before.2,
+    );
     eprintln!("50 policies, one resync: GET acl/devices/users = {figures:?}");
     assert_eq!(
         figures,
@@ -683,40 +679,6 @@ async fn fifty_policies_cost_one_read_per_area_per_resync() {
 
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");
-}
-
-/// Expires the tailnet's snapshots, triggers all 50 policies, waits for 50 more reconciles and
-/// returns the reads of the policy, devices and users made meanwhile.
-async fn resync_all(
-    fake: &FakeKube,
-    sim: &SimServer,
-    manager: &Manager,
-    label: &str,
-) -> (u64, u64, u64) {
-    let calls = |route: &str| sim.tailnet().calls().get(route);
-    let before = (calls(GET_ACL), calls(GET_DEVICES), calls(GET_USERS));
-    let done = manager.metrics().reconciles("TailnetPolicy", "ok");
-    manager
-        .snapshots()
-        .get(TAILNET)
-        .expect("the ManagedTailnet's snapshots")
-        .invalidate_all();
-    fake.merge_patch(
-        &Gvr::of::<ManagedTailnet>(),
-        None,
-        TAILNET,
-        json!({"metadata": {"labels": {"resync": label}}}),
-    )
-    .expect("labelled");
-    fake.wait_for("50 more reconciles", HANG_GUARD, |_| {
-        (manager.metrics().reconciles("TailnetPolicy", "ok") >= done + 50).then_some(())
-    })
-    .await;
-    (
-        calls(GET_ACL) - before.0,
-        calls(GET_DEVICES) - before.1,
-        calls(GET_USERS) - before.2,
-    )
 }
 
 /// Issue 3: a concurrent write between read and write (412) never overwrites blindly.

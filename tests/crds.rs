@@ -2,39 +2,23 @@
 //! documented for `kubectl explain`, printer columns and short names are there, and sample
 //! resources pass or fail the generated schema (with `jsonschema`) and its CEL rules (with
 //! `kube-cel`, the evaluator kube's own `cel` feature uses) as the API server would decide.
+mod support;
 use std::path::PathBuf;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube_cel::{ScopeContext, Validator, analyze_rule, compile_schema};
 use serde_json::{Value, json};
+use support::crds::{crd, schema, undocumented, walk, yaml};
 use tailnet_operator::cli::crdgen;
 use tailnet_operator::resources::{self, ManagedTailnet, TailnetPolicy};
 
+/// Where `object` fails the schema of CRD `name`.
+fn schema_errors(name: &str, object: &Value) -> Vec<String> {
+    support::crds::schema_errors(&schema(name), object)
+}
+
 fn crds_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds")
-}
-
-fn crd(name: &str) -> CustomResourceDefinition {
-    resources::crds()
-        .into_iter()
-        .find(|crd| crd.metadata.name.as_deref() == Some(name))
-        .unwrap_or_else(|| panic!("no CRD named {name}"))
-}
-
-/// The `openAPIV3Schema` of the one version, as JSON.
-fn schema(name: &str) -> Value {
-    let crd = crd(name);
-    assert_eq!(crd.spec.versions.len(), 1, "{name}: one version");
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .expect("openAPIV3Schema");
-    serde_json::to_value(schema).unwrap()
-}
-
-fn yaml(text: &str) -> Value {
-    serde_saphyr::from_str(text).unwrap_or_else(|err| panic!("sample YAML: {err}\n{text}"))
 }
 
 const TAILNETS: &str = "managedtailnets.tailnet.ops.dev";
@@ -160,40 +144,11 @@ fn printer_columns_show_ready_drifted_and_age() {
     }
 }
 
-/// Every property under `node`, with its JSON pointer.
-fn walk<'a>(node: &'a Value, path: String, visit: &mut dyn FnMut(&str, &'a Value)) {
-    visit(&path, node);
-    if let Some(properties) = node.get("properties").and_then(Value::as_object) {
-        for (key, child) in properties {
-            walk(child, format!("{path}/properties/{key}"), visit);
-        }
-    }
-    if let Some(items) = node.get("items") {
-        walk(items, format!("{path}/items"), visit);
-    }
-    if let Some(values) = node.get("additionalProperties").filter(|v| v.is_object()) {
-        walk(values, format!("{path}/additionalProperties"), visit);
-    }
-}
-
 #[test]
 fn every_property_has_a_description() {
     for name in [TAILNETS, POLICIES] {
         let schema = schema(name);
-        let mut missing = Vec::new();
-        let mut count = 0;
-        walk(&schema, String::new(), &mut |path, node| {
-            if path.rsplit('/').nth(1) == Some("properties") {
-                count += 1;
-                let described = node
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .is_some_and(|d| d.trim().len() > 3);
-                if !described {
-                    missing.push(path.to_owned());
-                }
-            }
-        });
+        let (count, missing) = undocumented(&schema);
         assert!(count > 20, "{name}: walked only {count} properties");
         assert!(
             missing.is_empty(),
@@ -260,15 +215,6 @@ fn common_controls_and_their_defaults_are_in_the_policy_schema() {
 
 // ---------------------------------------------------------------------------------------------
 // Samples against the OpenAPI schema (types, enums, patterns, ranges, required fields)
-
-fn schema_errors(name: &str, object: &Value) -> Vec<String> {
-    let schema = schema(name);
-    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-    validator
-        .iter_errors(object)
-        .map(|err| format!("{}: {err}", err.instance_path()))
-        .collect()
-}
 
 const TAILNET_OAUTH: &str = r#"
 apiVersion: tailnet.ops.dev/v1alpha1

@@ -1,23 +1,13 @@
 //! The ChangeProposal CRD's schema and CEL rules, evaluated with `kube-cel` as the API server
 //! would: no proposal is created already approved; target, patch and mode are immutable.
-use kube_cel::{ScopeContext, Validator, analyze_rule, compile_schema};
+mod support;
+use kube_cel::{ScopeContext, analyze_rule, compile_schema};
 use serde_json::{Value, json};
-use tailnet_operator::resources;
 
 fn schema() -> Value {
-    let crd = resources::crds()
-        .into_iter()
-        .find(|c| c.spec.names.kind == "ChangeProposal")
-        .expect("the ChangeProposal CRD is listed");
-    assert_eq!(crd.spec.scope, "Namespaced");
-    serde_json::to_value(
-        crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .unwrap(),
-    )
-    .unwrap()
+    let name = "changeproposals.tailnet.ops.dev";
+    assert_eq!(support::crds::crd(name).spec.scope, "Namespaced");
+    support::crds::schema(name)
 }
 
 fn proposal(approved: bool) -> Value {
@@ -45,10 +35,7 @@ fn cel_schema() -> Value {
 }
 
 fn cel_errors(object: &Value, old: Option<&Value>) -> Vec<String> {
-    match Validator::new().validate(&cel_schema(), object, old) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors.into_vec().iter().map(ToString::to_string).collect(),
-    }
+    support::crds::cel_errors(&cel_schema(), object, old)
 }
 
 fn assert_rejects(object: &Value, old: Option<&Value>, message: &str) {

@@ -1,30 +1,30 @@
 //! The DeviceTagSet CRD: names, columns, and its CEL rules evaluated (with `kube-cel`) as the
 //! API server would, on valid and invalid samples; the example manifest and a full status pass
 //! the schema.
+mod support;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube_cel::{ScopeContext, Validator, analyze_rule, compile_schema};
+use kube_cel::{ScopeContext, analyze_rule, compile_schema};
 use serde_json::{Value, json};
 use tailnet_operator::resources::device_tag_set::{MatchedDevice, TagSetConflict, WaitingDevice};
-use tailnet_operator::resources::{self, DeviceTagSet, DeviceTagSetStatus};
-
-const NAME: &str = "devicetagsets.tailnet.ops.dev";
+use tailnet_operator::resources::{DeviceTagSet, DeviceTagSetStatus};
 
 fn crd() -> CustomResourceDefinition {
-    resources::crds()
-        .into_iter()
-        .find(|c| c.metadata.name.as_deref() == Some(NAME))
-        .expect("DeviceTagSet is in resources::crds()")
+    support::crds::crd(NAME)
 }
 
 fn schema() -> Value {
-    let crd = crd();
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .expect("openAPIV3Schema");
-    serde_json::to_value(schema).unwrap()
+    support::crds::schema(NAME)
 }
+
+fn schema_errors(object: &Value) -> Vec<String> {
+    support::crds::schema_errors(&schema(), object)
+}
+
+fn cel_errors(object: &Value) -> Vec<String> {
+    support::crds::cel_errors(&schema(), object, None)
+}
+
+const NAME: &str = "devicetagsets.tailnet.ops.dev";
 
 fn sample(spec: Value) -> Value {
     json!({
@@ -33,25 +33,6 @@ fn sample(spec: Value) -> Value {
         "metadata": {"name": "web"},
         "spec": spec,
     })
-}
-
-fn cel_errors(object: &Value) -> Vec<String> {
-    match Validator::new().validate(&schema(), object, None) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors
-            .into_vec()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect(),
-    }
-}
-
-fn schema_errors(object: &Value) -> Vec<String> {
-    let validator = jsonschema::validator_for(&schema()).expect("the schema compiles");
-    validator
-        .iter_errors(object)
-        .map(|err| format!("{}: {err}", err.instance_path()))
-        .collect()
 }
 
 #[test]

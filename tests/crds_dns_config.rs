@@ -1,35 +1,32 @@
 //! The DNSConfig CustomResourceDefinition, as `tests/crds.rs` checks the others: names and
 //! columns, descriptions, and sample objects passing or failing the generated schema (with
 //! `jsonschema`) and its CEL rules (with `kube-cel`) as the API server would decide.
+mod support;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube_cel::{ScopeContext, Validator, analyze_rule, compile_schema};
+use kube_cel::{ScopeContext, analyze_rule, compile_schema};
 use serde_json::{Value, json};
+use support::crds::{undocumented, walk, yaml};
 use tailnet_operator::reconcile::dns_config::{DnsInput, DnsOutcome, plan};
 use tailnet_operator::resources::{self, DNSConfig, DNSConfigStatus};
 use tailnet_operator::tailscale::DnsConfiguration;
 
-const DNS: &str = "dnsconfigs.tailnet.ops.dev";
-
 fn crd() -> CustomResourceDefinition {
-    resources::crds()
-        .into_iter()
-        .find(|crd| crd.metadata.name.as_deref() == Some(DNS))
-        .expect("the DNSConfig CRD is in resources::crds()")
+    support::crds::crd(DNS)
 }
 
 fn schema() -> Value {
-    let crd = crd();
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .expect("openAPIV3Schema");
-    serde_json::to_value(schema).unwrap()
+    support::crds::schema(DNS)
 }
 
-fn yaml(text: &str) -> Value {
-    serde_saphyr::from_str(text).unwrap_or_else(|err| panic!("sample YAML: {err}\n{text}"))
+fn schema_errors(object: &Value) -> Vec<String> {
+    support::crds::schema_errors(&schema(), object)
 }
+
+fn cel_errors(object: &Value, old: Option<&Value>) -> Vec<String> {
+    support::crds::cel_errors(&schema(), object, old)
+}
+
+const DNS: &str = "dnsconfigs.tailnet.ops.dev";
 
 const FULL: &str = r#"
 apiVersion: tailnet.ops.dev/v1alpha1
@@ -76,26 +73,6 @@ fn patched(sample: &str, patch: Value) -> Value {
     let mut object = yaml(sample);
     json_patch::merge(&mut object, &patch);
     object
-}
-
-fn schema_errors(object: &Value) -> Vec<String> {
-    let schema = schema();
-    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-    validator
-        .iter_errors(object)
-        .map(|err| format!("{}: {err}", err.instance_path()))
-        .collect()
-}
-
-fn cel_errors(object: &Value, old: Option<&Value>) -> Vec<String> {
-    match Validator::new().validate(&schema(), object, old) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors
-            .into_vec()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect(),
-    }
 }
 
 fn assert_cel_rejects(object: &Value, message: &str) {
@@ -146,36 +123,9 @@ fn names_scope_columns_and_a_short_name_apart_from_tailscales_own_kind() {
     assert_eq!(columns.last().unwrap().0, "Age");
 }
 
-fn walk(node: &Value, path: String, visit: &mut dyn FnMut(&str, &Value)) {
-    visit(&path, node);
-    if let Some(properties) = node.get("properties").and_then(Value::as_object) {
-        for (key, child) in properties {
-            walk(child, format!("{path}/properties/{key}"), visit);
-        }
-    }
-    for nested in ["items", "additionalProperties"] {
-        if let Some(child) = node.get(nested).filter(|c| c.is_object()) {
-            walk(child, format!("{path}/{nested}"), visit);
-        }
-    }
-}
-
 #[test]
 fn every_property_has_a_description() {
-    let mut missing = Vec::new();
-    let mut count = 0;
-    walk(&schema(), String::new(), &mut |path, node| {
-        if path.rsplit('/').nth(1) == Some("properties") {
-            count += 1;
-            if node
-                .get("description")
-                .and_then(Value::as_str)
-                .is_none_or(|d| d.trim().len() <= 3)
-            {
-                missing.push(path.to_owned());
-            }
-        }
-    });
+    let (count, missing) = undocumented(&schema());
     assert!(count > 20, "walked only {count} properties");
     assert!(missing.is_empty(), "undocumented properties {missing:?}");
 }

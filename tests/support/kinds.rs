@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde_json::json;
 use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
-use tailnet_operator::resources::{ConditionType, KindStatus, TailnetScoped};
+use tailnet_operator::resources::{ConditionType, KindStatus, ManagedTailnet, TailnetScoped};
 use tailnet_operator::sim::SimServer;
 
 use super::fake_kube::{FakeKube, Gvr};
@@ -131,4 +131,49 @@ pub fn calls(sim: &SimServer, route: &str) -> u64 {
 pub async fn stop(manager: Manager) {
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");
+}
+
+/// Creates `name` of kind `K` with `spec`, in the test tailnet ([`super::operator::TAILNET`]).
+pub fn create<K: TailnetScoped>(fake: &FakeKube, name: &str, spec: serde_json::Value) {
+    let mut spec = spec;
+    spec["tailnetRef"] = json!(super::operator::TAILNET);
+    let object = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": name},
+        "spec": spec,
+    });
+    fake.create(&Gvr::of::<K>(), object)
+        .unwrap_or_else(|e| panic!("{} {name} created: {e:?}", K::kind(&())));
+}
+
+/// A resync of the test tailnet, as the end of the resync interval makes one: its snapshots
+/// expire, every resource of kind `K` is reconciled (through the ManagedTailnet watch, by a new
+/// `label` on the ManagedTailnet), and this waits for `reconciles` more successful reconciles.
+pub async fn resync<K: TailnetScoped>(
+    fake: &FakeKube,
+    manager: &Manager,
+    reconciles: u64,
+    label: &str,
+) {
+    let kind = K::kind(&());
+    let done = manager.metrics().reconciles(&kind, "ok");
+    manager
+        .snapshots()
+        .get(super::operator::TAILNET)
+        .expect("the ManagedTailnet's snapshots")
+        .invalidate_all();
+    let labelled = json!({"metadata": {"labels": {"resync": label}}});
+    fake.merge_patch(
+        &Gvr::of::<ManagedTailnet>(),
+        None,
+        super::operator::TAILNET,
+        labelled,
+    )
+    .expect("labelled");
+    let what = format!("{reconciles} more {kind} reconciles");
+    fake.wait_for(&what, HANG_GUARD, |_| {
+        (manager.metrics().reconciles(&kind, "ok") >= done + reconciles).then_some(())
+    })
+    .await;
 }
