@@ -1,4 +1,4 @@
-//! The `ChangeProposal` controller (DESIGN §5): validates each proposal against its target as
+//! The `ChangeProposal` controller (`docs/change-proposal.md`): validates each proposal against its target as
 //! it is now, shows what it would do, and applies it once a human approves it.
 //!
 //! Lifecycle (`status.phase`):

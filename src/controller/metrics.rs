@@ -1,4 +1,4 @@
-//! The operator's Prometheus metrics (DESIGN §6), registered once in their own [`Registry`] (not
+//! The operator's Prometheus metrics (`docs/metrics.md`), registered once in their own [`Registry`] (not
 //! the process-global default one, so tests can run several managers in one process).
 //!
 //! Label sets are bounded:

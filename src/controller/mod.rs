@@ -1,5 +1,5 @@
 //! The controller manager (`tailnet-operator run`) and the machinery every kind's controller
-//! shares, kept here once (DESIGN §3):
+//! shares, kept here once (`docs/architecture.md`):
 //! - [`Context`]: the kube client, event recorder, per-tailnet snapshot caches, metrics and the
 //!   operator namespace, plus per-object failure counts for back-off;
 //! - [`write_status`]: server-side apply of `{apiVersion, kind, status}` on the status

@@ -1,4 +1,4 @@
-//! `tailnet-operator mcp`: the MCP server (DESIGN §5). It reads the operator's state and
+//! `tailnet-operator mcp`: the MCP server (`docs/mcp.md`). It reads the operator's state and
 //! proposes changes for a human to review; it never writes to the tailnet.
 pub mod audit_log;
 pub mod backend;

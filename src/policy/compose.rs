@@ -1,6 +1,6 @@
 //! Composition of the effective policy file: the Base `TailnetPolicy`, every `Fragment`
 //! (ordered by name) and the contributions of other kinds (e.g. a `FunnelExposure`'s
-//! `nodeAttrs` entry), per DESIGN §3.
+//! `nodeAttrs` entry), as `docs/policy-reconcile.md` describes.
 //!
 //! # Semantics
 //!
@@ -141,7 +141,7 @@ impl std::fmt::Display for ComposeError {
 impl std::error::Error for ComposeError {}
 
 impl ComposeError {
-    /// A stable CamelCase reason for conditions and events (`Conflict` is DESIGN §3's).
+    /// A stable CamelCase reason for conditions and events (`Conflict`, as in `docs/policy-reconcile.md`).
     pub fn reason(&self) -> &'static str {
         match self {
             ComposeError::Syntax { .. } => "InvalidHuJSON",

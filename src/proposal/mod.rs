@@ -1,4 +1,4 @@
-//! The `ChangeProposal` core (DESIGN §5): what a proposed patch would do to its target, checked
+//! The `ChangeProposal` core (`docs/change-proposal.md`): what a proposed patch would do to its target, checked
 //! before anyone approves it. Pure and runtime-free: no Kubernetes client, no Tailscale client,
 //! no clock. The callers gather the world and hand it in:
 //! - the ChangeProposal controller (from the API server and the tailnet's snapshots);

@@ -1,4 +1,4 @@
-//! Reconcilers: pure planners in the middle, I/O at the edges (DESIGN §3). Each kind has its
+//! Reconcilers: pure planners in the middle, I/O at the edges (`docs/architecture.md`). Each kind has its
 //! own module; nothing here talks to Kubernetes except the optional ConfigMap revision store.
 //!
 //! - [`dns_config`]: the tailnet's DNS, one `DNSConfig` per tailnet.

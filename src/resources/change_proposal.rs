@@ -1,6 +1,6 @@
 //! `ChangeProposal`: a patch to one of the operator's resources, proposed by someone (usually
 //! the MCP server on an assistant's behalf) and applied only after a human approves it
-//! (DESIGN §5). Namespaced, so who may propose and who may approve is ordinary RBAC.
+//! (`docs/change-proposal.md`). Namespaced, so who may propose and who may approve is ordinary RBAC.
 //!
 //! It owns nothing in the tailnet. The operator validates the patch against the target as it is
 //! now, records what the change would do (YAML diff, access diff for policies) and the target's

@@ -1,4 +1,4 @@
-//! The controls every kind shares (DESIGN §2, Crossplane and Flux conventions), the operator's
+//! The controls every kind shares (`docs/crd-reference.md`; Crossplane and Flux conventions), the operator's
 //! annotation, finalizer and field-manager names, and small schema helpers the kinds reuse.
 //!
 //! Each kind flattens [`CommonSpec`] into its spec, so `tailnetRef`, `driftPolicy`, `suspend` and
@@ -95,7 +95,7 @@ pub trait DeletionDefault {
     }
 }
 
-/// Most kinds: deleting the resource removes what it created (DESIGN §2).
+/// Most kinds: deleting the resource removes what it created (`docs/crd-reference.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeleteByDefault;
 

@@ -1,5 +1,5 @@
 //! `DeviceTagSet`: tags (and optionally authorization, key expiry and enabled subnet routes) for
-//! the devices a selector matches (DESIGN §2). Cluster-scoped, like the devices it manages.
+//! the devices a selector matches (`docs/device-tag-set.md`). Cluster-scoped, like the devices it manages.
 //!
 //! Several sets may match one device: `Add` sets combine; sets that disagree on a device (two
 //! `Exact` sets with different tags, an `Add` tag outside an `Exact` set, different

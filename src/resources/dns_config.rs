@@ -1,5 +1,5 @@
 //! `DNSConfig`: a tailnet's DNS (nameservers, split DNS, search paths, MagicDNS, override local
-//! DNS), one per tailnet (DESIGN §2). Cluster-scoped, like the tailnet-wide setting it manages.
+//! DNS), one per tailnet (`docs/dns-config.md`). Cluster-scoped, like the tailnet-wide setting it manages.
 //!
 //! Tailscale's own Kubernetes operator has an unrelated `DNSConfig` kind in group
 //! `tailscale.com`; this one is `dnsconfigs.tailnet.ops.dev`, short name `tndns`, so

@@ -1,5 +1,5 @@
 //! The error every reconciler returns, its [`Category`] (event reason, metric label, condition
-//! reason) and the retry schedule that follows from it (DESIGN §3 "Errors"):
+//! reason) and the retry schedule that follows from it (`docs/architecture.md`, "Errors"):
 //! transient failures and rate limits back off exponentially per object and honour the API's
 //! `Retry-After`; credentials, conflicts, missing objects and bugs retry slowly; an invalid spec
 //! waits for the spec to change.

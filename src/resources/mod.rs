@@ -1,5 +1,5 @@
 //! The custom resources (group `tailnet.ops.dev`, version `v1alpha1`) and the machinery every
-//! kind shares, kept here once rather than copied per kind (DESIGN §2, §3):
+//! kind shares, kept here once rather than copied per kind (`docs/architecture.md`, `docs/crd-reference.md`):
 //! - [`common`]: the common spec controls (`tailnetRef`, `driftPolicy`, `suspend`,
 //!   `deletionPolicy`), annotation, finalizer and field-manager names;
 //! - [`conditions`]: `Ready` / `Synced` / `Drifted` with stable transition times;

@@ -1,4 +1,4 @@
-//! `ManagedTailnet`: the cluster-scoped connection to one tailnet (DESIGN §2). It owns nothing in the
+//! `ManagedTailnet`: the cluster-scoped connection to one tailnet (`docs/crd-reference.md`). It owns nothing in the
 //! tailnet; every other kind names it in `spec.tailnetRef`. Its status says whether the
 //! credentials work and how the API is doing.
 //!

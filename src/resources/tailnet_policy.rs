@@ -1,5 +1,5 @@
 //! `TailnetPolicy`: the tailnet's policy file (HuJSON), as one `Base` plus any number of
-//! `Fragment`s merged into it (DESIGN §2, §3). Cluster-scoped, like the policy it manages.
+//! `Fragment`s merged into it (`docs/policy-reconcile.md`). Cluster-scoped, like the policy it manages.
 //!
 //! `deletionPolicy` defaults to `Orphan`: deleting the resource must not reset a tailnet's access
 //! policy unless that was asked for explicitly.

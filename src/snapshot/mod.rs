@@ -1,6 +1,6 @@
 //! Per-tailnet snapshots of tailnet state, shared by every resource of the tailnet.
 //!
-//! DESIGN §3, "Snapshots, not per-resource polling": one observation of each area of a tailnet
+//! docs/architecture.md, "Snapshots, not per-resource polling": one observation of each area of a tailnet
 //! (devices, policy with its ETag, DNS, keys, services, settings, users) per resync interval
 //! serves every resource of that tailnet, and writes invalidate the area they changed. Steady
 //! state therefore costs a constant number of API reads per tailnet per interval, whatever the

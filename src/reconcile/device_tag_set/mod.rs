@@ -1,6 +1,6 @@
 //! The DeviceTagSet reconcile for ONE tailnet, computed over all of its `DeviceTagSet`
 //! resources together, so conflicts between sets are decided the same way whichever set
-//! reconciles (DESIGN §3).
+//! reconciles (`docs/device-tag-set.md`).
 //!
 //! - [`plan()`] (pure): match every set's selector against the devices snapshot, combine what
 //!   the sets want per device, find conflicts, classify differences as changes or drift, and

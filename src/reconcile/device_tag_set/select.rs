@@ -9,7 +9,7 @@ use crate::policy::access::IpPrefix;
 use crate::resources::device_tag_set::DeviceSelector;
 use crate::tailscale::Device;
 
-/// Tags with this prefix belong to Tailscale's own Kubernetes operator (DESIGN §2 Ownership).
+/// Tags with this prefix belong to Tailscale's own Kubernetes operator (`docs/device-tag-set.md`).
 pub const K8S_TAG_PREFIX: &str = "tag:k8s";
 
 /// Whether `selector` matches `device`. Every given part must match; an empty selector matches

@@ -1,6 +1,6 @@
 //! The TailnetPolicy reconcile for ONE tailnet, computed over all of its `TailnetPolicy`
 //! resources together: the policy file is tailnet-wide, so every resource's status follows
-//! from one composition (DESIGN §3).
+//! from one composition (`docs/policy-reconcile.md`).
 //!
 //! - [`plan()`] (pure): compose the Base and Fragments, check locally, compare with the live
 //!   policy and the last applied revision, and decide: nothing, apply (why), or report drift.
