@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
-use super::{FileKind, FileReport, Manifests, StepResult};
+use super::{FileKind, FileReport, Manifests, StepResult, describe_conditions};
 use crate::reconcile::device_tag_set::{
     DeviceChange, DeviceState, TagSetExecuted, TagSetOutcome, TagSetPlan, execute,
     observe_and_plan, outcomes, tag_set_input,
@@ -15,12 +15,64 @@ use crate::resources::{ConditionStatus, DeviceTagSet, DeviceTagSetStatus, Reconc
 use crate::snapshot::TailnetSnapshots;
 
 impl FileKind for DeviceTagSet {
+    /// What applying the sets would write (writes nothing). Empty when PATH has no set.
     async fn plan(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
-        plan(manifests, snapshots).await
+        let Some(plan) = plan_sets(manifests, snapshots).await? else {
+            return Ok(FileReport::default());
+        };
+        let mut out = String::new();
+        describe_changes(&plan, &mut out);
+        let mut failed = false;
+        for o in outcomes(&plan, None) {
+            let set = plan.set(&o.name);
+            let pending = set.map_or(0, |s| {
+                s.devices
+                    .iter()
+                    .filter(|d| d.state == DeviceState::Changing)
+                    .count()
+            });
+            let verdict = if o.ready.reason == "Conflict" || o.ready.reason == "Suspended" {
+                failed |= o.ready.reason == "Conflict";
+                format!("error: {} {}", o.ready.reason, o.ready.message)
+            } else if pending > 0 {
+                format!("{} matched, {pending} would be written", o.matched_count)
+            } else {
+                format!("{} matched, no changes", o.matched_count)
+            };
+            let _ = writeln!(out, "DeviceTagSet/{}: {verdict}", o.name);
+        }
+        Ok(FileReport {
+            output: out,
+            changes: !plan.changes.is_empty(),
+            failed,
+        })
     }
 
+    /// Applies the sets and reports every set's conditions. Empty when PATH has no set.
     async fn apply(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
-        apply(manifests, snapshots).await
+        let Some(plan) = plan_sets(manifests, snapshots).await? else {
+            return Ok(FileReport::default());
+        };
+        let report: TagSetExecuted = execute(&plan, snapshots).await;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "devices: {} written ({} API writes), {} failed",
+            report.written.len(),
+            report.writes,
+            report.failures.len()
+        );
+        let outcomes = outcomes(&plan, Some(&report));
+        for o in &outcomes {
+            describe_outcome(o, &mut out);
+        }
+        Ok(FileReport {
+            output: out,
+            changes: report.writes > 0,
+            failed: outcomes
+                .iter()
+                .any(|o| o.ready.status != ConditionStatus::True),
+        })
     }
 
     /// Every set with the status the planner gives it against the live devices (all sets
@@ -51,72 +103,6 @@ impl FileKind for DeviceTagSet {
 
 /// At most this many device changes are listed.
 const CHANGES_SHOWN: usize = 50;
-
-/// What applying the sets would write (writes nothing). Empty when PATH has no set.
-async fn plan(
-    manifests: &Manifests,
-    snapshots: &TailnetSnapshots,
-) -> Result<FileReport, ReconcileError> {
-    let Some(plan) = plan_sets(manifests, snapshots).await? else {
-        return Ok(FileReport::default());
-    };
-    let mut out = String::new();
-    describe_changes(&plan, &mut out);
-    let mut failed = false;
-    for o in outcomes(&plan, None) {
-        let set = plan.set(&o.name);
-        let pending = set.map_or(0, |s| {
-            s.devices
-                .iter()
-                .filter(|d| d.state == DeviceState::Changing)
-                .count()
-        });
-        let verdict = if o.ready.reason == "Conflict" || o.ready.reason == "Suspended" {
-            failed |= o.ready.reason == "Conflict";
-            format!("error: {} {}", o.ready.reason, o.ready.message)
-        } else if pending > 0 {
-            format!("{} matched, {pending} would be written", o.matched_count)
-        } else {
-            format!("{} matched, no changes", o.matched_count)
-        };
-        let _ = writeln!(out, "DeviceTagSet/{}: {verdict}", o.name);
-    }
-    Ok(FileReport {
-        output: out,
-        changes: !plan.changes.is_empty(),
-        failed,
-    })
-}
-
-/// Applies the sets and reports every set's conditions. Empty when PATH has no set.
-async fn apply(
-    manifests: &Manifests,
-    snapshots: &TailnetSnapshots,
-) -> Result<FileReport, ReconcileError> {
-    let Some(plan) = plan_sets(manifests, snapshots).await? else {
-        return Ok(FileReport::default());
-    };
-    let report: TagSetExecuted = execute(&plan, snapshots).await;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "devices: {} written ({} API writes), {} failed",
-        report.written.len(),
-        report.writes,
-        report.failures.len()
-    );
-    let outcomes = outcomes(&plan, Some(&report));
-    for o in &outcomes {
-        describe_outcome(o, &mut out);
-    }
-    Ok(FileReport {
-        output: out,
-        changes: report.writes > 0,
-        failed: outcomes
-            .iter()
-            .any(|o| o.ready.status != ConditionStatus::True),
-    })
-}
 
 async fn plan_sets(
     manifests: &Manifests,
@@ -181,13 +167,7 @@ fn describe_outcome(o: &TagSetOutcome, out: &mut String) {
         "DeviceTagSet/{}: {} matched, {} out of sync",
         o.name, o.matched_count, o.out_of_sync_count
     );
-    for (name, v) in [
-        ("Ready", &o.ready),
-        ("Synced", &o.synced),
-        ("Drifted", &o.drifted),
-    ] {
-        let _ = writeln!(out, "  {name}={} {}: {}", v.status, v.reason, v.message);
-    }
+    describe_conditions([&o.ready, &o.synced, &o.drifted], out);
     for w in &o.waiting {
         let _ = writeln!(
             out,

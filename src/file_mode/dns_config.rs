@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
-use super::{FileKind, FileReport, Manifests, StepResult};
+use super::{FileKind, FileReport, Manifests, StepResult, describe_conditions};
 use crate::reconcile::dns_config::{
     DnsInput, DnsOutcome, DnsPlan, describe_parts, execute, managed_parts, observe_and_plan,
 };
@@ -142,17 +142,7 @@ fn describe_write(plan: &DnsPlan, live: &crate::tailscale::DnsConfiguration, out
 
 fn describe_outcome(name: &str, o: &DnsOutcome, out: &mut String) {
     let _ = writeln!(out, "DNSConfig/{name}:");
-    for (condition, v) in [
-        ("Ready", &o.ready),
-        ("Synced", &o.synced),
-        ("Drifted", &o.drifted),
-    ] {
-        let _ = writeln!(
-            out,
-            "  {condition}={} {}: {}",
-            v.status, v.reason, v.message
-        );
-    }
+    describe_conditions([&o.ready, &o.synced, &o.drifted], out);
     if let Some(conflict) = &o.conflict {
         let _ = writeln!(
             out,

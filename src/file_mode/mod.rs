@@ -15,6 +15,7 @@ pub mod dns_config;
 pub mod manifests;
 pub mod tailnet_policy;
 
+use std::fmt::Write as _;
 use std::future::Future;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -24,6 +25,7 @@ use serde_json::Value;
 
 pub use manifests::{Document, FileModeError, Manifests, load, yaml_files};
 
+use crate::resources::conditions::Verdict;
 use crate::resources::{ChangeProposal, ManagedTailnet, ReconcileError};
 use crate::snapshot::TailnetSnapshots;
 
@@ -42,6 +44,14 @@ impl FileReport {
         self.output.push_str(&other.output);
         self.changes |= other.changes;
         self.failed |= other.failed;
+    }
+}
+
+/// `  Ready=<status> <reason>: <message>` and likewise for Synced and Drifted: how every kind's
+/// `apply` shows a resource's conditions.
+pub fn describe_conditions(verdicts: [&Verdict; 3], out: &mut String) {
+    for (name, v) in ["Ready", "Synced", "Drifted"].into_iter().zip(verdicts) {
+        let _ = writeln!(out, "  {name}={} {}: {}", v.status, v.reason, v.message);
     }
 }
 
@@ -132,14 +142,18 @@ async fn step<K: FileKind>(
     snapshots: &TailnetSnapshots,
     mode: Mode,
 ) -> StepResult {
-    let kind = K::kind(&());
-    if manifests.documents_of(&kind).next().is_none() || K::SKIPPED.is_some() {
+    if !runs::<K>(manifests) {
         return Ok(FileReport::default());
     }
     match mode {
         Mode::Plan => K::plan(manifests, snapshots).await,
         Mode::Apply => K::apply(manifests, snapshots).await,
     }
+}
+
+/// Whether file mode runs kind `K` on `manifests`: PATH holds some, and the kind is not skipped.
+fn runs<K: FileKind>(manifests: &Manifests) -> bool {
+    K::SKIPPED.is_none() && manifests.documents_of(&K::kind(&())).next().is_some()
 }
 
 /// The warnings of a load and of the kinds file mode skips, each naming the file.
@@ -186,8 +200,7 @@ async fn statuses<K: FileKind>(
     snapshots: &TailnetSnapshots,
     now: &Time,
 ) -> Result<Vec<Value>, ReconcileError> {
-    let kind = K::kind(&());
-    if manifests.documents_of(&kind).next().is_none() || K::SKIPPED.is_some() {
+    if !runs::<K>(manifests) {
         return Ok(Vec::new());
     }
     K::with_status(manifests, snapshots, now).await

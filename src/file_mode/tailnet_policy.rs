@@ -8,7 +8,7 @@ use chrono::Utc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
-use super::{FileKind, FileReport, Manifests, StepResult};
+use super::{FileKind, FileReport, Manifests, StepResult, describe_conditions};
 use crate::reconcile::tailnet_policy::{
     ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyInput, PolicyOutcome, PolicyPlan,
     TextSource, config_map_text, find_config_map, observe_and_plan, policy_input, reconcile,
@@ -20,11 +20,55 @@ use crate::snapshot::TailnetSnapshots;
 
 impl FileKind for TailnetPolicy {
     async fn plan(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
-        plan(manifests, snapshots).await
+        let resources = inputs(manifests);
+        let store = InMemoryRevisionStore::new();
+        let plan = observe_and_plan(&resources, &[], snapshots, &store).await?;
+        let mut out = String::new();
+        describe_plan(&plan, &mut out);
+        let mut failed = false;
+        for outcome in &plan.outcomes {
+            let verdict = if outcome.ready.status == ConditionStatus::False {
+                failed = true;
+                format!("error: {} {}", outcome.ready.reason, outcome.ready.message)
+            } else if plan.writes() && outcome.ready.reason == "Pending" {
+                "would be applied".to_owned()
+            } else {
+                "no changes".to_owned()
+            };
+            let _ = writeln!(out, "TailnetPolicy/{}: {verdict}", outcome.name);
+        }
+        Ok(FileReport {
+            output: out,
+            changes: plan.writes(),
+            failed,
+        })
     }
 
     async fn apply(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
-        apply(manifests, snapshots).await
+        let resources = inputs(manifests);
+        let store = InMemoryRevisionStore::new();
+        let outcome = reconcile(&resources, &[], snapshots, &store, Utc::now()).await?;
+        let mut out = String::new();
+        let summary = match &outcome.result {
+            ExecuteResult::NoWrite => "no changes written".to_owned(),
+            ExecuteResult::Applied { revision, reason } => {
+                format!("applied the composed policy as revision {revision} ({reason:?})")
+            }
+            ExecuteResult::ValidationFailed { message } => format!("not applied: {message}"),
+            ExecuteResult::Conflict { message } => format!("not applied: {message}"),
+            ExecuteResult::RolledBack { problem, .. } => format!("rolled back: {problem}"),
+            ExecuteResult::CheckFailed { problem } => format!("applied, check failed: {problem}"),
+        };
+        let _ = writeln!(out, "policy: {summary}");
+        for o in &outcome.outcomes {
+            describe_outcome(o, &mut out);
+        }
+        let failed = outcome.outcomes.iter().any(|o| !o.ready.is_true());
+        Ok(FileReport {
+            output: out,
+            changes: outcome.wrote(),
+            failed,
+        })
     }
 
     /// Every policy with the status of one composition against the live policy.
@@ -72,64 +116,6 @@ fn policy_text(manifests: &Manifests, policy: &TailnetPolicy) -> Result<String, 
     )
 }
 
-async fn plan(
-    manifests: &Manifests,
-    snapshots: &TailnetSnapshots,
-) -> Result<FileReport, ReconcileError> {
-    let resources = inputs(manifests);
-    let store = InMemoryRevisionStore::new();
-    let plan = observe_and_plan(&resources, &[], snapshots, &store).await?;
-    let mut out = String::new();
-    describe_plan(&plan, &mut out);
-    let mut failed = false;
-    for outcome in &plan.outcomes {
-        let verdict = if outcome.ready.status == ConditionStatus::False {
-            failed = true;
-            format!("error: {} {}", outcome.ready.reason, outcome.ready.message)
-        } else if plan.writes() && outcome.ready.reason == "Pending" {
-            "would be applied".to_owned()
-        } else {
-            "no changes".to_owned()
-        };
-        let _ = writeln!(out, "TailnetPolicy/{}: {verdict}", outcome.name);
-    }
-    Ok(FileReport {
-        output: out,
-        changes: plan.writes(),
-        failed,
-    })
-}
-
-async fn apply(
-    manifests: &Manifests,
-    snapshots: &TailnetSnapshots,
-) -> Result<FileReport, ReconcileError> {
-    let resources = inputs(manifests);
-    let store = InMemoryRevisionStore::new();
-    let outcome = reconcile(&resources, &[], snapshots, &store, Utc::now()).await?;
-    let mut out = String::new();
-    let summary = match &outcome.result {
-        ExecuteResult::NoWrite => "no changes written".to_owned(),
-        ExecuteResult::Applied { revision, reason } => {
-            format!("applied the composed policy as revision {revision} ({reason:?})")
-        }
-        ExecuteResult::ValidationFailed { message } => format!("not applied: {message}"),
-        ExecuteResult::Conflict { message } => format!("not applied: {message}"),
-        ExecuteResult::RolledBack { problem, .. } => format!("rolled back: {problem}"),
-        ExecuteResult::CheckFailed { problem } => format!("applied, check failed: {problem}"),
-    };
-    let _ = writeln!(out, "policy: {summary}");
-    for o in &outcome.outcomes {
-        describe_outcome(o, &mut out);
-    }
-    let failed = outcome.outcomes.iter().any(|o| !o.ready.is_true());
-    Ok(FileReport {
-        output: out,
-        changes: outcome.wrote(),
-        failed,
-    })
-}
-
 fn describe_plan(plan: &PolicyPlan, out: &mut String) {
     match &plan.action {
         PolicyAction::NoChange => {
@@ -166,13 +152,7 @@ fn describe_plan(plan: &PolicyPlan, out: &mut String) {
 
 fn describe_outcome(o: &PolicyOutcome, out: &mut String) {
     let _ = writeln!(out, "TailnetPolicy/{}:", o.name);
-    for (name, v) in [
-        ("Ready", &o.ready),
-        ("Synced", &o.synced),
-        ("Drifted", &o.drifted),
-    ] {
-        let _ = writeln!(out, "  {name}={} {}: {}", v.status, v.reason, v.message);
-    }
+    describe_conditions([&o.ready, &o.synced, &o.drifted], out);
     if let Some(revision) = o.applied_revision {
         let _ = writeln!(out, "  appliedRevision: {revision}");
     }

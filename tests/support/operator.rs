@@ -11,7 +11,7 @@ use serde_json::json;
 use tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL;
 use tailnet_operator::controller::{Manager, RunConfig};
 use tailnet_operator::resources::ManagedTailnet;
-use tailnet_operator::sim::{SimConfig, SimServer};
+use tailnet_operator::sim::SimServer;
 
 use super::fake_kube::{FakeKube, Gvr};
 
@@ -24,13 +24,7 @@ pub const SECRET: &str = "ts-key";
 
 /// The simulated tailnet with its default seed (29 devices).
 pub async fn sim() -> SimServer {
-    sim_with(SimConfig::default()).await
-}
-
-pub async fn sim_with(config: SimConfig) -> SimServer {
-    SimServer::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("sim starts")
+    super::client::start_sim().await
 }
 
 /// One replica without leader election, metrics on a free loopback port.
