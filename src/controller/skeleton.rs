@@ -206,7 +206,6 @@ async fn reconcile_inner<R: KindReconciler>(
     let _serialized = tailnet_lock.lock().await;
     let mut pass = Pass {
         rt,
-        api: Api::all(rt.shared.client.clone()),
         tailnet,
         now: time_from(Utc::now().trunc_subsecs(0)),
         // The newest copy: finalizer patches carry its resourceVersion, and its status is what
@@ -219,14 +218,14 @@ async fn reconcile_inner<R: KindReconciler>(
             if current.common().deletes_on_removal() {
                 rt.kind.clean_up(&pass).await?;
             }
-            set_finalizer(&pass.api, &*current, false).await?;
+            set_finalizer(&pass.api(&current), &*current, false).await?;
         }
         return Ok(Action::await_change());
     }
     // Before any write to the tailnet, so a resource that asks for cleanup always gets it.
     let wants_finalizer = current.common().deletes_on_removal();
     if wants_finalizer != has_finalizer(&*current) {
-        set_finalizer(&pass.api, &*current, wants_finalizer).await?;
+        set_finalizer(&pass.api(&current), &*current, wants_finalizer).await?;
     }
     let Some(snapshots) = rt.shared.snapshots.get(&pass.tailnet) else {
         let message = format!(
@@ -267,7 +266,6 @@ fn latest<K: TailnetScoped>(store: &Store<K>, obj: &K) -> Arc<K> {
 /// and clean-up work with.
 pub struct Pass<'a, R: KindReconciler> {
     rt: &'a Runtime<R>,
-    pub api: Api<R::Object>,
     pub tailnet: String,
     /// The pass's clock, at second precision (what the API server keeps).
     pub now: Time,
@@ -278,6 +276,12 @@ pub struct Pass<'a, R: KindReconciler> {
 impl<R: KindReconciler> Pass<'_, R> {
     pub fn shared(&self) -> &Context {
         &self.rt.shared
+    }
+
+    /// The API of `obj`: in its namespace for a namespaced kind (writes need it), else
+    /// cluster-wide.
+    pub fn api(&self, obj: &R::Object) -> Api<R::Object> {
+        obj.api(self.rt.shared.client.clone())
     }
 
     pub fn store(&self) -> &Store<R::Object> {
@@ -325,7 +329,7 @@ impl<R: KindReconciler> Pass<'_, R> {
         status: StatusOf<R>,
         events: Vec<KindEvent>,
     ) -> Result<StatusOf<R>, ReconcileError> {
-        write_status(&self.api, obj, before, &status).await?;
+        write_status(&self.api(obj), obj, before, &status).await?;
         let common = status.common();
         let drifted = conditions::is_true(&common.conditions, ConditionType::Drifted);
         let kind = kind_name::<R>();

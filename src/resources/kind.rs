@@ -20,7 +20,7 @@ use super::drift::DriftDiff;
 /// A custom resource that belongs to one tailnet through `spec.tailnetRef` and carries the
 /// common controls (`driftPolicy`, `suspend`, `deletionPolicy`).
 pub trait TailnetScoped:
-    Resource<DynamicType = ()>
+    Resource<DynamicType = (), Scope: ApiScope>
     + HasStatus<Status = <Self as TailnetScoped>::Status>
     + Clone
     + DeserializeOwned
@@ -43,9 +43,44 @@ pub trait TailnetScoped:
         &self.common().tailnet_ref
     }
 
+    /// The API to write this object through: in its namespace for a namespaced kind (writes
+    /// need it), cluster-wide otherwise.
+    fn api(&self, client: kube::Client) -> kube::Api<Self> {
+        <Self::Scope as ApiScope>::api(client, self.meta().namespace.as_deref())
+    }
+
     /// The status as last written (normalized), or the empty status.
     fn current_status(&self) -> <Self as TailnetScoped>::Status {
         self.status().cloned().unwrap_or_default().normalized()
+    }
+}
+
+/// How a kind's scope addresses one object's API, so generic code can write namespaced and
+/// cluster-scoped kinds alike.
+pub trait ApiScope {
+    fn api<K>(client: kube::Client, namespace: Option<&str>) -> kube::Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = Self>;
+}
+
+impl ApiScope for k8s_openapi::NamespaceResourceScope {
+    fn api<K>(client: kube::Client, namespace: Option<&str>) -> kube::Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = Self>,
+    {
+        match namespace {
+            Some(namespace) => kube::Api::namespaced(client, namespace),
+            None => kube::Api::all(client),
+        }
+    }
+}
+
+impl ApiScope for k8s_openapi::ClusterResourceScope {
+    fn api<K>(client: kube::Client, _namespace: Option<&str>) -> kube::Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = Self>,
+    {
+        kube::Api::all(client)
     }
 }
 
@@ -117,3 +152,29 @@ macro_rules! tailnet_scoped_kind {
     };
 }
 pub(crate) use tailnet_scoped_kind;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+
+    /// A client that is never called: building an `Api` makes no request.
+    fn client() -> kube::Client {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, std::io::Error>(std::io::Error::other(
+                "no server",
+            ))
+        });
+        kube::Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn namespaced_objects_are_written_in_their_namespace_cluster_ones_cluster_wide() {
+        let in_ns = <ConfigMap as Resource>::Scope::api::<ConfigMap>(client(), Some("ops"));
+        assert_eq!(in_ns.namespace(), Some("ops"));
+        assert_eq!(in_ns.resource_url(), "/api/v1/namespaces/ops/configmaps");
+        let cluster = <Namespace as Resource>::Scope::api::<Namespace>(client(), Some("ops"));
+        assert_eq!(cluster.namespace(), None);
+        assert_eq!(cluster.resource_url(), "/api/v1/namespaces");
+    }
+}
