@@ -2,14 +2,18 @@
 # tailnet-operator image: one static-ish binary on a distroless, non-root base.
 #   docker build -t tailnet-operator .
 # The binary is the entrypoint: the chart passes `run ...` to the operator container and
-# `mcp ...` to the MCP sidecar. (No Docker engine runs on this project's CI machines, so this
-# file is reviewed, not built, in CI; see docs/install-helm.md.)
+# `mcp ...` to the MCP sidecar. (No Docker engine runs on this project's CI machines:
+# scripts/check_dockerfile.py, run by scripts/test, replays the build stage's COPY lines into an
+# empty directory and resolves the crate there with the cargo steps' manifest and lock checks;
+# the image itself is not built in CI.)
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, so a source change does not rebuild them: build a dummy crate with the
-# real manifests, then the real sources.
+# real manifests, then the real sources. Cargo.toml names every target (the benches too), so
+# their sources must be here for the manifest to parse; benches change rarely.
 COPY Cargo.toml Cargo.lock ./
+COPY benches ./benches
 RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src
