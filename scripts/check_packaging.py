@@ -8,29 +8,31 @@ Generic over whatever exists, so a new kind or manifest is checked without editi
    KUBERNETES_VERSIONS;
 2. every custom resource of group tailnet.ops.dev under examples/ and deploy/ validates against
    its CRD's openAPIV3Schema (from crds/), unknown fields rejected as `kubectl apply` does;
-3. the Helm chart lints with no error through helm-sdkpy (Helm's own Go library), with its
-   default values and with ci/all-flags-on-values.yaml; values.yaml and the all-flags-on values
-   validate against values.schema.json; a wrong-typed and an unknown value are rejected, by the
-   schema and by Helm's lint;
-4. deploy/ equals the chart's defaults where it matters (RBAC rules, security contexts,
-   resources, image, ports, leader election, no automounted token);
+3. the Helm chart, with the real `helm` ($HELM): `helm lint --strict` with its default values
+   and with ci/all-flags-on-values.yaml; a wrong-typed and an unknown value are rejected by
+   Helm itself (values.schema.json); `helm template --include-crds` with both value sets, every
+   rendered built-in object valid with kubernetes-validate (strict) for each version, every CRD
+   under crds/ rendered, no ClusterRole granting anything on `secrets`, and RBAC subjects and
+   namespaced objects in the release namespace (also for a namespace other than the default);
+4. deploy/ is the chart's defaults as plain manifests, object by object: `kubectl kustomize
+   deploy/` ($KUBECTL) against `helm template` (same kinds and names, and each object equal
+   but for labels and annotations; the chart's generated MCP token Secret and kustomize's
+   Namespace are the stated exceptions);
 5. the Argo CD health checks cover every kind and deploy/argocd/argocd-cm-health.yaml carries
    the tested Lua scripts verbatim;
-6. the chart's alert rules (files/prometheus-rules.yaml) are rendered with the default values
-   into a plain rule file (--rules-out) for `promtool check rules` / `promtool test rules`.
+6. the PrometheusRule of the chart rendered with every flag on is written as a plain rule file
+   (--rules-out) for `promtool check rules` / `promtool test rules`.
 
 Exits non-zero listing every problem found.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
 import copy
 import json
-import re
-import shutil
+import os
+import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -183,163 +185,205 @@ def check_custom_resources() -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# 3. Helm chart: lint and values schema
+# 3. Helm chart with the real helm: lint, values schema, rendered objects
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+RELEASE = "tailnet-operator"
+RELEASE_NAMESPACE = "tailnet-operator"
+ALL_FLAGS = CHART / "ci" / "all-flags-on-values.yaml"
+# What deploy/ and the chart's defaults may differ in: the chart generates the MCP token Secret
+# (kustomize cannot; deploy/kustomization.yaml says how to create it) and kustomize creates the
+# Namespace (helm's --create-namespace does).
+ONLY_IN_CHART = {("Secret", "tailnet-operator-mcp-token")}
+ONLY_IN_DEPLOY = {("Namespace", "tailnet-operator")}
 
 
-def chart_values() -> dict[str, Any]:
-    return yaml.safe_load((CHART / "values.yaml").read_text())
+def binary(variable: str) -> str:
+    path = os.environ.get(variable)
+    if not path:
+        raise SystemExit(f"${variable} is not set: run scripts/test, which installs helm and kubectl")
+    return path
 
 
-def all_flags_on_values() -> dict[str, Any]:
-    override = yaml.safe_load((CHART / "ci" / "all-flags-on-values.yaml").read_text())
-    return deep_merge(chart_values(), override)
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, check=False)
 
 
-def helm_lint(values: dict[str, Any]) -> list[str]:
-    """Lints a copy of the chart whose values.yaml is `values` (helm-sdkpy's lint takes the
-    chart's own values only). Returns the error messages."""
-    import helm_sdkpy
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return run(binary("HELM"), *args)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        chart = Path(tmp) / "tailnet-operator"
-        shutil.copytree(CHART, chart)
-        (chart / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
-        config = helm_sdkpy.Configuration(namespace="tailnet-system")
-        try:
-            result = asyncio.run(helm_sdkpy.Lint(config).run(str(chart)))
-        except helm_sdkpy.HelmError as err:
-            return [str(err)]
-    # helm's support.Message: Severity 1 info, 2 warning, 3 error; the Go error values arrive
-    # as {} through the bindings, so the failing file's path is what can be reported.
-    messages = result.get("Messages") or []
-    errors = [f"{m.get('Path')}: error" for m in messages if int(m.get("Severity", 0)) >= 3]
-    if not errors and result.get("Errors"):
-        errors = [f"{len(result['Errors'])} error(s)"]
-    return [str(e) for e in errors]
+
+def helm_template(*extra: str, namespace: str = RELEASE_NAMESPACE) -> list[dict[str, Any]]:
+    result = helm("template", RELEASE, str(CHART), "--namespace", namespace, "--include-crds",
+                  *extra)
+    if result.returncode != 0:
+        problem(f"helm template {' '.join(extra)}: {result.stderr.strip()}")
+        return []
+    return [d for d in yaml.safe_load_all(result.stdout) if isinstance(d, dict)]
+
+
+VALUE_SETS = (("default values", ()), ("all-flags-on values", ("-f", str(ALL_FLAGS))))
 
 
 def check_chart() -> None:
-    print("Helm chart", rel(CHART))
+    print("Helm chart", rel(CHART), "with", helm("version", "--short").stdout.strip())
     schema = yaml.safe_load((CHART / "values.schema.json").read_text())
     jsonschema.Draft7Validator.check_schema(schema)
-    validator = jsonschema.Draft7Validator(schema)
-    defaults, all_on = chart_values(), all_flags_on_values()
-    for name, values in (("values.yaml", defaults), ("all-flags-on values", all_on)):
-        errors = [e.message for e in validator.iter_errors(values)]
-        if errors:
-            problem(f"{name} does not match values.schema.json: {errors}")
+    for name, flags in VALUE_SETS:
+        lint = helm("lint", "--strict", str(CHART), *flags)
+        if lint.returncode != 0:
+            problem(f"helm lint --strict with {name}: {lint.stdout.strip()} {lint.stderr.strip()}")
         else:
-            ok(f"{name} matches values.schema.json")
-        lint_errors = helm_lint(values)
-        if lint_errors:
-            problem(f"helm lint with {name}: {lint_errors}")
+            ok(f"helm lint --strict with {name}")
+    for name, flag in (("replicaCount: \"two\"", "replicaCount=two"),
+                       ("an unknown key", "operator.imagePullPolicyy=Always")):
+        for verb in ("lint", "template"):
+            result = helm(verb, str(CHART), "--set", flag)
+            if result.returncode == 0:
+                problem(f"helm {verb} accepts {name}")
+            else:
+                ok(f"helm {verb} rejects {name}")
+
+
+def check_rendered() -> None:
+    print("helm template: kubernetes-validate, CRDs, RBAC")
+    shipped = {doc["metadata"]["name"] for path in yaml_files(ROOT / "crds")
+               for _, doc in documents(path) if doc.get("kind") == "CustomResourceDefinition"}
+    for name, flags in VALUE_SETS:
+        docs = helm_template(*flags)
+        validate_builtin(docs, f"helm template ({name})")
+        rendered = {d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"}
+        if rendered != shipped:
+            problem(f"helm template ({name}) CRDs {sorted(rendered)} != crds/ {sorted(shipped)}")
         else:
-            ok(f"helm lint with {name}: no errors")
-    wrong_type = deep_merge(defaults, {"replicaCount": "two"})
-    unknown = deep_merge(defaults, {"operator": {"imagePullPolicyy": "Always"}})
-    for name, values in (("replicaCount: \"two\"", wrong_type), ("an unknown key", unknown)):
-        if validator.is_valid(values):
-            problem(f"values.schema.json accepts {name}")
-        else:
-            ok(f"values.schema.json rejects {name}")
-        if helm_lint(values):
-            ok(f"helm lint rejects {name}")
-        else:
-            problem(f"helm lint accepts {name}")
+            ok(f"helm template ({name}) renders the {len(shipped)} CRDs of crds/")
+        check_no_cluster_secrets(docs, name)
+    check_release_namespace("other-namespace")
+
+
+def validate_builtin(docs: list[dict[str, Any]], source: str) -> None:
+    count = 0
+    for doc in docs:
+        group = group_of(doc)
+        if group == GROUP or group in THIRD_PARTY_GROUPS:
+            continue
+        count += 1
+        where = f"{source} {doc['kind']}/{doc['metadata'].get('name')}"
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as err:
+                problem(f"{where} (k8s {version}): {err.message} at {list(err.path)}")
+            except Exception as err:  # unknown kind/version, schema missing
+                problem(f"{where} (k8s {version}): {err}")
+    ok(f"{source}: {count} built-in objects valid for {', '.join(KUBERNETES_VERSIONS)}")
+
+
+def check_no_cluster_secrets(docs: list[dict[str, Any]], name: str) -> None:
+    for doc in docs:
+        if doc["kind"] != "ClusterRole":
+            continue
+        for rule in doc.get("rules", []):
+            if "secrets" in rule.get("resources", []) or "*" in rule.get("resources", []):
+                problem(f"helm template ({name}): ClusterRole {doc['metadata']['name']} grants "
+                        f"{rule.get('verbs')} on secrets cluster-wide")
+                return
+    ok(f"helm template ({name}): no ClusterRole grants access to secrets")
+
+
+def check_release_namespace(namespace: str) -> None:
+    """Installed into another namespace, every namespaced object and RBAC subject follows."""
+    docs = helm_template("-f", str(ALL_FLAGS), namespace=namespace)
+    # Roles in the namespaces rbac.secretNamespaces names are the one stated exception.
+    secret_namespaces = set(yaml.safe_load(ALL_FLAGS.read_text())["rbac"]["secretNamespaces"])
+    wrong = []
+    for doc in docs:
+        meta = doc["metadata"]
+        rbac = doc["kind"] in ("Role", "RoleBinding")
+        allowed = {namespace} | (secret_namespaces if rbac else {None})
+        if doc["kind"] in ("Role", "RoleBinding", "Deployment", "Service", "ServiceAccount",
+                           "Secret", "ServiceMonitor", "PrometheusRule"):
+            if meta.get("namespace") not in allowed:
+                wrong.append(f"{doc['kind']}/{meta['name']} in {meta.get('namespace')}")
+        for subject in doc.get("subjects", []):
+            if subject.get("kind") == "ServiceAccount" and subject.get("namespace") != namespace:
+                wrong.append(f"{doc['kind']}/{meta['name']} subject in {subject.get('namespace')}")
+    secret_roles = {d["metadata"].get("namespace") for d in docs if d["kind"] == "Role"
+                    and any("secrets" in r.get("resources", []) for r in d.get("rules", []))}
+    if secret_roles != {namespace} | secret_namespaces:
+        wrong.append(f"Secret Roles in {sorted(secret_roles)}, want the release namespace and "
+                     f"rbac.secretNamespaces {sorted(secret_namespaces)}")
+    if wrong:
+        problem(f"helm template --namespace {namespace}: {wrong}")
+    else:
+        ok(f"helm template --namespace {namespace}: objects and RBAC subjects in {namespace}, "
+           f"Secret Roles only there and in {sorted(secret_namespaces)}")
 
 
 # ------------------------------------------------------------------------------------------
-# 4. alert rules rendered for promtool
-
-VALUE_REF = re.compile(r"\{\{-?\s*\.Values\.([A-Za-z0-9_.]+)\s*-?\}\}")
-RAW = re.compile(r"\{\{`(.*?)`\}\}")
+# 4. alert rules from the rendered chart, for promtool
 
 
-def lookup(values: dict[str, Any], dotted: str) -> Any:
-    node: Any = values
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def render_rules(out: Path) -> None:
-    """The chart includes files/prometheus-rules.yaml with `tpl`; the file may only use
-    `{{ .Values.x.y }}` and raw strings ({{`...`}}), so this renders it exactly as Helm would
-    with the default values."""
-    print("alert rules for promtool")
-    source = CHART / "files" / "prometheus-rules.yaml"
-    text = source.read_text()
-    values = chart_values()
-    rendered = VALUE_REF.sub(lambda m: str(lookup(values, m.group(1))), text)
-    rendered = RAW.sub(lambda m: m.group(1), rendered)
-    leftover = [line for line in rendered.splitlines() if "{{" in line and "$labels" not in line
-                and "$value" not in line]
-    if leftover:
-        problem(f"{rel(source)} uses template syntax this renderer does not know: {leftover}")
+def write_rules(out: Path) -> None:
+    print("alert rules for promtool, from the rendered chart")
+    docs = helm_template("-f", str(ALL_FLAGS))
+    rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+    if len(rules) != 1:
+        problem(f"helm template with every flag on renders {len(rules)} PrometheusRules, not 1")
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(rendered)
-    ok(f"rendered {rel(source)} -> {out}")
+    out.write_text(yaml.safe_dump({"groups": rules[0]["spec"]["groups"]}, sort_keys=False))
+    ok(f"PrometheusRule {rules[0]['metadata']['name']} -> {out}")
 
 
 # ------------------------------------------------------------------------------------------
-# 4b. deploy/ is the chart's defaults as plain manifests
+# 4b. deploy/ is the chart's defaults as plain manifests, object by object
 
-def chart_template_without_directives(name: str) -> list[dict[str, Any]]:
-    """A chart template with its template-only lines dropped: what remains of rbac.yaml is the
-    rules, which must equal deploy/'s."""
-    text = (CHART / "templates" / name).read_text()
-    kept = [line for line in text.splitlines() if "{{" not in line]
-    return [d for d in yaml.safe_load_all("\n".join(kept)) if isinstance(d, dict)]
+
+def without_labels(value: Any) -> Any:
+    """`value` without labels and annotations (helm's chart labels, checksums), numbers as
+    floats (YAML writers differ on 0 and 0.0)."""
+    if isinstance(value, dict):
+        return {k: without_labels(v) for k, v in value.items() if k not in ("labels", "annotations")}
+    if isinstance(value, list):
+        return [without_labels(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def differences(a: Any, b: Any, path: str = "") -> Iterator[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                yield f"{path}/{key} only in {'deploy' if key not in a else 'the chart'}"
+            else:
+                yield from differences(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from differences(x, y, f"{path}[{i}]")
+    elif a != b:
+        yield f"{path}: chart {str(a)[:80]!r}, deploy {str(b)[:80]!r}"
 
 
 def check_deploy_matches_chart() -> None:
-    print("deploy/ equals the chart's defaults")
-    values = chart_values()
-    deploy = ROOT / "deploy" / "manifests"
-    chart_rbac = {d["kind"]: d.get("rules") for d in chart_template_without_directives("rbac.yaml")}
-    for _, doc in documents(deploy / "rbac.yaml"):
-        if "rules" in doc and doc.get("rules") != chart_rbac.get(doc["kind"]):
-            problem(f"deploy {doc['kind']} rules differ from the chart's templates/rbac.yaml")
-        elif "rules" in doc:
-            ok(f"{doc['kind']} rules match the chart")
-    deployment = next(d for _, d in documents(deploy / "deployment.yaml"))
-    pod = deployment["spec"]["template"]["spec"]
-    containers = {c["name"]: c for c in pod["containers"]}
-    expectations = [
-        ("pod securityContext", pod.get("securityContext"), values["podSecurityContext"]),
-        ("replicas", deployment["spec"]["replicas"], values["replicaCount"]),
-        ("operator resources", containers["operator"].get("resources"),
-         values["operator"]["resources"]),
-        ("mcp resources", containers["mcp"].get("resources"), values["mcp"]["resources"]),
-        ("operator securityContext", containers["operator"].get("securityContext"),
-         values["containerSecurityContext"]),
-        ("mcp securityContext", containers["mcp"].get("securityContext"),
-         values["containerSecurityContext"]),
-        ("operator image", containers["operator"]["image"],
-         f"{values['image']['repository']}:{yaml.safe_load((CHART / 'Chart.yaml').read_text())['appVersion']}"),
-        ("metrics port", containers["operator"]["ports"][0]["containerPort"],
-         values["operator"]["metricsPort"]),
-        ("mcp port", containers["mcp"]["ports"][0]["containerPort"], values["mcp"]["port"]),
-        ("automountServiceAccountToken", pod.get("automountServiceAccountToken"), False),
-    ]
-    for what, got, want in expectations:
-        if got != want:
-            problem(f"deploy/manifests/deployment.yaml {what}: {got!r}, chart default {want!r}")
+    print("deploy/ equals the chart's defaults, object by object")
+    built = run(binary("KUBECTL"), "kustomize", str(ROOT / "deploy"))
+    if built.returncode != 0:
+        problem(f"kubectl kustomize deploy/: {built.stderr.strip()}")
+        return
+    key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
+    deploy = {key(d): d for d in yaml.safe_load_all(built.stdout) if isinstance(d, dict)}
+    chart = {key(d): d for d in helm_template()}
+    if set(chart) - set(deploy) != ONLY_IN_CHART or set(deploy) - set(chart) != ONLY_IN_DEPLOY:
+        problem(f"objects only in the chart: {sorted(set(chart) - set(deploy))}, only in "
+                f"deploy/: {sorted(set(deploy) - set(chart))}")
+    for name in sorted(set(chart) & set(deploy)):
+        found = list(differences(without_labels(chart[name]), without_labels(deploy[name])))
+        if found:
+            problem(f"{name[0]}/{name[1]} differs: {found[:5]}")
         else:
-            ok(f"{what} matches the chart default")
-    leader = "--leader-election=false" if values["replicaCount"] == 1 else "--leader-election=true"
-    if leader not in containers["operator"]["args"]:
-        problem(f"deploy operator args lack {leader} (chart default for {values['replicaCount']} replica(s))")
+            ok(f"{name[0]}/{name[1]} matches")
 
 
 # ------------------------------------------------------------------------------------------
@@ -381,9 +425,10 @@ def main() -> int:
     check_builtin_manifests()
     check_custom_resources()
     check_chart()
+    check_rendered()
     check_deploy_matches_chart()
     check_argocd_health()
-    render_rules(args.rules_out)
+    write_rules(args.rules_out)
     if problems:
         print(f"\n{len(problems)} packaging problem(s)")
         return 1

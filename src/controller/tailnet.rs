@@ -5,10 +5,11 @@
 //! Pipeline: `credentials` (Secret → typed credentials, I/O) → `ensure_cache` (registry) →
 //! `observe` (devices snapshot, I/O) → [`desired_status`] (pure) → [`write_status`].
 //!
-//! Secret fixes are picked up at once: the controller also watches Secrets and maps each one to
-//! the Tailnets that reference it (through the ManagedTailnet reflector store). This needs
-//! `get/list/watch` on Secrets cluster-wide, because a ManagedTailnet (cluster-scoped) may name a Secret
-//! in any namespace.
+//! Secret fixes are picked up at once: the controller also watches Secrets (metadata only) and
+//! maps each one to the ManagedTailnets that reference it (through the reflector store). Both
+//! the watch and the reads are confined to the operator's namespace: credentials Secrets must
+//! live there (a Secret elsewhere is an invalid spec saying so), and the operator's Secret access
+//! is a Role in that namespace, never cluster-wide.
 //!
 //! The same pass feeds the tailnet's metrics: device counts from the devices snapshot, key expiry
 //! from the keys snapshot (one more read per resync; skipped quietly without the
@@ -93,10 +94,10 @@ impl super::Controlled for ManagedTailnet {
         let store = controller.store();
         let by_secret = store.clone();
         let controller = controller
-            // Metadata only: the operator needs to know *that* a Secret changed, not the values of
-            // every Secret in the cluster.
+            // Metadata only, and only in the operator's namespace (where credentials must be):
+            // the operator needs to know *that* a credentials Secret changed, nothing more.
             .watches(
-                Api::<PartialObjectMeta<KubeSecret>>::all(client),
+                Api::<PartialObjectMeta<KubeSecret>>::namespaced(client, &ctx.namespace),
                 watcher::Config::default(),
                 move |secret: PartialObjectMeta<KubeSecret>| referencing(&by_secret, &secret),
             )
@@ -107,6 +108,27 @@ impl super::Controlled for ManagedTailnet {
             fingerprints,
         });
         kind_controller(KIND, controller, reconcile, tailnet_ctx)
+    }
+}
+
+/// The operator reads Secrets only in its own namespace (a Role there: no cluster-wide Secret
+/// read), so a credentials Secret elsewhere is an invalid spec naming the field and the fix.
+fn in_operator_namespace(tailnet: &ManagedTailnet, namespace: &str) -> Result<(), ReconcileError> {
+    let field = if tailnet.spec.oauth_secret_ref.is_some() {
+        "spec.oauthSecretRef.namespace"
+    } else {
+        "spec.apiKeySecretRef.namespace"
+    };
+    match secret_location(tailnet) {
+        Some((ns, name)) if ns != namespace => Err(ReconcileError::invalid(
+            field,
+            format!(
+                "Secret {ns}/{name} is outside the operator's namespace {namespace}: the operator \
+                 reads credentials only there (it has no cluster-wide Secret access); create the \
+                 Secret in {namespace} and set {field}: {namespace}"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -225,6 +247,7 @@ async fn observe(
         .spec
         .resync_interval()
         .map_err(|err| ReconcileError::invalid("spec.resyncInterval", err.to_string()))?;
+    in_operator_namespace(tailnet, &ctx.shared.namespace)?;
     let credentials = read_credentials(tailnet, &ctx.shared.client).await?;
     // Before the cache exists, so no resource of a suspended tailnet can write through it.
     ctx.shared
@@ -585,5 +608,20 @@ mod tests {
         other.spec.tailnet = "example.com".into();
         assert_ne!(base, fingerprint(&other, &key("a"), interval));
         assert!(!base.contains('a') || base.len() == 64);
+    }
+
+    #[test]
+    fn credentials_outside_the_operator_namespace_are_an_invalid_spec_naming_the_fix() {
+        let t = tailnet(); // its Secret is ops/ts-key
+        assert!(in_operator_namespace(&t, "ops").is_ok());
+        let err = in_operator_namespace(&t, "tailnet-operator").unwrap_err();
+        assert_eq!(err.category(), Category::Invalid);
+        let message = err.to_string();
+        assert!(
+            message.contains("spec.apiKeySecretRef.namespace")
+                && message.contains("Secret ops/ts-key")
+                && message.contains("create the Secret in tailnet-operator"),
+            "{message}"
+        );
     }
 }
