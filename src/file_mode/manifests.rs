@@ -7,6 +7,10 @@
 //!   (apiVersion `v1`) are the sources of `policyFrom.configMapKeyRef`; other kinds of the
 //!   operator's group are skipped with a warning ("not supported yet in file mode"); anything
 //!   else is an error naming the file, the document and the kinds it knows.
+//! - Every document of the operator's kinds is validated as the API server would validate it
+//!   (its CRD's schema with unknown fields as errors, with a "did you mean" for a near miss; its
+//!   CEL rules; its Rust type), before anything connects or writes: one invalid document fails
+//!   the run naming the file, the document and the field paths.
 //! - One PATH manages one tailnet: the `tailnetRef`s of its tailnet-scoped documents agree.
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -191,7 +195,15 @@ fn dispatch(
             known: known_kinds(rows),
         });
     };
-    (row.typed)(&doc).map_err(invalid)?;
+    // As the API server would (`kubectl apply --validate=strict`): schema with unknown fields
+    // as errors, CEL rules, the Rust type. Every document is checked before the first write.
+    let problems = match crate::proposal::kinds::lookup(&kind) {
+        Ok(entry) => crate::proposal::validate_new(entry, &doc),
+        Err(_) => (row.typed)(&doc).err().into_iter().collect(),
+    };
+    if !problems.is_empty() {
+        return Err(invalid(problems.join("; ")));
+    }
     manifests.documents.push(Document {
         kind,
         file: file.to_owned(),

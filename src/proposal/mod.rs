@@ -68,6 +68,7 @@ mod manifest;
 mod patch;
 mod policy;
 mod schema;
+pub use schema::validate_new;
 mod splice;
 
 pub mod kinds;

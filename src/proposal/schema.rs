@@ -44,6 +44,62 @@ pub(super) fn check(entry: &KindEntry, target: &Value, patched: &Value) -> Vec<V
     results
 }
 
+/// Validates `object` as the API server would on create (`kubectl apply --validate=strict`):
+/// defaults, the CRD's schema with unknown fields as errors, its CEL rules, then the Rust type.
+/// Returns every problem, each naming its field path; empty when the object is valid.
+pub fn validate_new(entry: &KindEntry, object: &Value) -> Vec<String> {
+    let schema = entry.schema();
+    let mut object = object.clone();
+    if let Some(root) = object.as_object_mut() {
+        root.remove("status");
+    }
+    let object = kube_cel::apply_defaults(&schema, &object);
+    let mut problems = Vec::new();
+    validate(&schema, &object, "", true, &mut problems);
+    if !problems.is_empty() {
+        return problems;
+    }
+    let cel = match validator().lock() {
+        Ok(validator) => match validator.validate(&schema, &object, None) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.into_vec().iter().map(ToString::to_string).collect(),
+        },
+        Err(_) => vec!["the CEL evaluator is unavailable (a previous evaluation panicked)".into()],
+    };
+    if !cel.is_empty() {
+        return cel;
+    }
+    (entry.typed)(&object).err().into_iter().collect()
+}
+
+/// The known field closest to an unknown `key` (same letters but for case, or at most two
+/// edits away), for "did you mean".
+fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let lower = key.to_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&lower, &k.to_lowercase()), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (small strings: field names).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 fn not_run(name: &str) -> ValidationResult {
     result(name, false, "not run: the patched object fails its schema")
 }
@@ -222,8 +278,11 @@ fn validate_object(
             let known: Vec<&str> = properties
                 .map(|p| p.keys().map(String::as_str).collect())
                 .unwrap_or_default();
+            let hint = closest(key, &known)
+                .map(|k| format!("did you mean {k}? "))
+                .unwrap_or_default();
             problems.push(format!(
-                "{child}: unknown field (the API server would drop it); known fields here: {}",
+                "{child}: unknown field (the API server would drop it); {hint}known fields here: {}",
                 if known.is_empty() {
                     "none".to_owned()
                 } else {
@@ -419,5 +478,20 @@ mod tests {
             problems(schema, json!({"spec": {"limit": 5}})),
             vec!["spec.role: required"]
         );
+    }
+
+    #[test]
+    fn an_unknown_field_close_to_a_known_one_is_suggested() {
+        assert_eq!(
+            closest("magicDns", &["magicDNS", "nameservers"]),
+            Some("magicDNS")
+        );
+        assert_eq!(
+            closest("nameServers", &["magicDNS", "nameservers"]),
+            Some("nameservers")
+        );
+        assert_eq!(closest("splitDsn", &["splitDNS"]), Some("splitDNS"));
+        assert_eq!(closest("whatever", &["magicDNS", "nameservers"]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

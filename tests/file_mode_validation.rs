@@ -1,0 +1,102 @@
+//! File mode validates every document as the API server would before anything connects or
+//! writes: the CRD schema with unknown fields as errors (and a "did you mean" for a near miss),
+//! the CEL rules, the Rust type. One invalid document fails the whole run with exit 1.
+mod support;
+
+use std::path::PathBuf;
+
+use support::client::run_binary;
+use tailnet_operator::file_mode::{self, FileModeError};
+
+/// A fresh directory holding one file `name` with `text`.
+fn file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tailnet-operator-validation-{}-{}",
+        name.replace('.', "-"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The load error's message for `text`, which must be an invalid document.
+fn rejected(name: &str, text: &str) -> String {
+    let path = file(name, text);
+    match file_mode::load(&path) {
+        Err(err @ FileModeError::Invalid { .. }) => err.to_string(),
+        other => panic!("{name}: expected an invalid document, got {other:?}"),
+    }
+}
+
+const DNS_TYPOS: &str = "apiVersion: tailnet.ops.dev/v1alpha1\nkind: DNSConfig\nmetadata:\n  \
+    name: default\nspec:\n  magicDns: true\n  nameServers:\n    - address: 1.1.1.1\n";
+
+const BAD_ROUTES: &str = "apiVersion: tailnet.ops.dev/v1alpha1\nkind: DeviceTagSet\nmetadata:\n  \
+    name: routers\nspec:\n  selector:\n    hostnames: [\"subnet-router-*\"]\n  \
+    routes: [10.10.0.1/16, 300.1.1.0/24]\n";
+
+const BAD_TAGS: &str = "apiVersion: tailnet.ops.dev/v1alpha1\nkind: DeviceTagSet\nmetadata:\n  \
+    name: web\nspec:\n  selector:\n    hostnames: [\"web-*\"]\n  tags: [\"tag:Prod Web\", server]\n";
+
+const WRONG_TYPE: &str = "apiVersion: tailnet.ops.dev/v1alpha1\nkind: TailnetPolicy\nmetadata:\n  \
+    name: base\nspec:\n  role: Base\n  policy: '{}'\n  historyLimit: ten\n";
+
+#[test]
+fn typos_are_unknown_fields_with_the_closest_known_one() {
+    let message = rejected("dns.yaml", DNS_TYPOS);
+    assert!(
+        message.contains("dns.yaml: DNSConfig document 1"),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.magicDns: unknown field")
+            && message.contains("did you mean magicDNS?"),
+        "{message}"
+    );
+    assert!(message.contains("did you mean nameservers?"), "{message}");
+}
+
+#[test]
+fn cel_rules_refuse_bad_routes_and_tags() {
+    let routes = rejected("routes.yaml", BAD_ROUTES);
+    assert!(
+        routes.contains("spec.routes: routes must be CIDR prefixes without host bits"),
+        "{routes}"
+    );
+    let tags = rejected("tags.yaml", BAD_TAGS);
+    assert!(
+        tags.contains("spec.tags: tags must look like tag:name"),
+        "{tags}"
+    );
+}
+
+#[test]
+fn a_wrong_type_names_the_field_and_what_it_must_be() {
+    let message = rejected("policy.yaml", WRONG_TYPE);
+    assert!(
+        message.contains("spec.historyLimit: must be an integer"),
+        "{message}"
+    );
+}
+
+/// The binary exits 1 before it connects: nothing is planned or written (with no TS_*
+/// settings it would otherwise start its embedded simulated tailnet and print `tailnet ...`).
+#[test]
+fn plan_and_apply_exit_1_before_connecting() {
+    for (name, text) in [("dns.yaml", DNS_TYPOS), ("routes.yaml", BAD_ROUTES)] {
+        let path = file(name, text);
+        for verb in ["plan", "apply"] {
+            let (code, stdout, stderr) = run_binary(&[verb, "-f", path.to_str().unwrap()]);
+            assert_eq!(code, 1, "{verb} {name}: {stdout}{stderr}");
+            assert!(stdout.is_empty(), "nothing planned or applied: {stdout}");
+            assert!(
+                !stderr.contains("embedded simulated tailnet"),
+                "no connection was made: {stderr}"
+            );
+            assert!(stderr.contains(name), "{stderr}");
+        }
+    }
+}
