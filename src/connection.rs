@@ -3,7 +3,8 @@
 //! The rule is strict so a misconfiguration never silently talks to the wrong tailnet: with no
 //! credential-related setting at all, commands use an in-process simulated tailnet and say so on
 //! stderr; with any credential setting, the simulated tailnet is never used and an incomplete
-//! setting is an error that names what is missing.
+//! setting is an error that names what is missing. A setting present but empty (what a CI
+//! system passes when a secret was not injected) is an error too, never "not set".
 use std::net::SocketAddr;
 
 use clap::Args;
@@ -73,10 +74,50 @@ pub enum ConnectionError {
          to use the embedded simulated tailnet"
     )]
     TailnetWithoutCredentials { tailnet: String },
+    #[error(
+        "{name} is set but empty (a CI secret that was not injected?): set it to a value, or \
+         unset it; with no TS_* variable at all the embedded simulated tailnet is used"
+    )]
+    EmptySetting { name: &'static str },
     #[error("could not start the embedded simulated tailnet: {0}")]
     Simulator(#[source] std::io::Error),
     #[error("could not create the Tailscale API client: {0}")]
     Client(#[source] ApiError),
+}
+
+/// The connection's environment variables: one set to an empty string is an error, never "not
+/// set" (an empty credential must not turn into the simulated tailnet).
+const SETTINGS: [&str; 5] = [
+    "TS_API_KEY",
+    "TS_OAUTH_CLIENT_ID",
+    "TS_OAUTH_CLIENT_SECRET",
+    "TS_API_URL",
+    "TS_TAILNET",
+];
+
+/// The first connection setting that is present but empty, in `env` or as a flag.
+fn empty_setting(
+    args: &ConnectionArgs,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(), ConnectionError> {
+    let flags = [
+        args.api_key.as_ref().is_some_and(|k| k.is_empty()),
+        args.oauth_client_id
+            .as_ref()
+            .is_some_and(|v| v.trim().is_empty()),
+        args.oauth_client_secret
+            .as_ref()
+            .is_some_and(|s| s.is_empty()),
+        args.api_url.as_ref().is_some_and(|v| v.trim().is_empty()),
+        args.tailnet.trim().is_empty(),
+    ];
+    for (name, flag_empty) in SETTINGS.into_iter().zip(flags) {
+        let env_empty = env(name).is_some_and(|v| v.to_string_lossy().trim().is_empty());
+        if env_empty || flag_empty {
+            return Err(ConnectionError::EmptySetting { name });
+        }
+    }
+    Ok(())
 }
 
 /// Which credentials the settings name, if any; `None` means "use the simulated tailnet".
@@ -119,6 +160,7 @@ fn credentials(args: &ConnectionArgs) -> Result<Option<Credentials>, ConnectionE
 /// Connects to the configured tailnet, or starts the embedded simulated tailnet when nothing is
 /// configured (announced with one line on stderr).
 pub async fn connect(args: &ConnectionArgs) -> Result<Connection, ConnectionError> {
+    empty_setting(args, |name| std::env::var_os(name))?;
     match credentials(args)? {
         Some(credentials) => {
             let base_url = args
@@ -246,5 +288,35 @@ mod tests {
             !debug.contains("SECRET1") && !debug.contains("SECRET2"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn an_empty_setting_is_an_error_naming_it_never_the_simulated_tailnet() {
+        let unset = ConnectionArgs {
+            api_key: None,
+            oauth_client_id: None,
+            oauth_client_secret: None,
+            tailnet: "-".into(),
+            api_url: None,
+        };
+        let env =
+            |empty: &'static str| move |name: &str| (name == empty).then(std::ffi::OsString::new);
+        assert!(empty_setting(&unset, |_| None).is_ok());
+        for name in SETTINGS {
+            let err = empty_setting(&unset, env(name)).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{name} is set but empty")),
+                "{err}"
+            );
+        }
+        let flag = ConnectionArgs {
+            api_key: Some(Secret::new("")),
+            ..unset.clone()
+        };
+        assert!(matches!(
+            empty_setting(&flag, |_| None),
+            Err(ConnectionError::EmptySetting { name: "TS_API_KEY" })
+        ));
     }
 }

@@ -100,3 +100,36 @@ fn plan_and_apply_exit_1_before_connecting() {
         }
     }
 }
+
+/// What a CI system passes when a secret was not injected: the variable, empty. That is an
+/// error naming it, never the embedded simulated tailnet.
+#[test]
+fn an_empty_credential_variable_is_an_error_not_the_simulated_tailnet() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in ["TS_API_KEY", "TS_OAUTH_CLIENT_ID", "TS_OAUTH_CLIENT_SECRET"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tailnet-operator"))
+            .args(["apply", "-f", examples.to_str().unwrap()])
+            .env_remove("TS_API_KEY")
+            .env_remove("TS_OAUTH_CLIENT_ID")
+            .env_remove("TS_OAUTH_CLIENT_SECRET")
+            .env_remove("TS_API_URL")
+            .env_remove("TS_TAILNET")
+            .env(name, "")
+            .output()
+            .expect("the binary runs");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert_eq!(output.status.code(), Some(1), "{name}: {stdout}{stderr}");
+        assert!(stdout.is_empty(), "{name}: nothing applied: {stdout}");
+        assert!(
+            stderr.contains(&format!("{name} is set but empty")),
+            "{name}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("using the embedded simulated tailnet"),
+            "{stderr}"
+        );
+    }
+}
