@@ -34,6 +34,8 @@ pub enum FileModeError {
     },
     #[error("{}: not valid YAML: {message}", path.display())]
     Yaml { path: PathBuf, message: String },
+    #[error("{}: refused: {why}", path.display())]
+    Refused { path: PathBuf, why: String },
     #[error(
         "{}: document {index} has no `kind`: every document needs apiVersion and kind",
         path.display()
@@ -96,6 +98,10 @@ pub struct Manifests {
     pub warnings: Vec<String>,
 }
 
+/// The largest file read (a manifest is kilobytes; a policy with thousands of rules is well
+/// under this). Bigger files are refused before they are read.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Reads every YAML document under `path`.
 pub fn load(path: &Path) -> Result<Manifests, FileModeError> {
     let rows = kinds();
@@ -108,7 +114,7 @@ pub fn load(path: &Path) -> Result<Manifests, FileModeError> {
         let docs: Vec<Value> =
             serde_saphyr::from_multiple(&text).map_err(|e| FileModeError::Yaml {
                 path: file.clone(),
-                message: e.to_string(),
+                message: yaml_error(&e.to_string()),
             })?;
         for (i, doc) in docs.into_iter().enumerate() {
             dispatch(&rows, &file, i + 1, doc, &mut manifests)?;
@@ -117,14 +123,46 @@ pub fn load(path: &Path) -> Result<Manifests, FileModeError> {
     Ok(manifests)
 }
 
-/// The YAML files under `path` (or `path` itself), sorted.
+/// A YAML error without the source lines the parser quotes: those may be anything the file
+/// holds (a symlink to `/proc/self/environ` would print the environment's secrets). Only the
+/// first line is kept (position and kind), with quoted text elided.
+fn yaml_error(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let mut out = String::new();
+    let mut quoted = None;
+    for c in first.chars() {
+        match quoted {
+            Some(close) if c == close => {
+                quoted = None;
+                out.push('…');
+                out.push(c);
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                quoted = match c {
+                    '`' => Some('\''),
+                    '"' => Some('"'),
+                    _ => None,
+                };
+            }
+        }
+    }
+    out
+}
+
+/// The YAML files under `path` (or `path` itself), sorted. Only regular files inside `path`
+/// are read: a symlink leading out of it, and special files (devices, FIFOs, `/proc`, `/sys`,
+/// `/dev`), are refused, as are files over [`MAX_FILE_BYTES`].
 pub fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, FileModeError> {
     let io = |source| FileModeError::Io {
         path: path.to_owned(),
         source,
     };
-    if !path.is_dir() {
-        std::fs::metadata(path).map_err(io)?;
+    let root = path.canonicalize().map_err(io)?;
+    if !root.is_dir() {
+        check_file(path, &root, None)?;
         return Ok(vec![path.to_owned()]);
     }
     let mut files = Vec::new();
@@ -132,18 +170,78 @@ pub fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, FileModeError> {
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).map_err(io)? {
             let entry_path = entry.map_err(io)?.path();
-            if entry_path.is_dir() {
-                dirs.push(entry_path);
-            } else if entry_path
+            let yaml = entry_path
                 .extension()
-                .is_some_and(|e| e == "yaml" || e == "yml")
-            {
+                .is_some_and(|e| e == "yaml" || e == "yml");
+            let real = entry_path
+                .canonicalize()
+                .map_err(|source| FileModeError::Io {
+                    path: entry_path.clone(),
+                    source,
+                })?;
+            if !real.starts_with(&root) {
+                if yaml || real.is_dir() {
+                    return Err(refused(
+                        &entry_path,
+                        "it is a symlink that leads out of PATH",
+                    ));
+                }
+                continue;
+            }
+            if real.is_dir() {
+                // A symlink to a directory inside PATH would be read twice, or loop.
+                if entry_path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                    dirs.push(entry_path);
+                }
+            } else if yaml {
+                check_file(&entry_path, &real, Some(&root))?;
                 files.push(entry_path);
             }
         }
     }
     files.sort();
     Ok(files)
+}
+
+fn refused(path: &Path, why: &str) -> FileModeError {
+    FileModeError::Refused {
+        path: path.to_owned(),
+        why: why.to_owned(),
+    }
+}
+
+/// A file is read only when it is a regular file (not a device or FIFO, not under `/proc`,
+/// `/sys` or `/dev`), inside `root` when there is one, and at most [`MAX_FILE_BYTES`].
+fn check_file(path: &Path, real: &Path, root: Option<&Path>) -> Result<(), FileModeError> {
+    if root.is_some_and(|root| !real.starts_with(root)) {
+        return Err(refused(path, "it is a symlink that leads out of PATH"));
+    }
+    if ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|p| real.starts_with(p))
+    {
+        return Err(refused(path, "it leads to a system file, not a manifest"));
+    }
+    let metadata = std::fs::metadata(real).map_err(|source| FileModeError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !metadata.is_file() {
+        return Err(refused(
+            path,
+            "not a regular file (a device, FIFO or socket)",
+        ));
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(refused(
+            path,
+            &format!(
+                "{} bytes, over the {MAX_FILE_BYTES}-byte limit for a manifest file",
+                metadata.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn dispatch(
