@@ -142,3 +142,50 @@ async fn kinds_run_policy_first_then_devices_then_dns() {
     assert!(at("policy: ") < at("devices: "), "{}", report.output);
     assert!(at("devices: ") < at("dns: "), "{}", report.output);
 }
+
+/// The ManagedTailnet's `spec.suspend` suspends every resource of the tailnet in file mode as
+/// in a cluster: everything is planned and reported, nothing is written.
+#[tokio::test]
+async fn a_suspended_tailnet_is_observed_and_nothing_is_written() {
+    let server = start_sim().await;
+    let dir = folder_of(
+        "suspended",
+        &[
+            "tailnet.yaml",
+            "policy-base.yaml",
+            "policy-fragment-team.yaml",
+            "device-tag-set.yaml",
+            "dns-config.yaml",
+        ],
+    );
+    let tailnet = dir.join("tailnet.yaml");
+    let text = std::fs::read_to_string(&tailnet).unwrap();
+    std::fs::write(
+        &tailnet,
+        text.replace("\nspec:\n", "\nspec:\n  suspend: true\n"),
+    )
+    .unwrap();
+    let mut manifests = file_mode::load(&dir).unwrap();
+    assert!(manifests.apply_tailnet_suspension("default"));
+
+    let report = file_mode::apply_manifests(&manifests, &fresh(&server))
+        .await
+        .unwrap();
+    let writes = server.tailnet().calls().total_for_method("POST");
+    assert_eq!(writes, 0, "nothing written:\n{}", report.output);
+    assert!(!report.changes, "{}", report.output);
+    for resource in [
+        "TailnetPolicy/base",
+        "DeviceTagSet/prod-web-monitoring",
+        "DNSConfig/default",
+    ] {
+        let at = report.output.find(resource).unwrap_or_else(|| {
+            panic!("{resource} reported:\n{}", report.output);
+        });
+        assert!(
+            report.output[at..].contains("Ready=False Suspended"),
+            "{resource}:\n{}",
+            report.output
+        );
+    }
+}

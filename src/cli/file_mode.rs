@@ -24,11 +24,17 @@ pub struct FileArgs {
 /// Loads PATH, connects, runs, prints; returns the exit code (plan: 0 no changes, 2 changes,
 /// 1 error; apply: 0 all Ready, 1 otherwise).
 pub async fn run(args: &FileArgs, mode: Mode) -> Result<std::process::ExitCode, super::CliError> {
-    let manifests = load(&args.path)?;
+    let mut manifests = load(&args.path)?;
     for warning in file_mode::warnings(&manifests) {
         eprintln!("warning: {warning}");
     }
     let tailnet = manifests.tailnet(&args.path)?;
+    if manifests.apply_tailnet_suspension(&tailnet) {
+        eprintln!(
+            "ManagedTailnet/{tailnet} has spec.suspend: true: every resource of the tailnet is \
+             observed and reported, nothing is written"
+        );
+    }
     for t in manifests.of::<ManagedTailnet>() {
         eprintln!(
             "ManagedTailnet/{}: file mode connects with the TS_* settings (or the embedded \

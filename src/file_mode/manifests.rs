@@ -330,6 +330,30 @@ impl Manifests {
             .collect()
     }
 
+    /// A ManagedTailnet's `spec.suspend` suspends every resource of that tailnet, as in a
+    /// cluster: when the ManagedTailnet document named `tailnet` has `suspend: true`, every
+    /// tailnet-scoped document gets `spec.suspend: true` (observe and report, write nothing).
+    /// Returns whether it did.
+    pub fn apply_tailnet_suspension(&mut self, tailnet: &str) -> bool {
+        let suspended = self.documents_of("ManagedTailnet").any(|d| {
+            d.value.pointer("/metadata/name").and_then(Value::as_str) == Some(tailnet)
+                && d.value.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true)
+        });
+        if !suspended {
+            return false;
+        }
+        let rows = kinds();
+        for document in &mut self.documents {
+            let scoped = rows
+                .iter()
+                .any(|r| r.kind() == document.kind && r.tailnet_scoped());
+            if let (true, Some(spec)) = (scoped, document.value.get_mut("spec")) {
+                spec["suspend"] = Value::Bool(true);
+            }
+        }
+        true
+    }
+
     /// The documents of `kind`.
     pub fn documents_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Document> {
         self.documents.iter().filter(move |d| d.kind == kind)

@@ -61,7 +61,12 @@ impl ManifestsSource {
     }
 
     fn manifests(&self) -> Result<Manifests, BackendError> {
-        file_mode::load(&self.path).map_err(|e| BackendError::Invalid(e.to_string()))
+        let mut manifests =
+            file_mode::load(&self.path).map_err(|e| BackendError::Invalid(e.to_string()))?;
+        if let Ok(tailnet) = manifests.tailnet(&self.path) {
+            manifests.apply_tailnet_suspension(&tailnet);
+        }
+        Ok(manifests)
     }
 
     async fn world(&self, manifests: &Manifests) -> ProposalWorld {
