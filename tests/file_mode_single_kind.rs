@@ -189,3 +189,45 @@ async fn a_suspended_tailnet_is_observed_and_nothing_is_written() {
         );
     }
 }
+
+/// One API failure does not hide the rest: the policy's write fails (a 500 on every attempt),
+/// the DNS is still applied, the DeviceTagSets (whose tags the policy owns) say they wait for
+/// it, every resource has a line, and the run is failed (exit 1).
+#[tokio::test]
+async fn a_failing_policy_write_leaves_the_dns_applied_and_every_resource_reported() {
+    use tailnet_operator::sim::FaultRule;
+    let server = start_sim().await;
+    server
+        .tailnet()
+        .set_fault(FaultRule::route(POST_ACL).server_error(500));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let manifests = file_mode::load(&root).unwrap();
+    let report = file_mode::apply_manifests(&manifests, &fresh(&server))
+        .await
+        .unwrap();
+    assert!(report.failed, "{}", report.output);
+    assert!(
+        report.output.contains("TailnetPolicy: error:"),
+        "{}",
+        report.output
+    );
+    assert!(
+        report
+            .output
+            .contains("DeviceTagSet: not run: it waits for the TailnetPolicy step, which failed"),
+        "{}",
+        report.output
+    );
+    assert!(
+        report.output.contains("DNSConfig/default:\n  Ready=True"),
+        "{}",
+        report.output
+    );
+    let calls = server.tailnet().calls();
+    assert_eq!(calls.get(POST_DNS), 1, "the DNS is applied");
+    assert_eq!(
+        calls.get(POST_TAGS) + calls.get(POST_ROUTES),
+        0,
+        "no device written"
+    );
+}

@@ -15,6 +15,8 @@ use crate::resources::{ConditionStatus, DeviceTagSet, DeviceTagSetStatus, Reconc
 use crate::snapshot::TailnetSnapshots;
 
 impl FileKind for DeviceTagSet {
+    const AFTER: &'static [&'static str] = &["TailnetPolicy"];
+
     /// What applying the sets would write (writes nothing). Empty when PATH has no set.
     async fn plan(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
         let Some(plan) = plan_sets(manifests, snapshots).await? else {

@@ -63,6 +63,9 @@ pub type StepResult = Result<FileReport, ReconcileError>;
 pub trait FileKind: Resource<DynamicType = ()> + DeserializeOwned + Send + Sync {
     /// Why file mode leaves this kind's documents alone, if it does (a warning per document).
     const SKIPPED: Option<&'static str> = None;
+    /// Kinds whose step must succeed before this one runs (a DeviceTagSet's tags must be owned
+    /// in the policy first). When one of them fails, this kind is reported as waiting.
+    const AFTER: &'static [&'static str] = &[];
 
     /// What applying would change (writes nothing). Only called when PATH holds the kind.
     fn plan(
@@ -111,20 +114,59 @@ pub enum Mode {
 }
 
 /// Plans (`Mode::Plan`, writes nothing) or applies `manifests` against the tailnet behind
-/// `snapshots`, kind by kind in [`crate::for_each_kind`] order.
+/// `snapshots`, kind by kind in [`crate::for_each_kind`] order. A kind whose step fails (an API
+/// error) is reported as failed and the others still run, except those that must come after it
+/// ([`FileKind::AFTER`]), which are reported as waiting; the report is then `failed`.
 pub async fn run_steps(
     manifests: &Manifests,
     snapshots: &TailnetSnapshots,
     mode: Mode,
 ) -> StepResult {
     let mut report = FileReport::default();
+    let mut failed_kinds: Vec<String> = Vec::new();
     macro_rules! steps {
         ($($kind:ident),*) => {
-            $(report.merge(step::<crate::resources::$kind>(manifests, snapshots, mode).await?);)*
+            $(run_kind::<crate::resources::$kind>(
+                manifests, snapshots, mode, &mut report, &mut failed_kinds,
+            ).await;)*
         };
     }
     crate::for_each_kind!(steps);
     Ok(report)
+}
+
+/// Runs kind `K`'s step into `report`, unless a kind it comes after failed.
+async fn run_kind<K: FileKind>(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+    mode: Mode,
+    report: &mut FileReport,
+    failed_kinds: &mut Vec<String>,
+) {
+    let kind = K::kind(&()).into_owned();
+    if !runs::<K>(manifests) {
+        return;
+    }
+    if let Some(blocker) = K::AFTER
+        .iter()
+        .find(|k| failed_kinds.iter().any(|f| f == *k))
+    {
+        report.failed = true;
+        let _ = writeln!(
+            report.output,
+            "{kind}: not run: it waits for the {blocker} step, which failed"
+        );
+        failed_kinds.push(kind);
+        return;
+    }
+    match step::<K>(manifests, snapshots, mode).await {
+        Ok(done) => report.merge(done),
+        Err(err) => {
+            report.failed = true;
+            let _ = writeln!(report.output, "{kind}: error: {err}");
+            failed_kinds.push(kind);
+        }
+    }
 }
 
 /// Plans `manifests` (writes nothing).
