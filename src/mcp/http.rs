@@ -3,8 +3,10 @@
 //!   compared in constant time); anything else is 401 before the MCP layer sees it;
 //! - `Host` must be in the allow-list (`--allowed-hosts`, loopback by default) and a browser
 //!   `Origin` must be in `--allowed-origins` (none by default): 403 otherwise (DNS rebinding);
-//! - request bodies are capped (413);
-//! - each client (peer IP) gets a token bucket of requests per minute (429);
+//! - request bodies are capped (413), and a POST body that is not JSON is 400 (not rmcp's 415);
+//! - each authenticated client (peer IP) gets a token bucket of requests per minute (429),
+//!   checked after the token, so an unauthenticated flood from the same address cannot lock a
+//!   valid client out; unauthenticated requests have their own small budget per address;
 //! - the peer address becomes the client identity of the audit log (never a header).
 //!
 //! `/healthz` answers without a token (probes); it tells nothing but that the process is up.
@@ -37,6 +39,9 @@ pub const DEFAULT_ALLOWED_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default requests per minute per client.
 pub const DEFAULT_RATE_PER_MINUTE: u32 = 120;
+/// Requests per minute per address that fail the token check, before they get 429 instead of
+/// 401 (a budget of their own: they never consume an authenticated client's).
+pub const UNAUTHENTICATED_PER_MINUTE: u32 = 30;
 
 /// How the HTTP transport is guarded.
 #[derive(Clone)]
@@ -64,7 +69,8 @@ pub async fn serve(
     .await
 }
 
-/// The router: rate limit, then bearer token, then rmcp (Host/Origin, body cap, MCP).
+/// The router: bearer token (with its own rate limit for failures), the client's rate limit,
+/// the JSON body check, then rmcp (Host/Origin, body cap, MCP).
 pub fn router(server: TailnetMcp, options: HttpOptions) -> Router {
     let mut config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
@@ -84,6 +90,8 @@ pub fn router(server: TailnetMcp, options: HttpOptions) -> Router {
     let guard = Arc::new(Guard {
         token: options.token,
         limiter: RateLimiter::new(options.requests_per_minute),
+        unauthenticated: RateLimiter::new(UNAUTHENTICATED_PER_MINUTE),
+        max_body_bytes: options.max_body_bytes,
     });
     let guarded = Router::new()
         .nest_service(MCP_PATH, service)
@@ -96,24 +104,33 @@ pub fn router(server: TailnetMcp, options: HttpOptions) -> Router {
 
 struct Guard {
     token: Secret,
+    /// Authenticated clients.
     limiter: RateLimiter,
+    /// Requests that fail the token check.
+    unauthenticated: RateLimiter,
+    max_body_bytes: usize,
+}
+
+fn too_many() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, HeaderValue::from_static("60"))],
+        "rate limit exceeded: slow down\n",
+    )
+        .into_response()
 }
 
 async fn guard_request(
     State(guard): State<Arc<Guard>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
-    if !guard.limiter.allow(peer.ip(), Instant::now()) {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, HeaderValue::from_static("60"))],
-            "rate limit exceeded: slow down\n",
-        )
-            .into_response();
-    }
+    let now = Instant::now();
     if !bearer_matches(&request, &guard.token) {
+        if !guard.unauthenticated.allow(peer.ip(), now) {
+            return too_many();
+        }
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
@@ -121,19 +138,53 @@ async fn guard_request(
         )
             .into_response();
     }
+    if !guard.limiter.allow(peer.ip(), now) {
+        return too_many();
+    }
+    let mut request = match json_body(request, guard.max_body_bytes).await {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
     request
         .extensions_mut()
         .insert(ClientIdentity(peer.to_string()));
     next.run(request).await
 }
 
+/// A POST's body must be JSON: 400 naming the problem otherwise (rmcp would answer 415), 413
+/// when over the cap. Other requests pass as they are.
+async fn json_body(request: Request, max_bytes: usize) -> Result<Request, Response> {
+    if request.method() != axum::http::Method::POST {
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, max_bytes).await else {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {max_bytes} bytes\n"),
+        )
+            .into_response());
+    };
+    if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not JSON: {err}\n"),
+        )
+            .into_response());
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
 /// Constant-time comparison of the presented token with the expected one.
 fn bearer_matches(request: &Request, token: &Secret) -> bool {
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
     let Some(presented) = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
     else {
         return false;
     };
@@ -207,11 +258,90 @@ mod tests {
                 .unwrap()
         };
         assert!(bearer_matches(&with("Bearer s3cret-token"), &token));
+        assert!(
+            bearer_matches(&with("bearer s3cret-token"), &token),
+            "scheme any case"
+        );
+        assert!(bearer_matches(&with("BEARER s3cret-token"), &token));
+        assert!(
+            !bearer_matches(&with("Bearer S3CRET-TOKEN"), &token),
+            "token exact"
+        );
         assert!(!bearer_matches(&with("Bearer s3cret-tokenX"), &token));
         assert!(!bearer_matches(&with("Bearer s3cret"), &token));
         assert!(!bearer_matches(&with("Basic s3cret-token"), &token));
         let none = Request::builder().body(axum::body::Body::empty()).unwrap();
         assert!(!bearer_matches(&none, &token));
         assert!(!bearer_matches(&with("Bearer "), &Secret::new("")));
+    }
+
+    /// The guard in front of a stand-in for rmcp that answers 200.
+    fn guarded(per_minute: u32) -> Router {
+        let guard = Arc::new(Guard {
+            token: Secret::new("s3cret-token"),
+            limiter: RateLimiter::new(per_minute),
+            unauthenticated: RateLimiter::new(UNAUTHENTICATED_PER_MINUTE),
+            max_body_bytes: 64,
+        });
+        Router::new()
+            .route(MCP_PATH, axum::routing::post(|| async { "mcp" }))
+            .layer(middleware::from_fn_with_state(guard, guard_request))
+    }
+
+    async fn send(app: &Router, authorization: Option<&str>, body: &str) -> StatusCode {
+        use tower::ServiceExt;
+        let mut request = Request::post(MCP_PATH)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        if let Some(value) = authorization {
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        }
+        let peer: SocketAddr = "10.0.0.7:4000".parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn an_unauthenticated_flood_never_locks_out_the_valid_client_from_the_same_address() {
+        let app = guarded(5);
+        for _ in 0..UNAUTHENTICATED_PER_MINUTE {
+            assert_eq!(send(&app, None, "{}").await, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(
+            send(&app, Some("Bearer nope"), "{}").await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // The valid client from the same address still has its whole budget.
+        for _ in 0..5 {
+            assert_eq!(
+                send(&app, Some("bearer s3cret-token"), "{}").await,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(
+            send(&app, Some("Bearer s3cret-token"), "{}").await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_json_is_400_and_a_big_one_413() {
+        let app = guarded(100);
+        let token = Some("Bearer s3cret-token");
+        assert_eq!(
+            send(&app, token, "{\"jsonrpc\": ").await,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            send(&app, token, &"x".repeat(65)).await,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            send(&app, token, "{\"jsonrpc\": \"2.0\"}").await,
+            StatusCode::OK
+        );
     }
 }
