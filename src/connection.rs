@@ -32,6 +32,11 @@ pub struct ConnectionArgs {
     /// API base URL, e.g. https://api.tailscale.com or a `tailnet-operator sim` server.
     #[arg(long, env = "TS_API_URL")]
     pub api_url: Option<String>,
+    /// Use the embedded simulated tailnet (demo data). Without credentials it is the default,
+    /// except when the `CI` variable is set: a pipeline must ask for it, so a secret that was
+    /// not injected never passes for a real run.
+    #[arg(long)]
+    pub simulated: bool,
 }
 
 fn parse_secret(value: &str) -> Result<Secret, String> {
@@ -42,11 +47,19 @@ fn parse_secret(value: &str) -> Result<Secret, String> {
 pub struct Connection {
     pub client: TailscaleClient,
     simulated: Option<SimServer>,
+    /// What the connection talks to, for the first line of output.
+    target: String,
 }
 
 impl Connection {
     pub fn is_simulated(&self) -> bool {
         self.simulated.is_some()
+    }
+
+    /// What this connection talks to, e.g. `tailnet - at https://api.tailscale.com`, or `the
+    /// embedded simulated tailnet (demo data, not your tailnet)`.
+    pub fn describe(&self) -> &str {
+        &self.target
     }
 }
 
@@ -79,6 +92,18 @@ pub enum ConnectionError {
          unset it; with no TS_* variable at all the embedded simulated tailnet is used"
     )]
     EmptySetting { name: &'static str },
+    #[error(
+        "no Tailscale credentials are set and CI is: in a pipeline the embedded simulated \
+         tailnet is used only with --simulated, so a secret that was not injected never passes \
+         for a real run; set TS_API_KEY or TS_OAUTH_CLIENT_ID and TS_OAUTH_CLIENT_SECRET, or \
+         pass --simulated"
+    )]
+    SimulatedInCi,
+    #[error(
+        "--simulated is set and so are Tailscale credentials: choose one (unset the TS_* \
+         credentials for the embedded simulated tailnet, or drop --simulated)"
+    )]
+    SimulatedWithCredentials,
     #[error("could not start the embedded simulated tailnet: {0}")]
     Simulator(#[source] std::io::Error),
     #[error("could not create the Tailscale API client: {0}")]
@@ -118,6 +143,29 @@ fn empty_setting(
         }
     }
     Ok(())
+}
+
+/// Whether the simulated tailnet may stand in: never beside credentials, and with `CI` set
+/// (anything but empty, `0` or `false`) only when `--simulated` asks for it.
+fn simulated_allowed(
+    args: &ConnectionArgs,
+    has_credentials: bool,
+    ci: Option<std::ffi::OsString>,
+) -> Result<(), ConnectionError> {
+    if has_credentials {
+        return match args.simulated {
+            true => Err(ConnectionError::SimulatedWithCredentials),
+            false => Ok(()),
+        };
+    }
+    let in_ci = ci.is_some_and(|v| {
+        let v = v.to_string_lossy().trim().to_ascii_lowercase();
+        !v.is_empty() && v != "0" && v != "false"
+    });
+    match in_ci && !args.simulated {
+        true => Err(ConnectionError::SimulatedInCi),
+        false => Ok(()),
+    }
 }
 
 /// Which credentials the settings name, if any; `None` means "use the simulated tailnet".
@@ -161,18 +209,22 @@ fn credentials(args: &ConnectionArgs) -> Result<Option<Credentials>, ConnectionE
 /// configured (announced with one line on stderr).
 pub async fn connect(args: &ConnectionArgs) -> Result<Connection, ConnectionError> {
     empty_setting(args, |name| std::env::var_os(name))?;
-    match credentials(args)? {
+    let credentials = credentials(args)?;
+    simulated_allowed(args, credentials.is_some(), std::env::var_os("CI"))?;
+    match credentials {
         Some(credentials) => {
             let base_url = args
                 .api_url
                 .clone()
                 .filter(|url| !url.is_empty())
                 .unwrap_or_else(|| crate::tailscale::DEFAULT_BASE_URL.to_owned());
+            let target = format!("tailnet {} at {base_url}", args.tailnet);
             let config = ClientConfig::new(base_url, credentials).with_tailnet(&args.tailnet);
             let client = TailscaleClient::new(config).map_err(ConnectionError::Client)?;
             Ok(Connection {
                 client,
                 simulated: None,
+                target,
             })
         }
         None => connect_simulated().await,
@@ -194,6 +246,7 @@ async fn connect_simulated() -> Result<Connection, ConnectionError> {
     Ok(Connection {
         client,
         simulated: Some(server),
+        target: "the embedded simulated tailnet (demo data, not your tailnet)".to_owned(),
     })
 }
 
@@ -208,6 +261,7 @@ mod tests {
             oauth_client_secret: None,
             tailnet: "-".to_owned(),
             api_url: None,
+            simulated: false,
         }
     }
 
@@ -298,6 +352,7 @@ mod tests {
             oauth_client_secret: None,
             tailnet: "-".into(),
             api_url: None,
+            simulated: false,
         };
         let env =
             |empty: &'static str| move |name: &str| (name == empty).then(std::ffi::OsString::new);
@@ -318,5 +373,29 @@ mod tests {
             empty_setting(&flag, |_| None),
             Err(ConnectionError::EmptySetting { name: "TS_API_KEY" })
         ));
+    }
+
+    #[test]
+    fn in_ci_the_simulated_tailnet_needs_simulated_and_never_stands_beside_credentials() {
+        let ci = |v: &str| Some(std::ffi::OsString::from(v));
+        assert!(simulated_allowed(&args(), false, None).is_ok(), "a laptop");
+        assert!(simulated_allowed(&args(), false, ci("false")).is_ok());
+        assert!(matches!(
+            simulated_allowed(&args(), false, ci("true")),
+            Err(ConnectionError::SimulatedInCi)
+        ));
+        let asked = ConnectionArgs {
+            simulated: true,
+            ..args()
+        };
+        assert!(simulated_allowed(&asked, false, ci("true")).is_ok());
+        assert!(matches!(
+            simulated_allowed(&asked, true, None),
+            Err(ConnectionError::SimulatedWithCredentials)
+        ));
+        assert!(
+            simulated_allowed(&args(), true, ci("1")).is_ok(),
+            "real credentials in CI"
+        );
     }
 }

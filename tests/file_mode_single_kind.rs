@@ -117,7 +117,12 @@ fn the_binary_exits_2_on_a_plan_of_one_kind_and_0_once_applied() {
         // fresh demo tailnet has changes, and an apply of it converges.
         let (code, stdout, stderr) = run_binary(&["plan", "-f", path]);
         assert_eq!(code, 2, "{name}: plan\n{stdout}{stderr}");
-        assert!(stdout.starts_with("tailnet default\n"), "{stdout}");
+        assert!(
+            stdout.starts_with(
+                "tailnet default: the embedded simulated tailnet (demo data, not your tailnet)\n"
+            ),
+            "{stdout}"
+        );
         let (code, stdout, stderr) = run_binary(&["apply", "-f", path]);
         assert_eq!(code, 0, "{name}: apply\n{stdout}{stderr}");
         assert!(stdout.contains("Ready=True"), "{name}: {stdout}");

@@ -200,3 +200,40 @@ fn hostile_files_are_refused_and_never_quoted() {
         "{stderr}"
     );
 }
+
+/// In a pipeline (`CI` set), no credentials is an error unless `--simulated` asks for the
+/// demo; with it, the first line says the run was against the demo.
+#[test]
+fn in_ci_the_simulated_tailnet_must_be_asked_for() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let run = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tailnet-operator"))
+            .args(["plan", "-f", examples.to_str().unwrap()])
+            .args(extra)
+            .env_remove("TS_API_KEY")
+            .env_remove("TS_OAUTH_CLIENT_ID")
+            .env_remove("TS_OAUTH_CLIENT_SECRET")
+            .env_remove("TS_API_URL")
+            .env_remove("TS_TAILNET")
+            .env("CI", "true")
+            .output()
+            .expect("the binary runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("pass --simulated"), "{stderr}");
+    let (code, stdout, stderr) = run(&["--simulated"]);
+    assert_eq!(code, Some(2), "changes against the demo: {stdout}{stderr}");
+    assert!(
+        stdout.starts_with(
+            "tailnet default: the embedded simulated tailnet (demo data, not your tailnet)\n"
+        ),
+        "{stdout}"
+    );
+}

@@ -82,6 +82,8 @@ async fn run_client(
             "TS_TAILNET",
             "TS_API_URL",
             "KUBECONFIG",
+            // A developer's assistant, not a pipeline: with CI set the demo needs --simulated.
+            "CI",
         ] {
             command.env_remove(var);
         }
@@ -832,6 +834,7 @@ async fn manifests_over_stdio_without_cluster_writes_a_patch_that_git_applies() 
         .env_remove("TS_OAUTH_CLIENT_SECRET")
         .env_remove("TS_API_URL")
         .env_remove("TS_TAILNET")
+        .env_remove("CI")
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&plan.stdout);

@@ -46,7 +46,9 @@ pub async fn run(args: &FileArgs, mode: Mode) -> Result<std::process::ExitCode, 
     let connection = connect(&args.connection).await?;
     let snapshots = TailnetSnapshots::new(connection.client.clone(), Duration::from_secs(300));
     let report = file_mode::run_steps(&manifests, &snapshots, mode).await?;
-    super::write_stdout(&format!("tailnet {tailnet}\n{}", report.output))?;
+    // The first line says which tailnet this ran against: never mistake the demo for yours.
+    let first = format!("tailnet {tailnet}: {}", connection.describe());
+    super::write_stdout(&format!("{first}\n{}", report.output))?;
     let code = match mode {
         _ if report.failed => 1,
         Mode::Plan if report.changes => 2,

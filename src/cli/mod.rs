@@ -283,7 +283,15 @@ async fn run_audit(args: AuditArgs) -> Result<(), CliError> {
         outdated_minor_versions: args.outdated_minors,
     };
     let report = audit::audit(&devices, &keys, Utc::now(), &options);
-    let output = audit::render(&report, args.format);
+    let mut output = audit::render(&report, args.format);
+    // Which tailnet was audited: the table's first line; on stderr for machine formats, so
+    // stdout stays parseable.
+    let audited = format!("tailnet: {}", connection.describe());
+    if args.format == Format::Table {
+        output = format!("{audited}\n{output}");
+    } else {
+        eprintln!("{audited}");
+    }
     write_stdout(&output)?;
     // Table output already ends with the summary; for machine formats it goes to stderr so
     // stdout stays parseable.
