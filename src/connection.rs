@@ -32,6 +32,13 @@ pub struct ConnectionArgs {
     /// API base URL, e.g. https://api.tailscale.com or a `tailnet-operator sim` server.
     #[arg(long, env = "TS_API_URL")]
     pub api_url: Option<String>,
+    /// How long one API request may take (connect, send, answer), e.g. `30s`.
+    #[arg(long, env = "TS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// How long the whole command may take before it gives up naming what it waited for,
+    /// e.g. `5m` (retries and backoff included).
+    #[arg(long, env = "TS_DEADLINE", default_value = "5m", value_parser = parse_duration)]
+    pub deadline: std::time::Duration,
     /// Use the embedded simulated tailnet (demo data). Without credentials it is the default,
     /// except when the `CI` variable is set: a pipeline must ask for it, so a secret that was
     /// not injected never passes for a real run.
@@ -41,6 +48,27 @@ pub struct ConnectionArgs {
 
 fn parse_secret(value: &str) -> Result<Secret, String> {
     Ok(Secret::new(value))
+}
+
+fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    crate::resources::common::parse_duration(value).map_err(|e| e.to_string())
+}
+
+impl ConnectionArgs {
+    /// No setting at all: the embedded simulated tailnet outside CI (for tests and tools that
+    /// build the arguments in code).
+    pub fn unset() -> ConnectionArgs {
+        ConnectionArgs {
+            api_key: None,
+            oauth_client_id: None,
+            oauth_client_secret: None,
+            tailnet: DEFAULT_TAILNET.to_owned(),
+            api_url: None,
+            request_timeout: std::time::Duration::from_secs(30),
+            deadline: std::time::Duration::from_secs(300),
+            simulated: false,
+        }
+    }
 }
 
 /// A resolved connection. When simulated, the embedded server lives as long as this does.
@@ -219,7 +247,8 @@ pub async fn connect(args: &ConnectionArgs) -> Result<Connection, ConnectionErro
                 .filter(|url| !url.is_empty())
                 .unwrap_or_else(|| crate::tailscale::DEFAULT_BASE_URL.to_owned());
             let target = format!("tailnet {} at {base_url}", args.tailnet);
-            let config = ClientConfig::new(base_url, credentials).with_tailnet(&args.tailnet);
+            let mut config = ClientConfig::new(base_url, credentials).with_tailnet(&args.tailnet);
+            config.request_timeout = args.request_timeout;
             let client = TailscaleClient::new(config).map_err(ConnectionError::Client)?;
             Ok(Connection {
                 client,
@@ -255,14 +284,7 @@ mod tests {
     use super::*;
 
     fn args() -> ConnectionArgs {
-        ConnectionArgs {
-            api_key: None,
-            oauth_client_id: None,
-            oauth_client_secret: None,
-            tailnet: "-".to_owned(),
-            api_url: None,
-            simulated: false,
-        }
+        ConnectionArgs::unset()
     }
 
     #[test]
@@ -346,14 +368,7 @@ mod tests {
 
     #[test]
     fn an_empty_setting_is_an_error_naming_it_never_the_simulated_tailnet() {
-        let unset = ConnectionArgs {
-            api_key: None,
-            oauth_client_id: None,
-            oauth_client_secret: None,
-            tailnet: "-".into(),
-            api_url: None,
-            simulated: false,
-        };
+        let unset = ConnectionArgs::unset();
         let env =
             |empty: &'static str| move |name: &str| (name == empty).then(std::ffi::OsString::new);
         assert!(empty_setting(&unset, |_| None).is_ok());

@@ -9,13 +9,9 @@ use tailnet_operator::mcp::manifests_source::ManifestsSource;
 
 fn no_credentials() -> ConnectionArgs {
     ConnectionArgs {
-        api_key: None,
-        oauth_client_id: None,
-        oauth_client_secret: None,
-        tailnet: "-".to_owned(),
-        api_url: None,
         // Asked for explicitly, as a pipeline must (the tests run with CI set in CI).
         simulated: true,
+        ..ConnectionArgs::unset()
     }
 }
 

@@ -45,7 +45,9 @@ pub async fn run(args: &FileArgs, mode: Mode) -> Result<std::process::ExitCode, 
     }
     let connection = connect(&args.connection).await?;
     let snapshots = TailnetSnapshots::new(connection.client.clone(), Duration::from_secs(300));
-    let report = file_mode::run_steps(&manifests, &snapshots, mode).await?;
+    let steps = async { Ok(file_mode::run_steps(&manifests, &snapshots, mode).await?) };
+    let report =
+        super::within_deadline(args.connection.deadline, connection.describe(), steps).await?;
     // The first line says which tailnet this ran against: never mistake the demo for yours.
     let first = format!("tailnet {tailnet}: {}", connection.describe());
     super::write_stdout(&format!("{first}\n{}", report.output))?;

@@ -142,6 +142,32 @@ fn parse_client_version(text: &str) -> Result<ClientVersion, String> {
     })
 }
 
+/// `90s`, `5m`, `1m30s`: how a duration was given.
+fn humantime(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match (secs / 60, secs % 60) {
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}m"),
+        (m, s) => format!("{m}m{s}s"),
+    }
+}
+
+/// Runs `work` within the connection's `--deadline`, else [`CliError::Deadline`] naming what
+/// it waited for.
+pub async fn within_deadline<T>(
+    deadline: std::time::Duration,
+    target: &str,
+    work: impl std::future::Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    match tokio::time::timeout(deadline, work).await {
+        Ok(result) => result,
+        Err(_) => Err(CliError::Deadline {
+            after: deadline,
+            target: target.to_owned(),
+        }),
+    }
+}
+
 /// Errors that end a command; `main` prints them and exits non-zero.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -169,6 +195,15 @@ pub enum CliError {
     Loopback(#[from] crate::mcp::loopback::LoopbackError),
     #[error(transparent)]
     Export(#[from] proposal::ExportError),
+    #[error(
+        "gave up after {} (--deadline) waiting for {target}: it did not answer in time; check \
+         the network, DNS, any proxy and TS_API_URL, or raise --deadline / --request-timeout",
+        humantime(*after)
+    )]
+    Deadline {
+        after: std::time::Duration,
+        target: String,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -271,11 +306,16 @@ fn pod_identity() -> String {
 async fn run_audit(args: AuditArgs) -> Result<(), CliError> {
     let connection = connect(&args.connection).await?;
     // One device-list read and one key-list read, whatever the size of the tailnet.
-    let devices = connection
-        .client
-        .list_devices(&DeviceListOptions::default())
-        .await?;
-    let keys = connection.client.list_keys(true).await?;
+    let read = async {
+        let devices = connection
+            .client
+            .list_devices(&DeviceListOptions::default())
+            .await?;
+        let keys = connection.client.list_keys(true).await?;
+        Ok((devices, keys))
+    };
+    let (devices, keys) =
+        within_deadline(args.connection.deadline, connection.describe(), read).await?;
     let options = AuditOptions {
         stale_after: Duration::days(i64::from(args.stale_days)),
         expiry_window: Duration::days(i64::from(args.expiry_days)),

@@ -64,10 +64,28 @@ impl Default for LeaseConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
     #[error(
-        "the {kind} CustomResourceDefinition is not installed or not readable ({source}); \
-         install the CRDs with `kubectl apply -f crds/` (or `tailnet-operator crdgen`)"
+        "the {kind} CustomResourceDefinition is not installed ({source}); install the CRDs \
+         with `kubectl apply -f crds/` (or `tailnet-operator crdgen`)"
     )]
     CrdsMissing {
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "the Kubernetes API refused to list {kind} ({source}): the operator's RBAC is missing \
+         or wrong; apply the chart's or deploy/'s ClusterRole and its binding"
+    )]
+    KubeForbidden {
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "cannot reach the Kubernetes API (listing {kind}: {source}); check the kubeconfig or the \
+         in-cluster service account, and that the API server is up"
+    )]
+    KubeUnreachable {
         kind: String,
         #[source]
         source: kube::Error,
@@ -220,12 +238,24 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let probe = ListParams::default().limit(1);
+    let kind = K::kind(&()).into_owned();
     match Api::<K>::all(client.clone()).list(&probe).await {
         Ok(_) => Ok(()),
-        Err(source) => Err(ManagerError::CrdsMissing {
-            kind: K::kind(&()).into_owned(),
-            source,
-        }),
+        Err(source) => Err(probe_error(kind, source)),
+    }
+}
+
+/// Tells a missing CRD (404) from missing RBAC (401/403) from an API server that cannot be
+/// reached or answers otherwise.
+fn probe_error(kind: String, source: kube::Error) -> ManagerError {
+    match &source {
+        kube::Error::Api(status) if status.code == 404 => {
+            ManagerError::CrdsMissing { kind, source }
+        }
+        kube::Error::Api(status) if matches!(status.code, 401 | 403) => {
+            ManagerError::KubeForbidden { kind, source }
+        }
+        _ => ManagerError::KubeUnreachable { kind, source },
     }
 }
 
@@ -348,4 +378,36 @@ async fn lead_while_holding(
     run.await;
     ctx.metrics.set_leader(false);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_crd_missing_rbac_and_an_unreachable_api_server_are_told_apart() {
+        let api = |code: u16| {
+            kube::Error::Api(
+                kube::core::Status::failure("x", "y")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        let kind = || "TailnetPolicy".to_owned();
+        assert!(matches!(
+            probe_error(kind(), api(404)),
+            ManagerError::CrdsMissing { .. }
+        ));
+        assert!(matches!(
+            probe_error(kind(), api(403)),
+            ManagerError::KubeForbidden { .. }
+        ));
+        let down = kube::Error::Service(Box::new(std::io::Error::other("connection refused")));
+        let err = probe_error(kind(), down);
+        assert!(
+            err.to_string()
+                .starts_with("cannot reach the Kubernetes API"),
+            "{err}"
+        );
+    }
 }

@@ -198,7 +198,8 @@ impl TailscaleClient {
                 }
                 Err(transport) => {
                     let retryable = retryable_transport(&transport, request.idempotent);
-                    (transport_error(&endpoint, &transport), retryable)
+                    let url = self.inner.api_base.as_str();
+                    (transport_error(&endpoint, url, &transport), retryable)
                 }
             };
             failed += 1;
@@ -368,7 +369,9 @@ fn retryable_transport(err: &reqwest::Error, idempotent: bool) -> bool {
     idempotent && (err.is_timeout() || err.is_request() || err.is_body())
 }
 
-fn transport_error(endpoint: &str, err: &reqwest::Error) -> ApiError {
+/// A request that got no HTTP answer: what happened, the API root it was for (never a query or
+/// credential: `api_base` is the configured base URL), the causes, and what to check.
+fn transport_error(endpoint: &str, api_base: &str, err: &reqwest::Error) -> ApiError {
     let category = if err.is_builder() {
         Category::Invalid
     } else {
@@ -385,7 +388,16 @@ fn transport_error(endpoint: &str, err: &reqwest::Error) -> ApiError {
     } else {
         "request failed"
     };
-    ApiError::new(category, endpoint, format!("{what}: {}", error_chain(err)))
+    let check = if err.is_builder() {
+        ""
+    } else {
+        "; check the network, DNS, any proxy (HTTPS_PROXY), and TS_API_URL / --api-url"
+    };
+    ApiError::new(
+        category,
+        endpoint,
+        format!("{what} ({api_base}): {}{check}", error_chain(err)),
+    )
 }
 
 /// The error and its causes, without the URL reqwest would otherwise prepend.

@@ -523,7 +523,11 @@ async fn connection_failures_are_transient_and_retried() {
         .with_observer(attempts.clone());
     let err = client.get_dns_configuration().await.unwrap_err();
     assert_eq!((err.category, err.status), (Category::Transient, None));
-    assert!(err.message.starts_with("connection failed"), "{err}");
+    assert!(
+        err.message.starts_with("connection failed (http://"),
+        "{err}"
+    );
+    assert!(err.message.contains("check the network"), "{err}");
     assert!(!err.to_string().contains(API_KEY));
     assert_eq!(
         attempts.seen(),
