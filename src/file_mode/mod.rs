@@ -63,6 +63,9 @@ pub type StepResult = Result<FileReport, ReconcileError>;
 pub trait FileKind: Resource<DynamicType = ()> + DeserializeOwned + Send + Sync {
     /// Why file mode leaves this kind's documents alone, if it does (a warning per document).
     const SKIPPED: Option<&'static str> = None;
+    /// Whether the kind has a step at all (the connection does not: it is how file mode
+    /// connects, from the TS_* settings).
+    const STEP: bool = true;
     /// Kinds whose step must succeed before this one runs (a DeviceTagSet's tags must be owned
     /// in the policy first). When one of them fails, this kind is reported as waiting.
     const AFTER: &'static [&'static str] = &[];
@@ -99,7 +102,9 @@ pub trait FileKind: Resource<DynamicType = ()> + DeserializeOwned + Send + Sync 
     }
 }
 
-impl FileKind for ManagedTailnet {}
+impl FileKind for ManagedTailnet {
+    const STEP: bool = false;
+}
 
 impl FileKind for ChangeProposal {
     const SKIPPED: Option<&'static str> =
@@ -159,6 +164,7 @@ async fn run_kind<K: FileKind>(
         failed_kinds.push(kind);
         return;
     }
+    progress(&kind, manifests, mode);
     match step::<K>(manifests, snapshots, mode).await {
         Ok(done) => report.merge(done),
         Err(err) => {
@@ -167,6 +173,21 @@ async fn run_kind<K: FileKind>(
             failed_kinds.push(kind);
         }
     }
+}
+
+/// One progress line on stderr per kind when a person watches (stderr is a terminal): long
+/// runs over a large tailnet are not silent. Piped or in CI, nothing is printed.
+fn progress(kind: &str, manifests: &Manifests, mode: Mode) {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let count = manifests.documents_of(kind).count();
+    let verb = match mode {
+        Mode::Plan => "planning",
+        Mode::Apply => "applying",
+    };
+    eprintln!("{verb} {count} {kind} resource(s) against the tailnet...");
 }
 
 /// Plans `manifests` (writes nothing).
@@ -195,7 +216,7 @@ async fn step<K: FileKind>(
 
 /// Whether file mode runs kind `K` on `manifests`: PATH holds some, and the kind is not skipped.
 fn runs<K: FileKind>(manifests: &Manifests) -> bool {
-    K::SKIPPED.is_none() && manifests.documents_of(&K::kind(&())).next().is_some()
+    K::STEP && K::SKIPPED.is_none() && manifests.documents_of(&K::kind(&())).next().is_some()
 }
 
 /// The warnings of a load and of the kinds file mode skips, each naming the file.
@@ -242,7 +263,9 @@ async fn statuses<K: FileKind>(
     snapshots: &TailnetSnapshots,
     now: &Time,
 ) -> Result<Vec<Value>, ReconcileError> {
-    if !runs::<K>(manifests) {
+    // Every kind is listed (the connection too), but the skipped ones.
+    let kind = K::kind(&());
+    if K::SKIPPED.is_some() || manifests.documents_of(&kind).next().is_none() {
         return Ok(Vec::new());
     }
     K::with_status(manifests, snapshots, now).await
