@@ -237,3 +237,96 @@ fn in_ci_the_simulated_tailnet_must_be_asked_for() {
         "{stdout}"
     );
 }
+
+/// One row of `docs/bad-input.md`: a bad input, what the command says, how it exits, and how
+/// many API writes it made (always 0: they fail before connecting).
+struct BadInput {
+    input: &'static str,
+    file: Option<(&'static str, &'static str)>,
+    env: &'static [(&'static str, &'static str)],
+    says: &'static str,
+}
+
+const BAD_INPUTS: &[BadInput] = &[
+    BadInput {
+        input: "DNSConfig with `magicDns:` and `nameServers:` (typos)",
+        file: Some(("dns.yaml", DNS_TYPOS)),
+        env: &[],
+        says: "spec.magicDns: unknown field (the API server would drop it); did you mean magicDNS?",
+    },
+    BadInput {
+        input: "DeviceTagSet with `routes: [10.10.0.1/16, 300.1.1.0/24]`",
+        file: Some(("routes.yaml", BAD_ROUTES)),
+        env: &[],
+        says: "spec.routes: routes must be CIDR prefixes without host bits",
+    },
+    BadInput {
+        input: "DeviceTagSet with `tags: [\"tag:Prod Web\", server]`",
+        file: Some(("tags.yaml", BAD_TAGS)),
+        env: &[],
+        says: "spec.tags: tags must look like tag:name",
+    },
+    BadInput {
+        input: "TailnetPolicy with `historyLimit: ten`",
+        file: Some(("policy.yaml", WRONG_TYPE)),
+        env: &[],
+        says: "spec.historyLimit: must be an integer",
+    },
+    BadInput {
+        input: "`TS_API_KEY=` (set, empty)",
+        file: None,
+        env: &[("TS_API_KEY", "")],
+        says: "TS_API_KEY is set but empty",
+    },
+    BadInput {
+        input: "`CI=true`, no credentials, no `--simulated`",
+        file: None,
+        env: &[("CI", "true")],
+        says: "in a pipeline the embedded simulated tailnet is used only with --simulated",
+    },
+];
+
+/// Runs every bad input through `apply` and checks `docs/bad-input.md` holds exactly the table
+/// they produce (the test prints it when it differs).
+#[test]
+fn the_bad_input_table_in_the_docs_is_what_the_command_does() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut table =
+        String::from("| input | message (excerpt) | exit code | API writes |\n|---|---|---|---|\n");
+    for case in BAD_INPUTS {
+        let path = match case.file {
+            Some((name, text)) => file(name, text),
+            None => examples.clone(),
+        };
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tailnet-operator"));
+        command.args(["apply", "-f", path.to_str().unwrap()]);
+        for var in [
+            "TS_API_KEY",
+            "TS_OAUTH_CLIENT_ID",
+            "TS_OAUTH_CLIENT_SECRET",
+            "TS_API_URL",
+        ] {
+            command.env_remove(var);
+        }
+        command.env_remove("TS_TAILNET").env_remove("CI");
+        command.envs(case.env.iter().copied());
+        let output = command.output().expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let code = output.status.code().unwrap_or(-1);
+        assert!(stderr.contains(case.says), "{}: {stderr}", case.input);
+        // Nothing ran: no `tailnet ...` line, so no connection and no write.
+        let writes = if output.stdout.is_empty() { 0 } else { -1 };
+        table.push_str(&format!(
+            "| {} | {} | {code} | {writes} |\n",
+            case.input, case.says
+        ));
+    }
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bad-input.md"),
+    )
+    .expect("docs/bad-input.md");
+    assert!(
+        docs.contains(&table),
+        "docs/bad-input.md must hold this table (update it):\n{table}"
+    );
+}
