@@ -116,8 +116,12 @@ pub fn load(path: &Path) -> Result<Manifests, FileModeError> {
                 path: file.clone(),
                 message: yaml_error(&e.to_string()),
             })?;
+        let sources = document_sources(&text);
         for (i, doc) in docs.into_iter().enumerate() {
-            dispatch(&rows, &file, i + 1, doc, &mut manifests)?;
+            let source = sources
+                .get(i)
+                .map_or(("", 1), |(text, line)| (text.as_str(), *line));
+            dispatch(&rows, &file, i + 1, doc, source, &mut manifests)?;
         }
     }
     Ok(manifests)
@@ -244,11 +248,68 @@ fn check_file(path: &Path, real: &Path, root: Option<&Path>) -> Result<(), FileM
     Ok(())
 }
 
+/// Each document's text and the file line it starts on, split at `---` lines as YAML does (text
+/// before the first `---` is a document only when it holds something). Used to point a schema
+/// problem at its line.
+fn document_sources(text: &str) -> Vec<(String, usize)> {
+    let mut documents: Vec<(String, usize)> = Vec::new();
+    let mut current = (String::new(), 1);
+    let mut separated = false;
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("---") {
+            let meaningful = current
+                .0
+                .lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+            if separated || meaningful {
+                documents.push(std::mem::take(&mut current));
+            }
+            current = (String::new(), i + 2);
+            separated = true;
+            continue;
+        }
+        current.0.push_str(line);
+        current.0.push('\n');
+    }
+    documents.push(current);
+    documents
+}
+
+/// The line (in the file) of the field at `path` (`spec.splitDNS.x`, `spec.routes[1]`) in a
+/// document's `source` starting at `first_line`: each key is looked for below its parent, more
+/// indented. `None` when it cannot be placed (flow style, quoted keys).
+fn field_line(source: &str, first_line: usize, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = source.lines().collect();
+    let (mut from, mut indent) = (0, None::<usize>);
+    let mut found = None;
+    for key in path.split('.').map(|k| k.split('[').next().unwrap_or(k)) {
+        let at = (from..lines.len()).find(|&i| {
+            let line = lines[i];
+            let depth = line.len() - line.trim_start().len();
+            indent.is_none_or(|d| depth > d) && line.trim_start().starts_with(&format!("{key}:"))
+        })?;
+        indent = Some(lines[at].len() - lines[at].trim_start().len());
+        from = at + 1;
+        found = Some(at);
+    }
+    found.map(|at| first_line + at)
+}
+
+/// `problem` (`spec.x: what is wrong`) with the line of its field in front, when found.
+fn with_line(problem: &str, source: (&str, usize)) -> String {
+    let path = problem.split_once(':').map_or("", |(p, _)| p.trim());
+    match field_line(source.0, source.1, path) {
+        Some(line) => format!("line {line}: {problem}"),
+        None => problem.to_owned(),
+    }
+}
+
 fn dispatch(
     rows: &[KindRow],
     file: &Path,
     index: usize,
     doc: Value,
+    source: (&str, usize),
     manifests: &mut Manifests,
 ) -> Result<(), FileModeError> {
     if doc.is_null() {
@@ -300,7 +361,8 @@ fn dispatch(
         Err(_) => (row.typed)(&doc).err().into_iter().collect(),
     };
     if !problems.is_empty() {
-        return Err(invalid(problems.join("; ")));
+        let located: Vec<String> = problems.iter().map(|p| with_line(p, source)).collect();
+        return Err(invalid(located.join("; ")));
     }
     manifests.documents.push(Document {
         kind,
@@ -391,5 +453,44 @@ impl Manifests {
                 tailnets: refs.into_iter().collect(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "# two documents\n---\napiVersion: v1\nkind: ConfigMap\n---\n\
+        apiVersion: tailnet.ops.dev/v1alpha1\nkind: DNSConfig\nmetadata:\n  name: d\nspec:\n  \
+        magicDns: true\n  splitDNS:\n    corp.example.com:\n      - address: x\n";
+
+    #[test]
+    fn documents_are_split_at_their_separators_with_their_first_line() {
+        let docs = document_sources(FILE);
+        assert_eq!(docs.len(), 2, "{docs:?}");
+        assert_eq!(docs[0].1, 3);
+        assert_eq!(docs[1].1, 6);
+        assert!(docs[1].0.starts_with("apiVersion: tailnet.ops.dev"));
+        assert_eq!(document_sources("a: 1\n").len(), 1);
+    }
+
+    #[test]
+    fn a_field_path_points_at_its_line() {
+        let docs = document_sources(FILE);
+        let (text, first) = (docs[1].0.as_str(), docs[1].1);
+        assert_eq!(field_line(text, first, "spec.magicDns"), Some(11));
+        assert_eq!(
+            field_line(text, first, "spec.splitDNS.corp.example.com"),
+            None
+        );
+        assert_eq!(field_line(text, first, "spec.splitDNS"), Some(12));
+        assert_eq!(
+            with_line("spec.magicDns: unknown field", (text, first)),
+            "line 11: spec.magicDns: unknown field"
+        );
+        assert_eq!(
+            with_line("spec.nothere: x", (text, first)),
+            "spec.nothere: x"
+        );
     }
 }
