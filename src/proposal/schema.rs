@@ -19,17 +19,23 @@ const PROBLEMS_SHOWN: usize = 10;
 /// Root fields every object has and CRD schemas leave out.
 const ROOT_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
-/// `schema`, `cel` and `typed`, in order; later ones are not run once one fails.
-pub(super) fn check(entry: &KindEntry, target: &Value, patched: &Value) -> Vec<ValidationResult> {
+/// The kind's schema, `object` as the API server sees it (status dropped: it is written through
+/// its subresource, never by a user or a proposal; defaults applied), and its schema problems.
+fn schema_problems(entry: &KindEntry, object: &Value) -> (Value, Value, Vec<String>) {
     let schema = entry.schema();
-    let mut object = patched.clone();
+    let mut object = object.clone();
     if let Some(root) = object.as_object_mut() {
-        // Status is written by the operator through its subresource, never by a proposal.
         root.remove("status");
     }
     let object = kube_cel::apply_defaults(&schema, &object);
     let mut problems = Vec::new();
     validate(&schema, &object, "", true, &mut problems);
+    (schema, object, problems)
+}
+
+/// `schema`, `cel` and `typed`, in order; later ones are not run once one fails.
+pub(super) fn check(entry: &KindEntry, target: &Value, patched: &Value) -> Vec<ValidationResult> {
+    let (schema, object, problems) = schema_problems(entry, patched);
     let mut results = vec![outcome(check::SCHEMA, problems)];
     if !results[0].ok {
         results.push(not_run(check::CEL));
@@ -48,14 +54,7 @@ pub(super) fn check(entry: &KindEntry, target: &Value, patched: &Value) -> Vec<V
 /// defaults, the CRD's schema with unknown fields as errors, its CEL rules, then the Rust type.
 /// Returns every problem, each naming its field path; empty when the object is valid.
 pub fn validate_new(entry: &KindEntry, object: &Value) -> Vec<String> {
-    let schema = entry.schema();
-    let mut object = object.clone();
-    if let Some(root) = object.as_object_mut() {
-        root.remove("status");
-    }
-    let object = kube_cel::apply_defaults(&schema, &object);
-    let mut problems = Vec::new();
-    validate(&schema, &object, "", true, &mut problems);
+    let (schema, object, problems) = schema_problems(entry, object);
     if !problems.is_empty() {
         return problems;
     }
