@@ -2,7 +2,8 @@
 //! MCP server's `--manifests` source). The same planners and executors as the controllers run
 //! over the resources found in PATH.
 //!
-//! - [`manifests`]: loading PATH, every document checked against its kind's Rust type.
+//! - [`manifests`]: loading PATH, every document validated as the API server would (schema
+//!   with unknown fields as errors, CEL rules, the Rust type) before anything connects.
 //! - [`FileKind`]: what file mode does with one kind (plan, apply, status for the MCP server).
 //!   Every kind of [`crate::for_each_kind`] implements it, in that order: `TailnetPolicy` runs
 //!   before `DeviceTagSet`, so the tags a set gives are owned in the policy before devices get
@@ -205,16 +206,14 @@ async fn step<K: FileKind>(
     snapshots: &TailnetSnapshots,
     mode: Mode,
 ) -> StepResult {
-    if !runs::<K>(manifests) {
-        return Ok(FileReport::default());
-    }
     match mode {
         Mode::Plan => K::plan(manifests, snapshots).await,
         Mode::Apply => K::apply(manifests, snapshots).await,
     }
 }
 
-/// Whether file mode runs kind `K` on `manifests`: PATH holds some, and the kind is not skipped.
+/// Whether file mode runs kind `K` on `manifests`: it has a step, PATH holds some, and the kind
+/// is not skipped.
 fn runs<K: FileKind>(manifests: &Manifests) -> bool {
     K::STEP && K::SKIPPED.is_none() && manifests.documents_of(&K::kind(&())).next().is_some()
 }
