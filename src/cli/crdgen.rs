@@ -26,6 +26,32 @@ pub struct CrdgenArgs {
     pub check: bool,
 }
 
+/// A file a generator could not create, read, write or list, and why (shared by `crdgen`,
+/// `docgen` and `kindgen`).
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct FileError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl FileError {
+    /// For `map_err`: the I/O error of `action` on `path`.
+    pub fn on(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> FileError {
+        let path = path.into();
+        move |source| FileError {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
 /// One generated file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrdFile {
@@ -66,13 +92,8 @@ impl fmt::Display for StaleFile {
 pub enum CrdgenError {
     #[error("could not render CRD {name} as YAML: {message}")]
     Render { name: String, message: String },
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     #[error(
         "CRD files in {} are stale: {}; run `{REGENERATE}` and commit the result",
         dir.display(),
@@ -105,20 +126,13 @@ pub fn generate() -> Result<Vec<CrdFile>, CrdgenError> {
 
 /// Writes every CRD file into `dir` (created if needed), returning the paths written.
 pub fn write(dir: &Path) -> Result<Vec<PathBuf>, CrdgenError> {
-    std::fs::create_dir_all(dir).map_err(|source| CrdgenError::Io {
-        action: "could not create",
-        path: dir.to_owned(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(FileError::on("could not create", dir.to_owned()))?;
     generate()?
         .into_iter()
         .map(|file| {
             let path = dir.join(&file.file_name);
-            std::fs::write(&path, file.contents).map_err(|source| CrdgenError::Io {
-                action: "could not write",
-                path: path.clone(),
-                source,
-            })?;
+            std::fs::write(&path, file.contents)
+                .map_err(FileError::on("could not write", path.clone()))?;
             Ok(path)
         })
         .collect()
@@ -135,11 +149,7 @@ pub fn stale_files(dir: &Path) -> Result<Vec<StaleFile>, CrdgenError> {
             Ok(_) => Staleness::Differs,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Staleness::Missing,
             Err(source) => {
-                return Err(CrdgenError::Io {
-                    action: "could not read",
-                    path,
-                    source,
-                });
+                return Err(FileError::on("could not read", path)(source).into());
             }
         };
         stale.push(StaleFile {
@@ -190,11 +200,7 @@ fn leftover_generated_files(dir: &Path, generated: &[CrdFile]) -> Result<Vec<Str
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
-            return Err(CrdgenError::Io {
-                action: "could not list",
-                path: dir.to_owned(),
-                source,
-            });
+            return Err(FileError::on("could not list", dir.to_owned())(source).into());
         }
     };
     let mut leftovers = Vec::new();

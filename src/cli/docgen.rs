@@ -12,6 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 
+use super::crdgen::FileError;
 use crate::resources;
 
 /// What to run to regenerate the reference.
@@ -31,13 +32,8 @@ pub struct DocgenArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocgenError {
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     #[error("{} is stale (differs from the CRD schemas); run `{REGENERATE}` and commit it", path.display())]
     Stale { path: PathBuf },
 }
@@ -220,17 +216,10 @@ fn cell(text: &str) -> String {
 /// Writes the reference to `path` (creating its directory).
 pub fn write(path: &Path) -> Result<(), DocgenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| DocgenError::Io {
-            action: "could not create",
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(FileError::on("could not create", dir.to_owned()))?;
     }
-    std::fs::write(path, render()).map_err(|source| DocgenError::Io {
-        action: "could not write",
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::write(path, render()).map_err(FileError::on("could not write", path.to_owned()))?;
+    Ok(())
 }
 
 /// Whether the file at `path` is what [`render`] produces.
@@ -238,11 +227,7 @@ pub fn is_up_to_date(path: &Path) -> Result<bool, DocgenError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text == render()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(source) => Err(DocgenError::Io {
-            action: "could not read",
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(FileError::on("could not read", path.to_owned())(source).into()),
     }
 }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::crdgen::FileError;
 use crate::resources::common::GROUP;
 use crate::resources::{Health, KindRow, kinds};
 
@@ -45,13 +46,8 @@ pub struct KindgenArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KindgenError {
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     #[error(
         "{}: no generated region: it must hold a line `{begin}` and, after it, `{end}`",
         path.display()
@@ -126,11 +122,8 @@ pub fn execute(args: &KindgenArgs) -> Result<(), KindgenError> {
     }
     for file in generate(&args.root)? {
         let path = args.root.join(file.path);
-        std::fs::write(&path, file.contents).map_err(|source| KindgenError::Io {
-            action: "could not write",
-            path: path.clone(),
-            source,
-        })?;
+        std::fs::write(&path, file.contents)
+            .map_err(FileError::on("could not write", path.clone()))?;
         eprintln!("wrote {}", file.path);
     }
     Ok(())
@@ -138,11 +131,7 @@ pub fn execute(args: &KindgenArgs) -> Result<(), KindgenError> {
 
 fn read(root: &Path, path: &str) -> Result<String, KindgenError> {
     let path = root.join(path);
-    std::fs::read_to_string(&path).map_err(|source| KindgenError::Io {
-        action: "could not read",
-        path,
-        source,
-    })
+    Ok(std::fs::read_to_string(&path).map_err(FileError::on("could not read", path))?)
 }
 
 fn no_region(root: &Path, path: &str, begin: &'static str, end: &'static str) -> KindgenError {
