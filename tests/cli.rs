@@ -8,25 +8,12 @@ use std::process::{Child, Command, Output, Stdio};
 use serde_json::Value;
 use support::openapi::OpenApiSpec;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tailnet-operator");
 const EMBEDDED_NOTICE: &str = "using the embedded simulated tailnet";
 
-/// The binary with no Tailscale settings inherited from the developer's environment.
+/// [`support::client::binary`], with the developer's log settings left out too.
 fn command() -> Command {
-    let mut command = Command::new(BIN);
-    for var in [
-        "TS_API_KEY",
-        "TS_OAUTH_CLIENT_ID",
-        "TS_OAUTH_CLIENT_SECRET",
-        "TS_TAILNET",
-        "TS_API_URL",
-        "RUST_LOG",
-        "LOG_FORMAT",
-        // A developer's run, not a pipeline's: with CI set the demo needs --simulated.
-        "CI",
-    ] {
-        command.env_remove(var);
-    }
+    let mut command = support::client::binary();
+    command.env_remove("RUST_LOG").env_remove("LOG_FORMAT");
     command
 }
 

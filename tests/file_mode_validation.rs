@@ -5,7 +5,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use support::client::run_binary;
+use support::client::{binary, run_binary};
 use tailnet_operator::file_mode::{self, FileModeError};
 
 /// A fresh directory holding one file `name` with `text`.
@@ -107,13 +107,8 @@ fn plan_and_apply_exit_1_before_connecting() {
 fn an_empty_credential_variable_is_an_error_not_the_simulated_tailnet() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for name in ["TS_API_KEY", "TS_OAUTH_CLIENT_ID", "TS_OAUTH_CLIENT_SECRET"] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tailnet-operator"))
+        let output = binary()
             .args(["apply", "-f", examples.to_str().unwrap()])
-            .env_remove("TS_API_KEY")
-            .env_remove("TS_OAUTH_CLIENT_ID")
-            .env_remove("TS_OAUTH_CLIENT_SECRET")
-            .env_remove("TS_API_URL")
-            .env_remove("TS_TAILNET")
             .env(name, "")
             .output()
             .expect("the binary runs");
@@ -207,14 +202,9 @@ fn hostile_files_are_refused_and_never_quoted() {
 fn in_ci_the_simulated_tailnet_must_be_asked_for() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let run = |extra: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tailnet-operator"))
+        let output = binary()
             .args(["plan", "-f", examples.to_str().unwrap()])
             .args(extra)
-            .env_remove("TS_API_KEY")
-            .env_remove("TS_OAUTH_CLIENT_ID")
-            .env_remove("TS_OAUTH_CLIENT_SECRET")
-            .env_remove("TS_API_URL")
-            .env_remove("TS_TAILNET")
             .env("CI", "true")
             .output()
             .expect("the binary runs");
@@ -298,17 +288,8 @@ fn the_bad_input_table_in_the_docs_is_what_the_command_does() {
             Some((name, text)) => file(name, text),
             None => examples.clone(),
         };
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tailnet-operator"));
+        let mut command = binary();
         command.args(["apply", "-f", path.to_str().unwrap()]);
-        for var in [
-            "TS_API_KEY",
-            "TS_OAUTH_CLIENT_ID",
-            "TS_OAUTH_CLIENT_SECRET",
-            "TS_API_URL",
-        ] {
-            command.env_remove(var);
-        }
-        command.env_remove("TS_TAILNET").env_remove("CI");
         command.envs(case.env.iter().copied());
         let output = command.output().expect("the binary runs");
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -284,10 +284,6 @@ impl<R: KindReconciler> Pass<'_, R> {
         obj.api(self.rt.shared.client.clone())
     }
 
-    pub fn store(&self) -> &Store<R::Object> {
-        &self.rt.store
-    }
-
     /// Every resource of this tailnet (including ones being deleted), by name.
     pub fn members(&self) -> Vec<Arc<R::Object>> {
         of_tailnet(&self.rt.store, &self.tailnet)

@@ -172,20 +172,27 @@ impl LogCapture {
     }
 }
 
-/// Runs the real binary with no TS_* setting (so against its embedded simulated tailnet):
-/// exit code, stdout, stderr.
+/// The real binary with no TS_* setting inherited from the developer's environment, as a
+/// developer runs it (without `CI`: in a pipeline the demo needs `--simulated`).
+pub fn binary() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tailnet-operator"));
+    for var in [
+        "TS_API_KEY",
+        "TS_OAUTH_CLIENT_ID",
+        "TS_OAUTH_CLIENT_SECRET",
+        "TS_TAILNET",
+        "TS_API_URL",
+        "CI",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Runs [`binary`] with `args` (so against its embedded simulated tailnet): exit code, stdout,
+/// stderr.
 pub fn run_binary(args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tailnet-operator"))
-        .args(args)
-        .env_remove("TS_API_KEY")
-        .env_remove("TS_OAUTH_CLIENT_ID")
-        .env_remove("TS_OAUTH_CLIENT_SECRET")
-        .env_remove("TS_TAILNET")
-        .env_remove("TS_API_URL")
-        // A developer's run, not a pipeline's: with CI set the demo needs --simulated.
-        .env_remove("CI")
-        .output()
-        .expect("the binary runs");
+    let output = binary().args(args).output().expect("the binary runs");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
