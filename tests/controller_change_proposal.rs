@@ -162,7 +162,9 @@ async fn a_proposal_is_pending_with_its_diffs_and_once_approved_changes_the_tail
     assert!(diff.contains("\n+        \"group:eng\": [\"alice@example.com\", \"carol@example.com\", \"erin@example.com\"],"), "{diff}");
     let access = status.access_diff.unwrap();
     assert!(
-        access.contains("+ erin-laptop -> ") && access.contains("tcp:443"),
+        access
+            .lines()
+            .any(|l| l.starts_with("+ erin-laptop (erin@example.com) -> ") && l.contains("tcp:443")),
         "{access}"
     );
     assert!(!access.contains("\n- "), "nobody loses access: {access}");
@@ -511,7 +513,11 @@ async fn propose_creates_only_valid_proposals_and_returns_the_preview() {
     )
     .await
     .expect("a valid proposal is created");
-    assert!(preview.access_diff.unwrap().contains("+ erin-laptop -> "));
+    let access = preview.access_diff.unwrap();
+    assert!(
+        access.contains("+ erin-laptop (erin@example.com) -> "),
+        "{access}"
+    );
     let name = created.metadata.name.unwrap();
     assert!(name.starts_with("tailnetpolicy-base-"), "{name}");
     wait_phase(&fake, &name, ProposalPhase::Pending).await;

@@ -437,7 +437,15 @@ fn statuses_the_operator_writes_fit_the_schema() {
         key: "groups/group:eng".into(),
         sources: vec!["TailnetPolicy/base".into(), "TailnetPolicy/team-a".into()],
     }];
-    status.last_access_diff = Some(AccessDiffSummary { gained: 2, lost: 1 });
+    status.last_access_diff = Some(AccessDiffSummary {
+        // Beyond u32: a broad grant on a large tailnet.
+        gained: 10_000_000_000,
+        lost: 1,
+        lines: vec![
+            "+ tag:ci (40 devices) -> tag:server (12 devices) tcp:443  gained (480 device pairs)"
+                .into(),
+        ],
+    });
     policy.status = Some(status);
     let object = serde_json::to_value(&policy).unwrap();
     assert_eq!(schema_errors(POLICIES, &object), Vec::<String>::new());

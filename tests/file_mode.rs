@@ -152,7 +152,7 @@ fn plan_exit_codes_are_0_without_changes_2_with_changes_1_on_errors() {
     let (code, stdout, stderr) = run_binary(&["plan", "-f", examples().to_str().unwrap()]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(
-        stdout.contains("+++ desired") && stdout.contains("pairs gained"),
+        stdout.contains("+++ desired") && stdout.contains("device pairs gaining"),
         "{stdout}"
     );
 

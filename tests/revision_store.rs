@@ -20,8 +20,8 @@ fn revision(number: u32) -> Revision {
         time: Utc::now(),
         sources: BTreeMap::from([("TailnetPolicy/base".to_owned(), i64::from(number))]),
         access_diff: AccessDiffSummary {
-            gained: number,
-            lost: 0,
+            gained: u64::from(number),
+            ..AccessDiffSummary::default()
         },
         reason: ApplyReason::SpecChanged,
         text,

@@ -128,22 +128,11 @@ fn describe_plan(plan: &PolicyPlan, out: &mut String) {
             let access = &apply.access_diff;
             let _ = writeln!(
                 out,
-                "policy: would apply the composed policy ({:?}); access: {} pairs gained, {} lost",
-                apply.reason, access.gained, access.lost
+                "policy: would apply the composed policy ({:?}); access: {}",
+                apply.reason, access.summary
             );
-            for pair in &access.gained_pairs {
-                let _ = writeln!(out, "  + {pair}");
-            }
-            if access.gained as usize > access.gained_pairs.len() {
-                let more = access.gained as usize - access.gained_pairs.len();
-                let _ = writeln!(out, "  + ... and {more} more");
-            }
-            for pair in &access.lost_pairs {
-                let _ = writeln!(out, "  - {pair}");
-            }
-            if access.lost as usize > access.lost_pairs.len() {
-                let more = access.lost as usize - access.lost_pairs.len();
-                let _ = writeln!(out, "  - ... and {more} more");
+            for line in &access.lines {
+                let _ = writeln!(out, "  {line}");
             }
             out.push_str(&apply.text_diff);
         }

@@ -97,7 +97,8 @@ pub mod check {
 
 /// Lines of the YAML diff kept in a preview (and so in a proposal's status).
 pub const DIFF_LINES: usize = 400;
-/// Gained and lost access pairs listed (each) in an access diff; the counts are complete.
+/// Class lines (gained and lost together, biggest first) listed in an access diff; the
+/// counts are complete.
 pub const ACCESS_LINES: usize = 50;
 
 /// Everything the checks need about the world, gathered by the caller.
@@ -129,8 +130,9 @@ pub struct Preview {
     /// Unified diff of the target's YAML, before → after, without status and server-set
     /// metadata; capped at [`DIFF_LINES`].
     pub diff: String,
-    /// For policy targets: gained (`+ src -> dst proto:port`) and lost (`- ...`) access,
-    /// capped at [`ACCESS_LINES`] each with a count line, or `no change in access`.
+    /// For policy targets: the totals, then gained (`+ <class> -> <class> proto:ports`) and
+    /// lost (`- ...`) access by class of devices, capped at [`ACCESS_LINES`] lines, or `no
+    /// change in access`.
     pub access_diff: Option<String>,
     /// Every check run, in order.
     pub validation: Vec<ValidationResult>,

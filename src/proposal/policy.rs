@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::{
     ACCESS_LINES, PlannerReport, ProposalError, ProposalWorld, ValidationResult, check, result,
 };
-use crate::policy::access::{AccessDiff, AccessPair, Policy};
+use crate::policy::access::{ClassDiff, Policy};
 use crate::policy::checks::{self, CheckProblem};
 use crate::policy::compose::{Composition, PolicySource, compose};
 use crate::policy::hujson;
@@ -121,7 +121,7 @@ pub(super) fn planner_checks(
             (Some(_), false) => result(check::POLICY_TESTS, false, join(&tests)),
         });
     if let (Some(new), Some(old)) = (&outcome.policy, current_policy(&before, world)) {
-        report.access_diff = Some(render_access_diff(&old.access_diff(new, &world.view)));
+        report.access_diff = Some(render_access_diff(&old.class_diff(new, &world.view)));
     }
     report
 }
@@ -280,32 +280,13 @@ fn current_policy(before: &TailnetPolicy, world: &ProposalWorld) -> Option<Polic
         .or_else(|| Policy::compile(&json!({})).ok())
 }
 
-/// `+ src -> dst proto:port` (gained) and `- ...` (lost) lines, capped, with counts.
-pub(super) fn render_access_diff(diff: &AccessDiff) -> String {
+/// The class diff's totals, then its biggest class lines (`+` gained, `-` lost), capped.
+pub(super) fn render_access_diff(diff: &ClassDiff) -> String {
     if diff.is_empty() {
         return "no change in access".to_owned();
     }
-    let mut lines = vec![format!(
-        "{} gained, {} lost (source -> destination proto:ports)",
-        diff.gained.len(),
-        diff.lost.len()
-    )];
-    let mut section = |sign: &str, pairs: &std::collections::BTreeSet<AccessPair>| {
-        lines.extend(
-            pairs
-                .iter()
-                .take(ACCESS_LINES)
-                .map(|p| format!("{sign} {p}")),
-        );
-        if pairs.len() > ACCESS_LINES {
-            lines.push(format!(
-                "{sign} ... and {} more",
-                pairs.len() - ACCESS_LINES
-            ));
-        }
-    };
-    section("+", &diff.gained);
-    section("-", &diff.lost);
+    let mut lines = vec![diff.summary()];
+    lines.extend(diff.render_lines(ACCESS_LINES));
     lines.join("\n")
 }
 

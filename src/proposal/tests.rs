@@ -99,9 +99,10 @@ fn a_valid_policy_patch_shows_its_yaml_diff_and_access_diff() {
     let access = preview.access_diff.clone().unwrap();
     assert_eq!(
         access,
-        "2 gained, 0 lost (source -> destination proto:ports)\n\
-         + bob-laptop -> web-1 tcp:443\n\
-         + bob-laptop -> web-1 udp:443"
+        "2 gained, 0 lost (source -> destination proto:ports pairs); device pairs gaining: \
+         1, losing: 0; class pairs: 1\n\
+         + bob-laptop (bob@example.com) -> web-1 (tag:web) tcp:443 udp:443  gained (1 device \
+         pair)"
     );
     let names: Vec<&str> = preview
         .validation
@@ -210,11 +211,12 @@ fn a_failing_policy_test_makes_the_preview_invalid() {
         "{tests:?}"
     );
     assert!(check_of(&preview, check::POLICY_CHECKS).ok);
+    let access = preview.access_diff.unwrap();
     assert!(
-        preview
-            .access_diff
-            .unwrap()
-            .contains("- alice-laptop -> web-1 tcp:443")
+        access.contains(
+            "- alice-laptop (alice@example.com) -> web-1 (tag:web) tcp:443 udp:443  lost"
+        ),
+        "{access}"
     );
 }
 
@@ -398,8 +400,9 @@ fn without_the_live_policy_the_access_diff_starts_from_the_current_composition()
     assert_eq!(
         preview.access_diff.as_deref(),
         Some(
-            "1 gained, 0 lost (source -> destination proto:ports)\n\
-             + bob-laptop -> web-1 tcp:22"
+            "1 gained, 0 lost (source -> destination proto:ports pairs); device pairs gaining: \
+             1, losing: 0; class pairs: 1\n\
+             + bob-laptop (bob@example.com) -> web-1 (tag:web) tcp:22  gained (1 device pair)"
         )
     );
 }

@@ -187,9 +187,14 @@ pub struct PolicyConflict {
 #[serde(rename_all = "camelCase")]
 pub struct AccessDiffSummary {
     /// Source → destination:port pairs the change allowed that were denied before.
-    pub gained: u32,
+    pub gained: u64,
     /// Source → destination:port pairs the change denied that were allowed before.
-    pub lost: u32,
+    pub lost: u64,
+    /// The biggest changes by class of devices, e.g. `+ group:eng (812 devices) -> tag:prod
+    /// (40 devices) tcp:443  gained (32,480 device pairs)`; at most ten, then `... and N
+    /// more class lines`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
 }
 
 impl Default for TailnetPolicySpec {

@@ -32,7 +32,7 @@ mod faults;
 mod keys;
 mod policy;
 mod render;
-mod seed;
+pub(crate) mod seed;
 mod server;
 mod services;
 mod settings;

@@ -61,7 +61,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 pub use eval::{Endpoint, Verdict};
-pub use matrix::{AccessDiff, AccessPair, ProtoMatch};
+pub use matrix::{AccessClass, AccessDiff, AccessPair, Change, ClassDiff, ClassLine, ProtoMatch};
 pub use net::IpPrefix;
 pub use ports::{PortRange, PortSet, Proto, ProtoSet, parse_ports};
 

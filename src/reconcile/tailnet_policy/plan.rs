@@ -24,7 +24,7 @@ use crate::tailscale::PolicyFile;
 /// Lines of text diff kept in a plan.
 pub const TEXT_DIFF_LINES: usize = 200;
 /// Gained and lost access pairs listed (each) in a plan; the counts are always complete.
-pub const ACCESS_PAIRS_SHOWN: usize = 10;
+pub const ACCESS_LINES_SHOWN: usize = 10;
 /// Drift entries listed in status.
 const DRIFT_ENTRIES: usize = 20;
 
@@ -604,20 +604,7 @@ fn access_summary(live: &str, desired: Option<&Policy>, view: &TailnetView) -> A
     let (Some(old), Some(new)) = (old, desired.cloned().or_else(empty)) else {
         return AccessSummary::default();
     };
-    let diff = old.access_diff(&new, view);
-    let list = |pairs: &std::collections::BTreeSet<crate::policy::access::AccessPair>| {
-        pairs
-            .iter()
-            .take(ACCESS_PAIRS_SHOWN)
-            .map(ToString::to_string)
-            .collect()
-    };
-    AccessSummary {
-        gained: u32::try_from(diff.gained.len()).unwrap_or(u32::MAX),
-        lost: u32::try_from(diff.lost.len()).unwrap_or(u32::MAX),
-        gained_pairs: list(&diff.gained),
-        lost_pairs: list(&diff.lost),
-    }
+    AccessSummary::of(&old.class_diff(&new, view))
 }
 
 #[cfg(test)]

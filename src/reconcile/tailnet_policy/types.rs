@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::policy::access::TailnetView;
+use crate::policy::access::{ClassDiff, TailnetView};
 use crate::resources::tailnet_policy::{
     AccessDiffSummary, PolicyConflict, PolicyRole, TailnetPolicySpec, TailnetPolicyStatus,
 };
@@ -55,22 +55,36 @@ impl ApplyReason {
     }
 }
 
-/// Who gains and loses access with a change: counts and the first pairs of each.
+/// Who gains and loses access with a change: exact counts and the biggest class lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessSummary {
-    pub gained: u32,
-    pub lost: u32,
-    /// The first [`super::ACCESS_PAIRS_SHOWN`] gained pairs, e.g.
-    /// `alice-mbp -> prod-web-1 tcp:22`.
-    pub gained_pairs: Vec<String>,
-    pub lost_pairs: Vec<String>,
+    /// `src -> dst proto:ports` pairs gained and lost.
+    pub gained: u64,
+    pub lost: u64,
+    /// [`ClassDiff::summary`], e.g. `12 gained, 0 lost (...) over 6 and 0 device pairs in 1
+    /// class pairs`.
+    pub summary: String,
+    /// The first [`super::ACCESS_LINES_SHOWN`] class lines by impact, e.g. `+ group:eng (812
+    /// devices) -> tag:prod (40 devices) tcp:443  gained (32,480 device pairs)`, then `...
+    /// and N more class lines` when cut.
+    pub lines: Vec<String>,
 }
 
 impl AccessSummary {
+    pub fn of(diff: &ClassDiff) -> AccessSummary {
+        AccessSummary {
+            gained: diff.gained(),
+            lost: diff.lost(),
+            summary: diff.summary(),
+            lines: diff.render_lines(super::ACCESS_LINES_SHOWN),
+        }
+    }
+
     pub fn counts(&self) -> AccessDiffSummary {
         AccessDiffSummary {
             gained: self.gained,
             lost: self.lost,
+            lines: self.lines.clone(),
         }
     }
 }
