@@ -741,12 +741,12 @@ fn console_save() -> String {
     )
 }
 
-/// Acceptance: a post-apply check failure rolls back to the previous revision, through the
-/// controllers. The sim's one-shot console edit makes the read-back after `POST /acl` differ
-/// from what was posted; the executor re-posts revision 1 and records a Rollback revision.
+/// A console save that lands between the operator's `POST /acl` and its read-back is someone
+/// else's later edit, not a failed write: with `driftPolicy: Report` it survives, the applied
+/// revision is recorded, and the resource reports the drift (no rollback, one POST).
 #[tokio::test]
-async fn a_read_back_mismatch_after_apply_rolls_back_to_the_previous_revision() {
-    let (fake, sim, manager) = with_base("Correct").await;
+async fn a_console_edit_between_the_post_and_the_read_back_survives_and_is_reported_as_drift() {
+    let (fake, sim, manager) = with_base("Report").await;
     let v2 = base_v2();
     assert_ne!(v2, BASE, "the new grant was inserted");
 
@@ -762,33 +762,25 @@ async fn a_read_back_mismatch_after_apply_rolls_back_to_the_previous_revision() 
     )
     .expect("spec changed");
 
+    wait_revision(&fake, "base", 2).await;
     let (reason, message) =
-        wait_condition::<TailnetPolicy>(&fake, "base", ConditionType::Ready, "False").await;
-    assert_eq!(reason, "RolledBack", "{message}");
+        wait_condition::<TailnetPolicy>(&fake, "base", ConditionType::Drifted, "True").await;
+    assert_eq!(reason, "Drifted", "{message}");
     assert!(
-        message.contains("read back") && message.contains("is not the policy posted"),
+        message.contains("saved again right after this write"),
         "{message}"
     );
-    assert!(message.contains("rolled back to revision 1"), "{message}");
-    assert_eq!(live(&sim), BASE, "revision 1 is live again, byte for byte");
-    assert_eq!(
-        posts(&sim) - before,
-        2,
-        "POST /acl twice: the new text, then the rollback"
-    );
+    assert_eq!(live(&sim), console_save(), "the console edit survives");
+    assert_eq!(posts(&sim) - before, 1, "one POST: no rollback");
     let status = object::<TailnetPolicy>(&fake, "base")
         .unwrap()
         .status
         .unwrap();
     assert_eq!(
-        status.applied_revision,
-        Some(2),
-        "the rollback is revision 2 (the rejected text is not a revision)"
-    );
-    assert_eq!(
         status.applied_hash.as_deref(),
-        Some(policy_hash(BASE).as_str())
+        Some(policy_hash(&v2).as_str())
     );
+    assert!(status.drift.is_some(), "the drift is shown: {status:?}");
 
     let history = fake
         .get(
@@ -797,55 +789,35 @@ async fn a_read_back_mismatch_after_apply_rolls_back_to_the_previous_revision() 
             &history_config_map_name(TAILNET),
         )
         .expect("history ConfigMap");
-    let rollback: Value = serde_json::from_str(
+    let revision: Value = serde_json::from_str(
         history["data"]["revision-2"]
             .as_str()
             .unwrap_or_else(|| panic!("revision-2 in {history}")),
     )
     .unwrap();
-    assert_eq!(rollback["reason"], "Rollback", "{rollback}");
-    assert_eq!(
-        rollback["text"], BASE,
-        "the rollback re-posted revision 1's text"
-    );
-    assert_eq!(rollback["hash"], policy_hash(BASE));
-    assert_eq!(rollback["rejectedHash"], policy_hash(&v2), "{rollback}");
+    assert_eq!(revision["reason"], "SpecChanged", "{revision}");
+    assert_eq!(revision["text"], v2.as_str());
     assert!(history["data"]["revision-3"].is_null(), "{history}");
 
-    fake.wait_for("a RolledBack warning", HANG_GUARD, |f| {
+    fake.wait_for("a Drifted warning", HANG_GUARD, |f| {
         f.events_for("TailnetPolicy", "base")
             .iter()
             .any(|e| {
                 e.type_ == "Warning"
-                    && e.reason == "RolledBack"
-                    && e.note.contains("is not the policy posted")
-                    && e.note.contains("revision 1 was restored as revision 2")
+                    && e.reason == "Drifted"
+                    && e.note.contains("saved again right after this write")
             })
             .then_some(())
     })
     .await;
 
-    // A forced reconcile does not re-apply the rejected text: the spec has not changed since.
+    // The next pass reports it again and still writes nothing (driftPolicy: Report).
     let posted = posts(&sim);
     forced_reconcile(&fake, &manager, "base", "2026-11-22T00:00:00Z").await;
-    assert_eq!(posts(&sim), posted, "the rejected text is not posted again");
-    assert_eq!(live(&sim), BASE);
-    let (status, reason, message) =
-        condition::<TailnetPolicy>(&fake, "base", ConditionType::Ready).unwrap();
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "RolledBack"));
-    assert!(
-        message.contains("failed its post-apply check")
-            && message.contains("revision 2 was restored"),
-        "{message}"
-    );
-    assert_eq!(
-        object::<TailnetPolicy>(&fake, "base")
-            .unwrap()
-            .status
-            .unwrap()
-            .applied_revision,
-        Some(2)
-    );
+    assert_eq!(posts(&sim), posted, "a reported edit is not overwritten");
+    assert_eq!(live(&sim), console_save());
+    let (status, _, _) = condition::<TailnetPolicy>(&fake, "base", ConditionType::Drifted).unwrap();
+    assert_eq!(status, "True");
 
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");

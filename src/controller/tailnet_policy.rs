@@ -95,8 +95,11 @@ impl KindReconciler for TailnetPolicyKind {
         let outcome = compose_and_report(self, pass, snapshots).await?;
         // A 412: someone wrote between the read and the write. The executor dropped the policy
         // snapshot, so the retry re-reads it and plans against what that writer left.
+        // An edit saved right after the write: the next pass applies driftPolicy to it soon.
         Ok(match outcome.result {
-            ExecuteResult::Conflict { .. } => Next::After(CONFLICT_RETRY),
+            ExecuteResult::Conflict { .. } | ExecuteResult::EditedAfterApply { .. } => {
+                Next::After(CONFLICT_RETRY)
+            }
             _ => Next::Resync,
         })
     }
@@ -255,6 +258,18 @@ pub fn write_events(
             ));
             events
         }
+        ExecuteResult::EditedAfterApply {
+            reason: why,
+            message,
+            ..
+        } => vec![
+            KindEvent::new(
+                false,
+                APPLIED,
+                format!("applied revision {revision} ({})", why.as_str()),
+            ),
+            KindEvent::new(true, reason::DRIFTED, message.clone()),
+        ],
         _ => Vec::new(),
     }
 }

@@ -56,6 +56,9 @@ impl FileKind for TailnetPolicy {
             }
             ExecuteResult::ValidationFailed { message } => format!("not applied: {message}"),
             ExecuteResult::Conflict { message } => format!("not applied: {message}"),
+            ExecuteResult::EditedAfterApply {
+                revision, message, ..
+            } => format!("applied the composed policy as revision {revision}, then {message}"),
             ExecuteResult::RolledBack { problem, .. } => format!("rolled back: {problem}"),
             ExecuteResult::CheckFailed { problem } => format!("applied, check failed: {problem}"),
         };

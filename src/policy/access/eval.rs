@@ -117,19 +117,31 @@ impl Policy {
             Some(p) => vec![p],
             None => vec![Proto::TCP, Proto::UDP],
         };
+        // Atoms every rule treats alike give the same answer: one representative per class
+        // (its first atom, so the examples reported are the first pairs in atom order, as a
+        // plain double loop would find them). Cost: atoms x selectors + classes² x rules.
+        let (src_reps, dst_reps) = self.representatives(&srcs, &dsts);
         let mut accepted = None;
         let mut dropped = None;
-        'outer: for s in &srcs {
-            for d in &dsts {
-                let slot = if self.pair_allowed(s, d, port, &protos) {
-                    &mut accepted
+        for &s in &src_reps {
+            let (mut accepted_d, mut dropped_d) = (None, None);
+            for &d in &dst_reps {
+                let slot = if self.pair_allowed(&srcs[s], &dsts[d], port, &protos) {
+                    &mut accepted_d
                 } else {
-                    &mut dropped
+                    &mut dropped_d
                 };
-                slot.get_or_insert_with(|| (s.label.clone(), d.label.clone()));
-                if accepted.is_some() && dropped.is_some() {
-                    break 'outer;
-                }
+                slot.get_or_insert(d);
+            }
+            let label = |d: usize| (srcs[s].label.clone(), dsts[d].label.clone());
+            if accepted.is_none() {
+                accepted = accepted_d.map(label);
+            }
+            if dropped.is_none() {
+                dropped = dropped_d.map(label);
+            }
+            if accepted.is_some() && dropped.is_some() {
+                break;
             }
         }
         Ok(match (accepted, dropped) {
@@ -137,6 +149,33 @@ impl Policy {
             (Some(_), None) => Verdict::Accept,
             _ => Verdict::Drop,
         })
+    }
+
+    /// Indices of the first atom of each class of `srcs` and of `dsts` (ascending): atoms the
+    /// same rules match, with the same user when `autogroup:self` is used.
+    fn representatives(&self, srcs: &[Atom], dsts: &[Atom]) -> (Vec<usize>, Vec<usize>) {
+        let uses_self = self
+            .rules
+            .iter()
+            .any(|r| r.dst.iter().any(|d| d.uses_self()));
+        let user = |atom: &Atom| if uses_self { atom.user.clone() } else { None };
+        let firsts = |keys: Vec<(Vec<bool>, Option<String>)>| {
+            let mut seen = HashMap::new();
+            keys.into_iter()
+                .enumerate()
+                .filter(|(i, key)| *seen.entry(key.clone()).or_insert(*i) == *i)
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        };
+        let src_keys = srcs
+            .iter()
+            .map(|a| (super::matrix::src_sig(self, a), user(a)))
+            .collect();
+        let dst_keys = dsts
+            .iter()
+            .map(|a| (super::matrix::dst_sig_device(self, a), user(a)))
+            .collect();
+        (firsts(src_keys), firsts(dst_keys))
     }
 
     /// True when the policy accepts `proto` traffic on `port` from every atom of `src` to
@@ -169,11 +208,13 @@ impl Policy {
         let (Ok(srcs), Ok(dsts)) = (self.atoms(src, view), self.atoms(dst, view)) else {
             return Vec::new();
         };
+        let (src_reps, dst_reps) = self.representatives(&srcs, &dsts);
         let mut origins = BTreeSet::new();
         for rule in &self.rules {
-            let hit = srcs.iter().any(|s| {
-                dsts.iter()
-                    .any(|d| rule.matches(s, d) && rule.grants(port, &[proto]))
+            let hit = src_reps.iter().any(|&s| {
+                dst_reps
+                    .iter()
+                    .any(|&d| rule.matches(&srcs[s], &dsts[d]) && rule.grants(port, &[proto]))
             });
             if hit {
                 origins.insert(rule.origin.clone());

@@ -653,7 +653,7 @@ fn describe_class(members: &[u32], view: &TailnetView, dest_labels: &[String]) -
     }
 }
 
-fn src_sig(policy: &Policy, atom: &Atom) -> Vec<bool> {
+pub(super) fn src_sig(policy: &Policy, atom: &Atom) -> Vec<bool> {
     policy
         .rules
         .iter()
@@ -662,7 +662,7 @@ fn src_sig(policy: &Policy, atom: &Atom) -> Vec<bool> {
 }
 
 /// One flag per (rule, dst selector); `autogroup:self` is resolved per pair instead.
-fn dst_sig_device(policy: &Policy, atom: &Atom) -> Vec<bool> {
+pub(super) fn dst_sig_device(policy: &Policy, atom: &Atom) -> Vec<bool> {
     policy
         .rules
         .iter()
@@ -957,6 +957,78 @@ mod equivalence {
                  gained (648 device pairs)",
             ]
         );
+    }
+
+    /// `Policy::check` by a plain double loop over atoms, as it was before classes.
+    fn check_by_enumeration(
+        policy: &Policy,
+        src: &crate::policy::access::Endpoint,
+        dst: &crate::policy::access::Endpoint,
+        port: u16,
+        protos: &[Proto],
+        view: &TailnetView,
+    ) -> crate::policy::access::Verdict {
+        use crate::policy::access::Verdict;
+        let (srcs, dsts) = (
+            policy.atoms(src, view).unwrap(),
+            policy.atoms(dst, view).unwrap(),
+        );
+        let (mut accepted, mut dropped) = (None, None);
+        for s in &srcs {
+            for d in &dsts {
+                let slot = if policy.pair_allowed(s, d, port, protos) {
+                    &mut accepted
+                } else {
+                    &mut dropped
+                };
+                slot.get_or_insert_with(|| (s.label.clone(), d.label.clone()));
+            }
+        }
+        match (accepted, dropped) {
+            (Some(accepted), Some(dropped)) => Verdict::Partial { accepted, dropped },
+            (Some(_), None) => Verdict::Accept,
+            _ => Verdict::Drop,
+        }
+    }
+
+    #[test]
+    fn checks_by_class_answer_as_the_enumeration_with_the_same_examples() {
+        use crate::policy::access::{Endpoint, IpPrefix};
+        let view = view();
+        let endpoints = [
+            Endpoint::User("alice@example.com".into()),
+            Endpoint::User("bob@example.com".into()),
+            Endpoint::Group("group:ops".into()),
+            Endpoint::Tag("tag:web".into()),
+            Endpoint::Tag("tag:db".into()),
+            Endpoint::Prefix(IpPrefix::parse("100.64.0.0/26").unwrap()),
+            Endpoint::Prefix(IpPrefix::parse("10.0.0.0/8").unwrap()),
+            Endpoint::Ip("100.64.0.20".parse().unwrap()),
+            Endpoint::Hostname("node-3".into()),
+        ];
+        let mut checked = 0;
+        for policy in policies() {
+            for src in &endpoints {
+                for dst in &endpoints {
+                    for port in [22, 53, 443, 5432, 8080] {
+                        for proto in [None, Some(Proto::TCP), Some(Proto::UDP)] {
+                            let protos = match proto {
+                                Some(p) => vec![p],
+                                None => vec![Proto::TCP, Proto::UDP],
+                            };
+                            let Ok(got) = policy.check(src, dst, port, proto, &view) else {
+                                continue;
+                            };
+                            let want =
+                                check_by_enumeration(&policy, src, dst, port, &protos, &view);
+                            assert_eq!(got, want, "{src:?} -> {dst:?} {proto:?}:{port}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 5_000, "{checked} checks compared");
     }
 
     #[test]

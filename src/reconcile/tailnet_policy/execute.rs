@@ -1,8 +1,10 @@
 //! The executor: the only part of the policy reconcile that writes to the tailnet.
 //!
 //! For an `Apply` plan: `POST /acl/validate` (the API runs the policy's tests), then `POST /acl`
-//! with `If-Match` set to the ETag the plan was made from, then read back and verify the text
-//! byte for byte (by hash), then the post-apply check; on a failure of either, the previous
+//! with `If-Match` set to the ETag the plan was made from, then read back. A read-back with
+//! another ETag than the POST answered with is someone's save after ours: drift, recorded and
+//! left to `driftPolicy` (never rolled back). Otherwise the text must be what was posted, byte
+//! for byte (by hash), and pass the post-apply check; on a failure of either, the previous
 //! good revision is posted again and the failed text is recorded so it is not retried until
 //! the spec changes. A 412 means someone else wrote after the plan's read: the policy snapshot
 //! is invalidated and nothing is retried in this pass, so the next reconcile plans against
@@ -10,7 +12,7 @@
 use chrono::{DateTime, Utc};
 
 use super::history::{Revision, RevisionStore};
-use super::plan::policy_hash;
+use super::plan::{policy_diff, policy_hash};
 use super::types::{ApplyPlan, ApplyReason, PolicyAction, PolicyOutcome, PolicyPlan};
 use crate::error::Category;
 use crate::policy::access::TailnetView;
@@ -74,6 +76,13 @@ pub enum ExecuteResult {
         restored: u32,
         revision: u32,
     },
+    /// Applied as `revision`, then someone saved over it before the read-back: drift, for
+    /// `driftPolicy` on the next pass.
+    EditedAfterApply {
+        revision: u32,
+        reason: ApplyReason,
+        message: String,
+    },
     /// The post-apply check failed and no earlier revision exists to roll back to.
     CheckFailed {
         problem: String,
@@ -95,7 +104,9 @@ impl PolicyExecuted {
     pub fn wrote(&self) -> bool {
         matches!(
             self.result,
-            ExecuteResult::Applied { .. } | ExecuteResult::RolledBack { .. }
+            ExecuteResult::Applied { .. }
+                | ExecuteResult::EditedAfterApply { .. }
+                | ExecuteResult::RolledBack { .. }
         )
     }
 }
@@ -147,9 +158,10 @@ pub async fn execute_with<S: RevisionStore>(
         );
         return Ok(done(plan, ExecuteResult::ValidationFailed { message }));
     }
-    // The POST's answer is not trusted as the stored state: the read-back below is.
-    match post(client, snapshots, &apply.text, &plan.live_etag).await? {
-        Ok(_posted) => {}
+    // The POST's answer is not trusted as the stored state: the read-back below is. Its ETag
+    // tells the read-back whether anyone saved after this write.
+    let posted = match post(client, snapshots, &apply.text, &plan.live_etag).await? {
+        Ok(posted) => posted,
         Err(conflict) => {
             set_pending(
                 &mut plan,
@@ -161,14 +173,55 @@ pub async fn execute_with<S: RevisionStore>(
         }
     };
     let live = client.get_policy().await?;
-    let problem = verify(&apply, &live.hujson, &plan.view, post_check);
     let next = plan.last_good.as_ref().map_or(1, |(n, _, _)| n + 1);
+    if let Some(edit) = edited_after_write(&apply, &posted.etag, &live) {
+        // Someone saved after this write: that edit is drift, for driftPolicy to handle on
+        // the next pass (through the planner, validated, with If-Match), never a rollback.
+        record_applied(&mut plan, &apply, next, store, now).await?;
+        let diff = policy_diff(&apply.text, &live.hujson);
+        let message = format!(
+            "{edit}; it is drift, handled by driftPolicy on the next reconcile: {}",
+            diff.summary()
+        );
+        for outcome in applied_outcomes(&mut plan) {
+            outcome.drifted = Verdict::new(ConditionStatus::True, reason::DRIFTED, &message);
+            outcome.drift = Some(diff.clone());
+        }
+        return Ok(done(
+            plan,
+            ExecuteResult::EditedAfterApply {
+                revision: next,
+                reason: apply.reason,
+                message,
+            },
+        ));
+    }
+    let problem = verify(&apply, &live.hujson, &plan.view, post_check);
     if let Some(problem) = problem {
         return roll_back(
             plan, &apply, live.etag, problem, next, snapshots, store, now,
         )
         .await;
     }
+    record_applied(&mut plan, &apply, next, store, now).await?;
+    Ok(done(
+        plan,
+        ExecuteResult::Applied {
+            revision: next,
+            reason: apply.reason,
+        },
+    ))
+}
+
+/// Appends `apply` to the history as revision `next` and sets the pending resources Ready,
+/// Synced and in sync with it.
+async fn record_applied<S: RevisionStore>(
+    plan: &mut PolicyPlan,
+    apply: &ApplyPlan,
+    next: u32,
+    store: &S,
+    now: DateTime<Utc>,
+) -> Result<(), ReconcileError> {
     let revision = Revision {
         number: next,
         hash: apply.hash.clone(),
@@ -186,39 +239,46 @@ pub async fn execute_with<S: RevisionStore>(
         reason::RECONCILED
     };
     let message = format!(
-        "applied revision {next} ({}): {} access pairs gained, {} lost",
+        "applied revision {next} ({}): {}",
         apply.reason.as_str(),
-        apply.access_diff.gained,
-        apply.access_diff.lost
+        apply.access_diff.summary
     );
-    for outcome in pending_outcomes(&mut plan) {
+    for outcome in pending_outcomes(plan) {
         outcome.ready = Verdict::new(ConditionStatus::True, why, message.clone());
         outcome.synced = Verdict::new(ConditionStatus::True, reason::RECONCILED, message.clone());
-        if apply.reason == ApplyReason::DriftCorrection {
-            outcome.drifted = Verdict::new(
-                ConditionStatus::False,
-                reason::IN_SYNC,
-                format!("drift corrected by revision {next}"),
-            );
-        } else {
-            outcome.drifted = Verdict::new(
-                ConditionStatus::False,
-                reason::IN_SYNC,
-                format!("the live policy is revision {next}"),
-            );
-        }
+        outcome.drifted = Verdict::new(
+            ConditionStatus::False,
+            reason::IN_SYNC,
+            if apply.reason == ApplyReason::DriftCorrection {
+                format!("drift corrected by revision {next}")
+            } else {
+                format!("the live policy is revision {next}")
+            },
+        );
         outcome.drift = None;
         outcome.applied_revision = Some(next);
         outcome.applied_hash = Some(apply.hash.clone());
         outcome.last_access_diff = Some(apply.access_diff.counts());
     }
-    Ok(done(
-        plan,
-        ExecuteResult::Applied {
-            revision: next,
-            reason: apply.reason,
-        },
-    ))
+    Ok(())
+}
+
+/// `Some(what happened)` when the policy read back is not this write's but a later save:
+/// its ETag differs from the one the POST answered with. (Same ETag, different text would
+/// mean this write itself did not stick; [`verify`] reports that.)
+fn edited_after_write(
+    apply: &ApplyPlan,
+    posted_etag: &ETag,
+    live: &crate::tailscale::PolicyFile,
+) -> Option<String> {
+    let changed = policy_hash(&live.hujson) != apply.hash && live.etag != *posted_etag;
+    changed.then(|| {
+        format!(
+            "the policy was saved again right after this write (ETag {posted_etag} when \
+             written, {} when read back)",
+            live.etag
+        )
+    })
 }
 
 /// `POST /acl` with `If-Match`. The outer error is any API failure but 412; the inner `Err`
@@ -336,6 +396,13 @@ fn pending_outcomes(plan: &mut PolicyPlan) -> impl Iterator<Item = &mut PolicyOu
     plan.outcomes
         .iter_mut()
         .filter(|o| o.ready.reason == reason::PENDING)
+}
+
+/// The resources [`record_applied`] just marked.
+fn applied_outcomes(plan: &mut PolicyPlan) -> impl Iterator<Item = &mut PolicyOutcome> {
+    plan.outcomes
+        .iter_mut()
+        .filter(|o| o.ready.reason == reason::RECONCILED || o.ready.reason == reason::PINNED)
 }
 
 fn pending_or_rolled_back(plan: &mut PolicyPlan) -> impl Iterator<Item = &mut PolicyOutcome> {

@@ -177,7 +177,7 @@ fn observed_drift(live: &PolicyFile, last: Option<&Revision>) -> (Verdict, Optio
 
 /// The structured diff between two policy texts (desired → live), by value; a text that does
 /// not parse is compared as a string.
-fn policy_diff(desired: &str, live: &str) -> DriftDiff {
+pub(super) fn policy_diff(desired: &str, live: &str) -> DriftDiff {
     let value = |text: &str| hujson::parse_strict(text).unwrap_or(Value::String(text.to_owned()));
     drift::diff(&value(desired), &value(live), DRIFT_ENTRIES)
 }
