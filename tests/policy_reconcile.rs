@@ -191,20 +191,180 @@ async fn invalid_hujson_is_rejected_naming_the_position_and_nothing_is_posted() 
     assert_rejected_without_post(&[base(&broken)], "base", &["TailnetPolicy/base", "line"]).await;
 }
 
-#[tokio::test]
-async fn a_tag_without_owner_blames_the_fragment_and_nothing_is_posted() {
-    let unowned =
-        r#"{"grants": [{"src": ["group:eng"], "dst": ["tag:unowned"], "ip": ["tcp:80"]}]}"#;
-    let resources = [base(BASE), fragment("web", unowned)];
-    assert_rejected_without_post(&resources, "web", &["tag:unowned", "tagOwners"]).await;
+/// A failing Fragment that never applied is left out (leaving it out removes nothing from
+/// the tailnet) and says so; the others apply.
+async fn assert_left_out(resources: &[PolicyInput], culprit: &str, marker: &str, words: &[&str]) {
+    let env = Env::start().await;
+    let outcome = env.reconcile(resources).await;
+    assert!(
+        matches!(outcome.result, ExecuteResult::Applied { .. }),
+        "{:?}",
+        outcome.result
+    );
+    let (status, _, message) = ready(&outcome, culprit);
+    assert_eq!(status, ConditionStatus::False);
+    for word in words.iter().chain(&["never applied, so it is left out"]) {
+        assert!(message.contains(word), "{word:?} not in {message}");
+    }
+    assert_eq!(ready(&outcome, "base").0, ConditionStatus::True);
+    assert!(!env.live().contains(marker), "{} is left out", culprit);
+    assert_eq!(env.posts(), 1);
 }
 
 #[tokio::test]
-async fn a_failing_policy_test_is_named_and_nothing_is_posted() {
-    let failing = r#"{"tests": [{"src": "carol@example.com", "accept": ["tag:prod:5432"]}]}"#;
+async fn a_tag_without_owner_blames_the_fragment_and_leaves_it_out() {
+    let unowned =
+        r#"{"grants": [{"src": ["group:eng"], "dst": ["tag:unowned"], "ip": ["tcp:80"]}]}"#;
+    let resources = [base(BASE), fragment("web", unowned)];
+    assert_left_out(
+        &resources,
+        "web",
+        "tag:unowned",
+        &["tag:unowned", "tagOwners"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_policy_test_is_named_and_its_fragment_left_out() {
+    let failing = r#"{
+      // The QA team's expectations.
+      "tests": [{"src": "carol@example.com", "accept": ["tag:prod:5432"]}],
+    }"#;
     let resources = [base(BASE), fragment("qa", failing)];
     // The failing test is the Fragment's own, so the Fragment is named.
-    assert_rejected_without_post(&resources, "qa", &["carol@example.com", "tag:prod:5432"]).await;
+    assert_left_out(
+        &resources,
+        "qa",
+        "The QA team's expectations",
+        &["carol@example.com", "tag:prod:5432"],
+    )
+    .await;
+}
+
+/// Erin's access to tag:prod:5432 through the data team's grant, in the live policy.
+async fn team_access(env: &Env) -> bool {
+    use tailnet_operator::policy::access::{Endpoint, Policy, Proto};
+    let live = tailnet_operator::policy::hujson::parse_strict(&env.live()).unwrap();
+    let policy = Policy::compile(&live).unwrap();
+    let (devices, users) = (
+        env.snapshots.devices().await.unwrap(),
+        env.snapshots.users().await.unwrap(),
+    );
+    let view = tailnet_operator::reconcile::view::tailnet_view(&devices.data, &users.data);
+    policy.allows(
+        &Endpoint::User("erin@example.com".into()),
+        &Endpoint::Tag("tag:prod".into()),
+        5432,
+        Proto::TCP,
+        &view,
+    )
+}
+
+#[tokio::test]
+async fn a_fragment_that_becomes_conflicting_keeps_its_last_applied_text() {
+    let env = Env::start().await;
+    let first = env
+        .reconcile(&[base(BASE), fragment("team-data", TEAM_DATA)])
+        .await;
+    assert!(matches!(
+        first.result,
+        ExecuteResult::Applied { revision: 1, .. }
+    ));
+    assert!(team_access(&env).await, "the team's grant applied");
+    let grants_before = env.live().matches("tcp:5432").count();
+
+    // The team adds a group the Base already defines: a conflict. Meanwhile the Base changes.
+    let conflicting = TEAM_DATA.replace(
+        r#""groups": {"group:data": ["erin@example.com"]},"#,
+        r#""groups": {"group:data": ["erin@example.com"], "group:eng": ["erin@example.com"]},"#,
+    );
+    assert_ne!(conflicting, TEAM_DATA);
+    let base_v2 = BASE.replace("// Teams, by login name.", "// Teams, by login name (v2).");
+    let mut team = fragment("team-data", &conflicting);
+    team.generation = Some(2);
+    let outcome = env.reconcile(&[base(&base_v2), team]).await;
+    assert!(
+        matches!(outcome.result, ExecuteResult::Applied { revision: 2, .. }),
+        "the Base's change applies: {:?}",
+        outcome.result
+    );
+    assert!(env.live().contains("(v2)"));
+    assert!(team_access(&env).await, "the team keeps its access");
+    assert_eq!(env.live().matches("tcp:5432").count(), grants_before);
+    assert!(!env.live().contains(r#""group:eng": ["erin@example.com"]"#));
+    let (status, reason, message) = ready(&outcome, "team-data");
+    assert_eq!(
+        (status, reason.as_str()),
+        (ConditionStatus::False, "Conflict")
+    );
+    assert!(
+        message.contains("groups/group:eng") || message.contains("group:eng"),
+        "{message}"
+    );
+    assert!(
+        message.contains("its last applied text (as in revision 1) stays in effect"),
+        "{message}"
+    );
+    // The revision records the text the team was composed at and its old generation.
+    let history = env.store.list().await.unwrap();
+    let newest = history.last().unwrap();
+    assert_eq!(newest.source_texts["TailnetPolicy/team-data"], TEAM_DATA);
+    assert_eq!(newest.sources["TailnetPolicy/team-data"], 1);
+
+    // Fixed: the team's new text applies.
+    let fixed = TEAM_DATA.replace("tcp:5432", "tcp:5432\", \"tcp:5433");
+    let mut team = fragment("team-data", &fixed);
+    team.generation = Some(3);
+    let outcome = env.reconcile(&[base(&base_v2), team]).await;
+    assert!(matches!(
+        outcome.result,
+        ExecuteResult::Applied { revision: 3, .. }
+    ));
+    assert_eq!(ready(&outcome, "team-data").0, ConditionStatus::True);
+    assert!(env.live().contains("tcp:5433"));
+}
+
+#[tokio::test]
+async fn a_fragment_failing_its_tests_or_unreadable_keeps_its_last_applied_text() {
+    let env = Env::start().await;
+    env.reconcile(&[base(BASE), fragment("team-data", TEAM_DATA)])
+        .await;
+    // A typo drops the grant; the team's own test catches it.
+    let typo = TEAM_DATA.replace(r#""dst": ["tag:prod"]"#, r#""dst": ["tag:ci"]"#);
+    let outcome = env
+        .reconcile(&[base(BASE), fragment("team-data", &typo)])
+        .await;
+    assert_eq!(
+        outcome.result,
+        ExecuteResult::NoWrite,
+        "nothing new to write"
+    );
+    assert!(team_access(&env).await);
+    let (status, _, message) = ready(&outcome, "team-data");
+    assert_eq!(status, ConditionStatus::False);
+    assert!(
+        message.contains("erin@example.com") && message.contains("stays in effect"),
+        "{message}"
+    );
+    assert_eq!(ready(&outcome, "base").0, ConditionStatus::True);
+
+    // Its ConfigMap disappears: the same rule.
+    let mut missing = fragment("team-data", "");
+    missing.text = Err(ReconcileError::not_found(
+        "ConfigMap ops/acl",
+        "spec.policyFrom.configMapKeyRef names a ConfigMap that does not exist",
+    ));
+    let outcome = env.reconcile(&[base(BASE), missing]).await;
+    assert_eq!(outcome.result, ExecuteResult::NoWrite);
+    assert!(team_access(&env).await);
+    let (status, reason, message) = ready(&outcome, "team-data");
+    assert_eq!(
+        (status, reason.as_str()),
+        (ConditionStatus::False, "NotFound")
+    );
+    assert!(message.contains("stays in effect"), "{message}");
+    assert_eq!(env.posts(), 1, "only the first apply");
 }
 
 const CONSOLE_EDIT: &str = r#"{
@@ -478,18 +638,34 @@ async fn no_base_or_two_bases_block_every_resource() {
 }
 
 #[tokio::test]
-async fn an_unreadable_fragment_blocks_the_write() {
+async fn an_unreadable_fragment_that_never_applied_is_left_out_and_an_unreadable_base_blocks() {
     let env = Env::start().await;
-    let mut missing = fragment("team-data", "");
-    missing.text = Err(ReconcileError::not_found(
-        "ConfigMap ops/acl",
-        "spec.policyFrom.configMapKeyRef names a ConfigMap that does not exist",
-    ));
-    let outcome = env.reconcile(&[base(BASE), missing]).await;
+    let unreadable = |name: &str, role| {
+        let mut missing = resource(name, role, "");
+        missing.text = Err(ReconcileError::not_found(
+            "ConfigMap ops/acl",
+            "spec.policyFrom.configMapKeyRef names a ConfigMap that does not exist",
+        ));
+        missing
+    };
+    let outcome = env
+        .reconcile(&[
+            unreadable("base", PolicyRole::Base),
+            fragment("team-data", TEAM_DATA),
+        ])
+        .await;
     assert_eq!(outcome.result, ExecuteResult::NoWrite);
-    assert_eq!(ready(&outcome, "team-data").1, "NotFound");
-    assert_eq!(ready(&outcome, "base").1, "Blocked");
+    assert_eq!(ready(&outcome, "base").1, "NotFound");
+    assert_eq!(ready(&outcome, "team-data").1, "Blocked");
     assert_eq!(env.posts(), 0);
+
+    let outcome = env
+        .reconcile(&[base(BASE), unreadable("team-data", PolicyRole::Fragment)])
+        .await;
+    assert!(matches!(outcome.result, ExecuteResult::Applied { .. }));
+    let (_, reason, message) = ready(&outcome, "team-data");
+    assert_eq!(reason, "NotFound");
+    assert!(message.contains("left out"), "{message}");
 }
 
 #[tokio::test]

@@ -26,6 +26,7 @@ fn revision(number: u32) -> Revision {
         reason: ApplyReason::SpecChanged,
         text,
         rejected_hash: None,
+        source_texts: BTreeMap::new(),
     }
 }
 

@@ -21,9 +21,9 @@ use crate::resources::{ChangeProposal, ManagedTailnet, TailnetPolicy};
 use crate::snapshot::{SnapshotRegistry, TailnetSnapshots};
 use crate::tailscale::{ClientConfig, TailscaleClient};
 
-/// Resync of the snapshots this source builds itself (standalone `--kubeconfig`): an
-/// interactive tool reads the tailnet afresh on every call, so a console edit is seen at once.
-const STANDALONE_RESYNC: Duration = Duration::ZERO;
+/// Resync of the snapshots this source builds itself (standalone `--kubeconfig`): the same
+/// short window as the checkout source, so a burst of tool calls shares its reads.
+const STANDALONE_RESYNC: Duration = super::manifests_source::FRESHNESS;
 
 pub struct KubeSource {
     client: Client,

@@ -24,6 +24,11 @@ pub trait Source: Send + Sync {
     /// Every resource of the operator's group (ChangeProposals aside) as JSON objects with
     /// `apiVersion`, `kind`, `metadata`, `spec` and `status`.
     fn resources(&self) -> BackendResult<'_, Vec<Value>>;
+    /// The resources as declared, without status: enough to find the tailnets they name, and
+    /// cheap (no planning, no tailnet read). By default [`Source::resources`].
+    fn declared(&self) -> BackendResult<'_, Vec<Value>> {
+        self.resources()
+    }
     /// The live tailnet behind `tailnet` (a `ManagedTailnet` name).
     fn snapshots(&self, tailnet: String) -> BackendResult<'_, TailnetSnapshots>;
     /// The tailnet's TailnetPolicies with their text resolved.
@@ -55,7 +60,8 @@ impl<S: Source> LocalBackend<S> {
         if let Some(name) = asked.filter(|n| !n.is_empty()) {
             return Ok(name);
         }
-        let resources = self.source.resources().await?;
+        // Declared only: finding a name must not plan every resource (a full access diff).
+        let resources = self.source.declared().await?;
         let mut names: Vec<String> = resources
             .iter()
             .filter(|r| kind_of(r) == "ManagedTailnet")

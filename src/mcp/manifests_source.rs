@@ -21,6 +21,9 @@ use crate::reconcile::tailnet_policy::PolicyInput;
 use crate::reconcile::view::tailnet_view;
 use crate::snapshot::TailnetSnapshots;
 
+/// How long a read of one area of the tailnet serves further tool calls.
+pub const FRESHNESS: Duration = Duration::from_secs(2);
+
 pub struct ManifestsSource {
     path: PathBuf,
     proposals_dir: PathBuf,
@@ -46,9 +49,11 @@ impl ManifestsSource {
         let connection = connect(connection)
             .await
             .map_err(|e| BackendError::Invalid(e.to_string()))?;
-        // An interactive tool: every call reads the tailnet afresh (one read per area per call),
-        // so a console edit is seen at once.
-        let snapshots = TailnetSnapshots::new(connection.client.clone(), Duration::ZERO);
+        // An interactive tool: a call reads each area it needs once, and calls within
+        // FRESHNESS of each other share those reads (an assistant fires several at once), so a
+        // console edit is seen within that window and a burst of calls is never throttled by
+        // the client's own rate limit.
+        let snapshots = TailnetSnapshots::new(connection.client.clone(), FRESHNESS);
         let repo_root = repo_root(&path);
         Ok(ManifestsSource {
             simulated: connection.is_simulated(),
@@ -298,6 +303,17 @@ impl Source for ManifestsSource {
             file_mode::with_status(&manifests, &self.snapshots, &now)
                 .await
                 .map_err(|e| BackendError::unavailable("planning the resources", e))
+        })
+    }
+
+    fn declared(&self) -> BackendResult<'_, Vec<Value>> {
+        Box::pin(async move {
+            let manifests = self.manifests()?;
+            Ok(manifests
+                .documents
+                .into_iter()
+                .map(|document| document.value)
+                .collect())
         })
     }
 

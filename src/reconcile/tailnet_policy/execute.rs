@@ -173,7 +173,7 @@ pub async fn execute_with<S: RevisionStore>(
         }
     };
     let live = client.get_policy().await?;
-    let next = plan.last_good.as_ref().map_or(1, |(n, _, _)| n + 1);
+    let next = plan.last_good.as_ref().map_or(1, |r| r.number + 1);
     if let Some(edit) = edited_after_write(&apply, &posted.etag, &live) {
         // Someone saved after this write: that edit is drift, for driftPolicy to handle on
         // the next pass (through the planner, validated, with If-Match), never a rollback.
@@ -231,6 +231,7 @@ async fn record_applied<S: RevisionStore>(
         reason: apply.reason,
         text: apply.text.clone(),
         rejected_hash: None,
+        source_texts: apply.source_texts.clone(),
     };
     store.append(revision, plan.history_limit).await?;
     let why = if apply.pinned.is_some() {
@@ -334,7 +335,14 @@ async fn roll_back<S: RevisionStore>(
     store: &S,
     now: DateTime<Utc>,
 ) -> Result<PolicyExecuted, ReconcileError> {
-    let Some((good, good_hash, good_text)) = plan.last_good.clone() else {
+    let Some(Revision {
+        number: good,
+        hash: good_hash,
+        text: good_text,
+        source_texts: good_sources,
+        ..
+    }) = plan.last_good.clone()
+    else {
         let message = format!(
             "{problem}; there is no earlier revision to roll back to, so the tailnet keeps the \
              new policy"
@@ -367,6 +375,7 @@ async fn roll_back<S: RevisionStore>(
         reason: ApplyReason::Rollback,
         text: good_text,
         rejected_hash: Some(apply.hash.clone()),
+        source_texts: good_sources,
     };
     store.append(revision, plan.history_limit).await?;
     let message =

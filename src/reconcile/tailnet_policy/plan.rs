@@ -69,9 +69,7 @@ pub fn plan(
             .first()
             .map_or(DEFAULT_HISTORY_LIMIT, |b| b.spec.history_limit),
         view: view.clone(),
-        last_good: history
-            .last()
-            .map(|r| (r.number, r.hash.clone(), r.text.clone())),
+        last_good: history.last().cloned(),
     };
     let drift = observed_drift(live, history.last());
     for outcome in &mut plan.outcomes {
@@ -110,9 +108,6 @@ pub fn plan(
         }
     }
     let base = bases[0];
-    if unresolved_sources_block(resources, &mut plan) {
-        return plan;
-    }
     let Some(desired) = desired_policy(base, resources, contributions, history, view, &mut plan)
     else {
         return plan;
@@ -194,26 +189,89 @@ fn reject(outcome: &mut PolicyOutcome, why: &str, message: &str) {
     outcome.rejected_reason = Some(message.to_owned());
 }
 
-/// A resource whose text could not be read (a missing ConfigMap key) blocks every write:
-/// composing without it would silently delete its rules from the tailnet.
-fn unresolved_sources_block(resources: &[PolicyInput], plan: &mut PolicyPlan) -> bool {
-    let failed: Vec<&PolicyInput> = resources.iter().filter(|r| r.text.is_err()).collect();
-    if failed.is_empty() {
-        return false;
-    }
-    let names: Vec<String> = failed.iter().map(|r| source_name(&r.name)).collect();
-    let blocked = format!(
-        "not applied: {} could not be read; applying without it would remove its rules from \
-         the tailnet",
-        names.join(", ")
-    );
-    for (resource, outcome) in resources.iter().zip(plan.outcomes.iter_mut()) {
-        match &resource.text {
-            Err(err) => reject(outcome, err.event_reason(), &err.to_string()),
-            Ok(_) => reject(outcome, BLOCKED, &blocked),
+/// How each source enters the composition.
+#[derive(Default)]
+struct SourceChoices {
+    /// Resource name → its last applied text, used because its current one fails.
+    held: BTreeMap<String, String>,
+    /// Resources left out: they fail and never applied, so leaving them out removes nothing.
+    left_out: BTreeMap<String, ()>,
+}
+
+impl SourceChoices {
+    /// The text `resource` is composed at: its held text, else its own.
+    fn text_of(&self, resource: &PolicyInput) -> String {
+        match self.held.get(&resource.name) {
+            Some(held) => held.clone(),
+            None => resource
+                .text
+                .as_ref()
+                .map(String::clone)
+                .unwrap_or_default(),
         }
     }
-    true
+
+    fn source(&self, resource: &PolicyInput) -> PolicySource {
+        PolicySource {
+            name: source_name(&resource.name),
+            generation: resource.generation,
+            text: self.text_of(resource),
+        }
+    }
+}
+
+/// The last applied text of `resource` (from the newest revision), if it ever applied.
+fn last_applied<'a>(resource: &PolicyInput, history: &'a [Revision]) -> Option<&'a String> {
+    history
+        .last()
+        .and_then(|r| r.source_texts.get(&source_name(&resource.name)))
+}
+
+/// A failing source: held at its last applied text (status says so), else left out if it is
+/// a Fragment. Returns false when neither is possible (a Base that never applied), which
+/// blocks the write.
+fn hold_or_leave_out(
+    resource: &PolicyInput,
+    history: &[Revision],
+    choices: &mut SourceChoices,
+    plan: &mut PolicyPlan,
+    why: &str,
+    message: &str,
+) -> bool {
+    let outcome = plan.outcomes.iter_mut().find(|o| o.name == resource.name);
+    if let Some(text) = last_applied(resource, history) {
+        let revision = history.last().map_or(0, |r| r.number);
+        choices.held.insert(resource.name.clone(), text.clone());
+        if let Some(outcome) = outcome {
+            reject(
+                outcome,
+                why,
+                &format!(
+                    "{message}; its last applied text (as in revision {revision}) stays in \
+                     effect until this is fixed"
+                ),
+            );
+        }
+        true
+    } else if !resource.is_base() {
+        choices.left_out.insert(resource.name.clone(), ());
+        if let Some(outcome) = outcome {
+            reject(
+                outcome,
+                why,
+                &format!("{message}; it never applied, so it is left out until this is fixed"),
+            );
+        }
+        true
+    } else {
+        false
+    }
+}
+
+/// A Base whose text cannot be read and that never applied blocks every write.
+fn unreadable_base_blocks(base: &PolicyInput, plan: &mut PolicyPlan) {
+    let Err(err) = &base.text else { return };
+    block_on(plan, &base.name, err.event_reason(), &err.to_string());
 }
 
 /// The policy to hold: the pinned revision, or the composition (locally checked).
@@ -222,6 +280,8 @@ struct Desired {
     hash: String,
     policy: Option<Policy>,
     sources: BTreeMap<String, i64>,
+    /// Source name → the text composed for it (see [`ApplyPlan::source_texts`]).
+    source_texts: BTreeMap<String, String>,
     pinned: Option<u32>,
     /// Resources whose content is in `text`.
     included: Vec<String>,
@@ -238,56 +298,139 @@ fn desired_policy(
     if let Some(pin) = base.annotations.get(ROLLBACK_TO_ANNOTATION) {
         return pinned_revision(base, pin, history, plan);
     }
-    let text_of = |r: &PolicyInput| r.text.as_ref().map(String::clone).unwrap_or_default();
-    let source = |r: &PolicyInput| PolicySource {
-        name: source_name(&r.name),
-        generation: r.generation,
-        text: text_of(r),
-    };
-    let fragments: Vec<PolicySource> = resources
-        .iter()
-        .filter(|r| !r.is_base())
-        .map(source)
-        .collect();
-    let composition = match compose(&source(base), &fragments, contributions) {
-        Ok(c) => c,
-        Err(err) => {
-            block_on(plan, &base.name, err.reason(), &err.to_string());
+    let mut choices = SourceChoices::default();
+    // A source that cannot be read (a missing ConfigMap key) is held at its last applied
+    // text: composing without it would delete its rules from the tailnet.
+    for r in resources {
+        if let Err(err) = &r.text {
+            let (why, message) = (err.event_reason(), err.to_string());
+            if !hold_or_leave_out(r, history, &mut choices, plan, why, &message) {
+                unreadable_base_blocks(r, plan);
+                return None;
+            }
+        }
+    }
+    // Each round holds (or leaves out) at least one more failing source, so this ends.
+    loop {
+        let fragments: Vec<PolicySource> = resources
+            .iter()
+            .filter(|r| !r.is_base() && !choices.left_out.contains_key(&r.name))
+            .map(|r| choices.source(r))
+            .collect();
+        let composition = match compose(&choices.source(base), &fragments, contributions) {
+            Ok(c) => c,
+            Err(err) => {
+                block_on(plan, &base.name, err.reason(), &err.to_string());
+                return None;
+            }
+        };
+        let mut changed = false;
+        for rejection in &composition.rejected {
+            let resource = resources
+                .iter()
+                .find(|r| source_name(&r.name) == rejection.source);
+            match resource {
+                // A fresh failure: hold it at its last text (or leave it out) and compose again.
+                Some(r) if !choices.held.contains_key(&r.name) => {
+                    record_rejection(plan, &rejection.source, &rejection.error);
+                    let (why, message) = (rejection.error.reason(), rejection.error.to_string());
+                    changed |= hold_or_leave_out(r, history, &mut choices, plan, why, &message);
+                }
+                // Its last applied text fails too (another source changed): left out.
+                _ => record_rejection(plan, &rejection.source, &rejection.error),
+            }
+        }
+        if changed {
+            continue;
+        }
+        let included: Vec<String> = resources
+            .iter()
+            .filter(|r| composition.applied.contains(&source_name(&r.name)))
+            .filter(|r| !choices.held.contains_key(&r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        let checked = checks::check(&composition.text, view);
+        if !checked.is_ok() {
+            let blame = Blame {
+                resources,
+                included: &included,
+                composed: checked.policy.as_ref(),
+                view,
+            };
+            if hold_failing_fragments(&blame, &checked.problems, history, &mut choices, plan) {
+                continue;
+            }
+            report_check_problems(plan, &blame, &checked.problems);
             return None;
         }
-    };
-    for rejection in &composition.rejected {
-        record_rejection(plan, &rejection.source, &rejection.error);
+        let last_sources = history.last().map(|r| &r.sources);
+        let sources = resources
+            .iter()
+            .filter_map(|r| {
+                let name = source_name(&r.name);
+                if included.contains(&r.name) {
+                    Some((name, r.generation.unwrap_or(0)))
+                } else if choices.held.contains_key(&r.name) {
+                    last_sources.and_then(|s| s.get(&name)).map(|g| (name, *g))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let source_texts = resources
+            .iter()
+            .filter(|r| composition.applied.contains(&source_name(&r.name)))
+            .map(|r| (source_name(&r.name), choices.text_of(r)))
+            .collect();
+        return Some(Desired {
+            hash: policy_hash(&composition.text),
+            text: composition.text,
+            policy: checked.policy,
+            sources,
+            source_texts,
+            pinned: None,
+            included,
+        });
     }
-    let included: Vec<String> = resources
-        .iter()
-        .filter(|r| composition.applied.contains(&source_name(&r.name)))
-        .map(|r| r.name.clone())
-        .collect();
-    let checked = checks::check(&composition.text, view);
-    if !checked.is_ok() {
-        let blame = Blame {
-            resources,
-            included: &included,
-            composed: checked.policy.as_ref(),
-            view,
-        };
-        report_check_problems(plan, &blame, &checked.problems);
-        return None;
+}
+
+/// Check problems clearly a Fragment's own (see [`culprit`]): that Fragment is held at its
+/// last applied text, or left out if it never applied, and the rest composed again. Returns
+/// whether any was; problems of the Base block the write as before.
+fn hold_failing_fragments(
+    blame: &Blame<'_>,
+    problems: &[CheckProblem],
+    history: &[Revision],
+    choices: &mut SourceChoices,
+    plan: &mut PolicyPlan,
+) -> bool {
+    let mut blamed: BTreeMap<String, Vec<&CheckProblem>> = BTreeMap::new();
+    for problem in problems {
+        blamed
+            .entry(culprit(problem, blame))
+            .or_default()
+            .push(problem);
     }
-    let sources = resources
+    let fragments: Vec<&PolicyInput> = blame
+        .resources
         .iter()
-        .filter(|r| included.contains(&r.name))
-        .map(|r| (source_name(&r.name), r.generation.unwrap_or(0)))
+        .filter(|r| !r.is_base() && blamed.contains_key(&r.name))
+        .filter(|r| !choices.held.contains_key(&r.name))
         .collect();
-    Some(Desired {
-        hash: policy_hash(&composition.text),
-        text: composition.text,
-        policy: checked.policy,
-        sources,
-        pinned: None,
-        included,
-    })
+    // Only when every problem is a Fragment's: a Base problem blocks regardless.
+    if fragments.is_empty() || fragments.len() != blamed.len() {
+        return false;
+    }
+    for fragment in fragments {
+        let own = &blamed[&fragment.name];
+        let message = own
+            .iter()
+            .map(|p| format!("{}: {p}", source_name(&fragment.name)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        hold_or_leave_out(fragment, history, choices, plan, own[0].reason(), &message);
+    }
+    true
 }
 
 /// The break-glass annotation: hold a kept revision's exact text. Its local checks ran when it
@@ -325,6 +468,7 @@ fn pinned_revision(
         hash: revision.hash.clone(),
         policy,
         sources: revision.sources.clone(),
+        source_texts: revision.source_texts.clone(),
         pinned: Some(revision.number),
         included: plan.outcomes.iter().map(|o| o.name.clone()).collect(),
     })
@@ -585,6 +729,7 @@ fn decide(
         reason: why,
         access_diff,
         sources: desired.sources,
+        source_texts: desired.source_texts,
         pinned: desired.pinned,
     }));
 }
@@ -648,6 +793,7 @@ mod tests {
             reason: ApplyReason::Initial,
             text: text.into(),
             rejected_hash: None,
+            source_texts: BTreeMap::new(),
         }
     }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::history::Revision;
 use crate::policy::access::{ClassDiff, TailnetView};
 use crate::resources::tailnet_policy::{
     AccessDiffSummary, PolicyConflict, PolicyRole, TailnetPolicySpec, TailnetPolicyStatus,
@@ -105,6 +106,9 @@ pub struct ApplyPlan {
     pub sources: BTreeMap<String, i64>,
     /// The revision pinned by the annotation, when `reason` is `Pinned`.
     pub pinned: Option<u32>,
+    /// `TailnetPolicy/<name>` → the text each source was composed at (its last applied text
+    /// when it failed since), recorded in the revision.
+    pub source_texts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,8 +187,8 @@ pub struct PolicyPlan {
     pub history_limit: u32,
     /// The view the checks ran over (the post-apply check reuses it).
     pub view: TailnetView,
-    /// The last applied revision's number, hash and text: the rollback target.
-    pub last_good: Option<(u32, String, String)>,
+    /// The last applied revision: the rollback target.
+    pub last_good: Option<Revision>,
 }
 
 impl PolicyPlan {
