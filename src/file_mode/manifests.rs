@@ -89,7 +89,7 @@ pub struct Document {
 }
 
 /// The documents found under PATH.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Manifests {
     /// Documents of the operator's kinds, in file order.
     pub documents: Vec<Document>,

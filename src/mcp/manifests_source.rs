@@ -21,6 +21,22 @@ use crate::reconcile::tailnet_policy::PolicyInput;
 use crate::reconcile::view::tailnet_view;
 use crate::snapshot::TailnetSnapshots;
 
+/// A manifest file as last seen: path, modification time, length.
+type FileStamp = (PathBuf, Option<std::time::SystemTime>, u64);
+
+/// The YAML files under `path` with their modification times and lengths.
+fn stamps(path: &Path) -> Result<Vec<FileStamp>, file_mode::FileModeError> {
+    Ok(file_mode::yaml_files(path)?
+        .into_iter()
+        .map(|file| {
+            let meta = std::fs::metadata(&file).ok();
+            let modified = meta.as_ref().and_then(|m| m.modified().ok());
+            let len = meta.map_or(0, |m| m.len());
+            (file, modified, len)
+        })
+        .collect())
+}
+
 /// How long a read of one area of the tailnet serves further tool calls.
 pub const FRESHNESS: Duration = Duration::from_secs(2);
 
@@ -30,6 +46,9 @@ pub struct ManifestsSource {
     /// The checkout's root (nearest ancestor with `.git`), which patch paths are relative to.
     repo_root: PathBuf,
     snapshots: TailnetSnapshots,
+    /// The checkout as last loaded, with the files' (path, modified, length) it was loaded
+    /// from: a tool call re-validates the YAML only when a file changed.
+    loaded: std::sync::Mutex<Option<(Vec<FileStamp>, Manifests)>>,
     simulated: bool,
     /// Keeps the embedded simulated tailnet running.
     _connection: Connection,
@@ -61,13 +80,24 @@ impl ManifestsSource {
             path,
             repo_root,
             snapshots,
+            loaded: std::sync::Mutex::new(None),
             _connection: connection,
         })
     }
 
     fn manifests(&self) -> Result<Manifests, BackendError> {
-        let mut manifests =
-            file_mode::load(&self.path).map_err(|e| BackendError::Invalid(e.to_string()))?;
+        let invalid = |e: file_mode::FileModeError| BackendError::Invalid(e.to_string());
+        let stamps = stamps(&self.path).map_err(invalid)?;
+        let mut cache = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut manifests = match cache.as_ref() {
+            Some((seen, manifests)) if *seen == stamps => manifests.clone(),
+            _ => {
+                let manifests = file_mode::load(&self.path).map_err(invalid)?;
+                *cache = Some((stamps, manifests.clone()));
+                manifests
+            }
+        };
+        drop(cache);
         if let Ok(tailnet) = manifests.tailnet(&self.path) {
             manifests.apply_tailnet_suspension(&tailnet);
         }
