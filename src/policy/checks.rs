@@ -273,6 +273,7 @@ pub fn offline_view<'a>(docs: impl IntoIterator<Item = &'a Value>) -> TailnetVie
             addresses: Vec::new(),
             user: user.clone(),
             tags: Vec::new(),
+            role: String::new(),
         })
         .collect();
     devices.extend(ids.tags.into_iter().map(|tag| DeviceView {
@@ -280,6 +281,7 @@ pub fn offline_view<'a>(docs: impl IntoIterator<Item = &'a Value>) -> TailnetVie
         addresses: Vec::new(),
         user: String::new(),
         tags: vec![tag],
+        role: String::new(),
     }));
     TailnetView { users, devices }
 }

@@ -48,6 +48,7 @@ fn device(host: &str, ip: &str, user: &str, tags: &[&str]) -> DeviceView {
         addresses: vec![ip.parse().unwrap()],
         user: user.into(),
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        role: String::new(),
     }
 }
 

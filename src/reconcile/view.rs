@@ -6,6 +6,10 @@ use crate::tailscale::{Device, User};
 /// Users by login name, devices with their Tailscale addresses, owner and tags. Addresses the
 /// API sends that are not IPs are skipped (the evaluator matches addresses only).
 pub fn tailnet_view(devices: &[Device], users: &[User]) -> TailnetView {
+    let roles: std::collections::HashMap<&str, &str> = users
+        .iter()
+        .map(|u| (u.login_name.as_str(), u.role.as_str()))
+        .collect();
     TailnetView {
         users: users.iter().map(|u| u.login_name.clone()).collect(),
         devices: devices
@@ -15,6 +19,7 @@ pub fn tailnet_view(devices: &[Device], users: &[User]) -> TailnetView {
                 addresses: d.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
                 user: d.user.clone(),
                 tags: d.tags.clone(),
+                role: roles.get(d.user.as_str()).copied().unwrap_or("").to_owned(),
             })
             .collect(),
     }

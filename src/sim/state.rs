@@ -346,6 +346,7 @@ impl Device {
                 .collect(),
             user: self.user.clone(),
             tags: self.tags.clone(),
+            role: String::new(),
         }
     }
 
@@ -831,9 +832,21 @@ impl State {
 
     /// What the evaluator needs to run policy tests.
     pub fn tailnet_view(&self) -> TailnetView {
+        let roles: HashMap<&str, &str> = self
+            .users
+            .iter()
+            .map(|u| (u.login_name.as_str(), u.role.as_str()))
+            .collect();
         TailnetView {
             users: self.users.iter().map(|u| u.login_name.clone()).collect(),
-            devices: self.devices.iter().map(Device::view).collect(),
+            devices: self
+                .devices
+                .iter()
+                .map(|d| DeviceView {
+                    role: roles.get(d.user.as_str()).copied().unwrap_or("").to_owned(),
+                    ..d.view()
+                })
+                .collect(),
         }
     }
 

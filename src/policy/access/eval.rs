@@ -47,6 +47,8 @@ pub(crate) struct Atom {
     pub label: String,
     /// Owning user of an untagged device (`None` once tagged).
     pub user: Option<String>,
+    /// That user's role, when known (role autogroups match on it).
+    pub role: Option<String>,
     pub tags: BTreeSet<String>,
     pub addrs: Vec<IpAddr>,
 }
@@ -56,9 +58,11 @@ impl Atom {
         let tags: BTreeSet<String> = device.tags.iter().cloned().collect();
         // A tagged device belongs to its tags, not to the user who tagged it.
         let user = (tags.is_empty() && !device.user.is_empty()).then(|| device.user.clone());
+        let role = (user.is_some() && !device.role.is_empty()).then(|| device.role.clone());
         Atom {
             label: device_label(device),
             user,
+            role,
             tags,
             addrs: device.addresses.clone(),
         }
@@ -68,6 +72,7 @@ impl Atom {
         Atom {
             label: label.to_string(),
             user,
+            role: None,
             tags,
             addrs: Vec::new(),
         }

@@ -832,6 +832,7 @@ mod equivalence {
                     .iter()
                     .map(|t| t.to_string())
                     .collect(),
+                role: ["admin", "member", "auditor", ""][(i % 4) as usize].to_string(),
             });
         }
         view
@@ -853,6 +854,8 @@ mod equivalence {
             json!({"grants": [{"src": ["tag:web"], "dst": ["tag:prod"], "ip": ["tcp:22"]},
                               {"src": ["group:ops"], "dst": ["corp-net", "db-vip"], "ip": ["*"]}]}),
             json!({"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}),
+            json!({"grants": [{"src": ["autogroup:admin"], "dst": ["tag:db", "autogroup:auditor"], "ip": ["tcp:22"]},
+                              {"src": ["autogroup:auditor"], "dst": ["autogroup:self"], "ip": ["*"]}]}),
             json!({"acls": [{"action": "accept", "src": ["group:eng", "tag:db"], "dst": ["autogroup:internet:443", "autogroup:member:22"]},
                             {"action": "accept", "src": ["autogroup:tagged"], "proto": "udp", "dst": ["100.64.0.0/30:53"]}]}),
             crate::sim::seed::demo_policy_doc(),

@@ -43,9 +43,10 @@
 //! # Not modelled
 //!
 //! `srcPosture`/`postures` (treated as always satisfied), grant `via` (routing restriction,
-//! ignored), `app` capabilities, role autogroups (`autogroup:admin`, ... match nothing, with a
-//! warning), `svc:` destinations (not in the view, match nothing, with a warning), subnet
-//! routes being approved (address selectors match any address), and `ssh`.
+//! ignored), `app` capabilities, `autogroup:shared` (matches nothing, with a warning), `svc:`
+//! destinations (not in the view, match nothing, with a warning), subnet routes being approved
+//! (address selectors match any address), and `ssh`. Role autogroups (`autogroup:admin`, …)
+//! match the untagged devices of users with that role ([`DeviceView::role`]).
 mod compile;
 mod eval;
 mod matrix;
@@ -83,6 +84,9 @@ pub struct DeviceView {
     /// Login name of the owning user (meaningless once the device is tagged).
     pub user: String,
     pub tags: Vec<String>,
+    /// The owning user's role (`owner`, `admin`, `it-admin`, `network-admin`,
+    /// `billing-admin`, `auditor`, `member`), for role autogroups; empty when unknown.
+    pub role: String,
 }
 
 /// A policy document that does not compile (unknown group, malformed rule, ...). The message
@@ -143,7 +147,7 @@ impl Cap {
 }
 
 impl Policy {
-    /// Notes about things compiled but not evaluable locally (role autogroups, `svc:`
+    /// Notes about things compiled but not evaluable locally (`autogroup:shared`, `svc:`
     /// destinations, unknown top-level sections, postures, `via`). Deduplicated, sorted.
     pub fn warnings(&self) -> &[String] {
         &self.warnings

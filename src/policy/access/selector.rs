@@ -27,8 +27,8 @@ pub(crate) enum Position {
     GrantDst,
 }
 
-/// Autogroups naming user roles. The view carries no roles, so these resolve to nothing
-/// locally (with a warning) rather than being rejected: Tailscale accepts them.
+/// Autogroups naming user roles: they match the untagged devices of users with that role
+/// (the view carries each device owner's role).
 const ROLE_AUTOGROUPS: &[&str] = &[
     "autogroup:admin",
     "autogroup:owner",
@@ -36,8 +36,11 @@ const ROLE_AUTOGROUPS: &[&str] = &[
     "autogroup:network-admin",
     "autogroup:billing-admin",
     "autogroup:auditor",
-    "autogroup:shared",
 ];
+
+/// `autogroup:shared` (users shared into the tailnet) is not a role and not in the view: it
+/// resolves to nothing locally, with a warning, rather than being rejected.
+const SHARED: &str = "autogroup:shared";
 
 /// A resolved `src`/`dst` selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +66,9 @@ pub(crate) enum Selector {
     Internet,
     /// IPs, CIDRs, host aliases and ipsets.
     Addrs { label: String, set: IpSet },
-    /// Valid in Tailscale but not resolvable locally (role autogroups, `svc:` names).
+    /// `autogroup:admin`, `autogroup:owner`, …: the untagged devices of users with that role.
+    Role(String),
+    /// Valid in Tailscale but not resolvable locally (`svc:` names).
     Unresolved { label: String },
 }
 
@@ -93,6 +98,7 @@ impl Selector {
             }
             Selector::Internet => atom.addrs.iter().any(|a| internet().contains(*a)),
             Selector::Addrs { set, .. } => atom.addrs.iter().any(|a| set.contains(*a)),
+            Selector::Role(role) => atom.role.as_deref() == Some(role.as_str()),
             Selector::Unresolved { .. } => false,
         }
     }
@@ -131,6 +137,7 @@ impl Selector {
             Selector::Tagged => "autogroup:tagged".into(),
             Selector::SelfDevices => "autogroup:self".into(),
             Selector::Internet => "autogroup:internet".into(),
+            Selector::Role(role) => format!("autogroup:{role}"),
             Selector::Addrs { label, .. } | Selector::Unresolved { label } => label.clone(),
         }
     }
@@ -219,9 +226,13 @@ fn parse_autogroup(
             Err(format!("{text} can only be used as a destination"))
         }
         "autogroup:danger-all" => Err(format!("{text} can only be used as a source")),
-        _ if ROLE_AUTOGROUPS.contains(&text) => {
+        _ if ROLE_AUTOGROUPS.contains(&text) => Ok(Selector::Role(
+            text.trim_start_matches("autogroup:").to_owned(),
+        )),
+        SHARED => {
             warnings.push(format!(
-                "{text}: user roles are not in the local view; it matches nothing in local evaluation"
+                "{text}: shared-in users are not in the local view; it matches nothing in local \
+                 evaluation"
             ));
             Ok(Selector::Unresolved {
                 label: text.to_string(),
@@ -414,12 +425,13 @@ mod tests {
     }
 
     #[test]
-    fn role_autogroups_and_services_resolve_to_nothing_with_a_warning() {
+    fn role_autogroups_match_the_role_and_services_resolve_to_nothing_with_a_warning() {
         let mut warnings = Vec::new();
         let sel = parse_selector("autogroup:admin", Position::Src, &defs(), &mut warnings).unwrap();
-        assert!(matches!(sel, Selector::Unresolved { .. }));
+        assert_eq!(sel, Selector::Role("admin".into()));
+        assert_eq!(sel.label(), "autogroup:admin");
         let sel = parse_selector("svc:web", Position::GrantDst, &defs(), &mut warnings).unwrap();
         assert!(matches!(sel, Selector::Unresolved { .. }));
-        assert_eq!(warnings.len(), 2);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
     }
 }

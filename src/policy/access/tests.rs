@@ -16,6 +16,12 @@ fn dev(hostname: &str, addrs: &[&str], user: &str, tags: &[&str]) -> DeviceView 
         addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
         user: user.into(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
+        // alice administers the tailnet; everyone else is a member.
+        role: match user {
+            ALICE => "admin".into(),
+            "" => String::new(),
+            _ => "member".into(),
+        },
     }
 }
 
@@ -801,20 +807,51 @@ fn compile_reports_every_problem() {
 #[test]
 fn unresolvable_but_valid_selectors_compile_with_warnings() {
     let p = policy(
-        r#""acls": [{"action": "accept", "src": ["autogroup:admin"], "dst": ["*:*"]}],
-           "grants": [{"src": ["autogroup:member"], "dst": ["svc:web"], "ip": ["tcp:443"], "srcPosture": ["posture:x"]}],
+        r#""grants": [{"src": ["autogroup:member"], "dst": ["svc:web"], "ip": ["tcp:443"], "srcPosture": ["posture:x"]}],
            "aclz": []"#,
     );
     let warnings = p.warnings().join("\n");
-    assert!(warnings.contains("autogroup:admin"), "{warnings}");
     assert!(warnings.contains("svc:web"), "{warnings}");
     assert!(warnings.contains("srcPosture"), "{warnings}");
     assert!(warnings.contains("\"aclz\""), "{warnings}");
-    assert!(!allows(
+}
+
+#[test]
+fn role_autogroups_match_the_untagged_devices_of_users_with_that_role() {
+    let p = policy(
+        r#""acls": [{"action": "accept", "src": ["autogroup:admin"], "dst": ["*:*"]},
+                    {"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:owner:80"]}]"#,
+    );
+    assert!(p.warnings().is_empty(), "{:?}", p.warnings());
+    // alice is an admin: her devices reach anything; bob (a member) does not.
+    assert!(allows(
         &p,
         &user(ALICE),
         &device("bob-laptop"),
         22,
+        Proto::TCP
+    ));
+    assert!(!allows(
+        &p,
+        &user(BOB),
+        &device("alice-laptop"),
+        22,
+        Proto::TCP
+    ));
+    // web-1 was alice's until she tagged it: a tagged device has no role.
+    assert!(!allows(
+        &p,
+        &device("web-1"),
+        &device("bob-laptop"),
+        22,
+        Proto::TCP
+    ));
+    // Nobody is the owner in this view: autogroup:owner matches nothing.
+    assert!(!allows(
+        &p,
+        &user(BOB),
+        &device("alice-laptop"),
+        80,
         Proto::TCP
     ));
 }
