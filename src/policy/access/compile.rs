@@ -75,12 +75,23 @@ impl Policy {
             return Err(c.errors);
         }
         let addr_sets = collect_addr_sets(&c.rules);
+        let ssh_section = root
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("ssh"))
+            .map(|(_, v)| v);
+        let ssh = super::ssh::compile(ssh_section, &c.defs, &mut c.warnings);
+        let ssh_tests = root
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("sshTests"))
+            .map(|(_, v)| v.clone());
         let warnings: BTreeSet<String> = c.warnings.into_iter().collect();
         Ok(Policy {
             defs: c.defs,
             rules: c.rules,
             addr_sets,
             tests: c.tests,
+            ssh,
+            ssh_tests,
             warnings: warnings.into_iter().collect(),
         })
     }

@@ -164,23 +164,10 @@ impl Policy {
             .iter()
             .any(|r| r.dst.iter().any(|d| d.uses_self()));
         let user = |atom: &Atom| if uses_self { atom.user.clone() } else { None };
-        let firsts = |keys: Vec<(Vec<bool>, Option<String>)>| {
-            let mut seen = HashMap::new();
-            keys.into_iter()
-                .enumerate()
-                .filter(|(i, key)| *seen.entry(key.clone()).or_insert(*i) == *i)
-                .map(|(i, _)| i)
-                .collect::<Vec<_>>()
-        };
-        let src_keys = srcs
-            .iter()
-            .map(|a| (super::matrix::src_sig(self, a), user(a)))
-            .collect();
-        let dst_keys = dsts
-            .iter()
-            .map(|a| (super::matrix::dst_sig_device(self, a), user(a)))
-            .collect();
-        (firsts(src_keys), firsts(dst_keys))
+        (
+            firsts(srcs, |a| (super::matrix::src_sig(self, a), user(a))),
+            firsts(dsts, |a| (super::matrix::dst_sig_device(self, a), user(a))),
+        )
     }
 
     /// True when the policy accepts `proto` traffic on `port` from every atom of `src` to
@@ -441,4 +428,19 @@ pub(crate) fn hostname_matches(device: &DeviceView, name: &str) -> bool {
     !device.hostname.is_empty()
         && (device.hostname.eq_ignore_ascii_case(name)
             || device.hostname.eq_ignore_ascii_case(first_label))
+}
+
+/// Indices of the first atom of each key, ascending: one representative per class of atoms
+/// that every rule treats alike.
+pub(super) fn firsts<K: std::hash::Hash + Eq>(
+    atoms: &[Atom],
+    key: impl Fn(&Atom) -> K,
+) -> Vec<usize> {
+    let mut seen = HashMap::new();
+    atoms
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| *seen.entry(key(a)).or_insert(*i) == *i)
+        .map(|(i, _)| i)
+        .collect()
 }

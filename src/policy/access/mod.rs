@@ -45,14 +45,16 @@
 //! `srcPosture`/`postures` (treated as always satisfied), grant `via` (routing restriction,
 //! ignored), `app` capabilities, `autogroup:shared` (matches nothing, with a warning), `svc:`
 //! destinations (not in the view, match nothing, with a warning), subnet routes being approved
-//! (address selectors match any address), and `ssh`. Role autogroups (`autogroup:admin`, …)
-//! match the untagged devices of users with that role ([`DeviceView::role`]).
+//! (address selectors match any address). Role autogroups (`autogroup:admin`, …) match the
+//! untagged devices of users with that role ([`DeviceView::role`]). `ssh` rules and `sshTests`
+//! are evaluated too (see the `ssh` module).
 mod compile;
 mod eval;
 mod matrix;
 mod net;
 mod ports;
 mod selector;
+mod ssh;
 mod tests_runner;
 
 #[cfg(test)]
@@ -114,6 +116,9 @@ pub struct Policy {
     /// along their boundaries.
     addr_sets: Vec<net::IpSet>,
     tests: Option<serde_json::Value>,
+    /// The `ssh` rules and `sshTests` (see the `ssh` module).
+    ssh: ssh::SshRules,
+    ssh_tests: Option<serde_json::Value>,
     warnings: Vec<String>,
 }
 

@@ -1226,3 +1226,84 @@ fn whole_address_space_endpoints() {
         }
     );
 }
+
+// ---- ssh rules and sshTests --------------------------------------------------------------
+
+fn ssh_failures(body: &str) -> Vec<String> {
+    policy(body)
+        .run_tests(None, &view())
+        .into_iter()
+        .flat_map(|f| f.errors.into_iter().map(move |e| format!("{}: {e}", f.src)))
+        .collect()
+}
+
+#[test]
+fn ssh_tests_pass_when_the_first_matching_rule_gives_the_expected_outcome() {
+    let rules = format!(
+        r#""ssh": [
+             {{"action": "check", "src": ["group:ops"], "dst": ["tag:db"], "users": ["root"]}},
+             {{"action": "accept", "src": ["group:ops"], "dst": ["tag:db"], "users": ["root", "ubuntu"]}},
+             {{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["autogroup:nonroot"]}},
+             {{"action": "accept", "src": ["{CAROL}"], "dst": ["tag:web"], "users": ["localpart:*@example.com"]}},
+           ],"#
+    );
+    let passing = format!(
+        r#"{rules}
+           "sshTests": [
+             {{"src": "{BOB}", "dst": ["tag:db"], "check": ["root"], "accept": ["ubuntu"], "deny": ["postgres"]}},
+             {{"src": "{ALICE}", "dst": ["alice-phone"], "accept": ["alice", "ubuntu"], "deny": ["root"]}},
+             {{"src": "{BOB}", "dst": ["alice-laptop"], "deny": ["bob", "ubuntu"]}},
+           ]"#
+    );
+    assert_eq!(ssh_failures(&passing), Vec::<String>::new());
+
+    let failing = format!(
+        r#"{rules}
+           "sshTests": [
+             {{"src": "{BOB}", "dst": ["tag:db"], "accept": ["root"]}},
+             {{"src": "{ALICE}", "dst": ["tag:db", "nowhere"], "deny": ["root"]}},
+           ]"#
+    );
+    let failures = ssh_failures(&failing);
+    assert_eq!(
+        failures,
+        [
+            "bob@example.com: ssh as \"root\" to \"tag:db\": want: accept, got: check from \
+             bob-laptop to db-1",
+            "alice@example.com: ssh as \"root\" to \"tag:db\": want: deny, got: check from \
+             alice-laptop to db-1",
+            "alice@example.com: dst \"nowhere\": \"nowhere\" is not a host alias, device \
+             hostname, IP, user, group: or tag:",
+        ]
+    );
+}
+
+#[test]
+fn ssh_localpart_maps_the_source_login_to_the_local_user() {
+    let body = format!(
+        r#""ssh": [{{"action": "accept", "src": ["{CAROL}"], "dst": ["tag:web"], "users": ["localpart:*@example.com"]}}],
+           "sshTests": [{{"src": "{CAROL}", "dst": ["tag:web"], "accept": ["carol"], "deny": ["root", "alice"]}}]"#
+    );
+    let mut v = view();
+    v.devices
+        .push(dev("carol-laptop", &["100.64.0.30"], CAROL, &[]));
+    let failures = policy(&body).run_tests(None, &v);
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+#[test]
+fn an_ssh_rule_the_evaluator_cannot_read_leaves_ssh_tests_to_tailscale() {
+    let body = format!(
+        r#""ssh": [{{"action": "accept", "src": ["{BOB}"], "dst": ["tag:db"], "users": ["autogroup:wizards"]}}],
+           "sshTests": [{{"src": "{BOB}", "dst": ["tag:db"], "accept": ["root"]}}]"#
+    );
+    let p = policy(&body);
+    assert!(p.run_tests(None, &view()).is_empty(), "not run locally");
+    let warnings = p.warnings().join("\n");
+    assert!(
+        warnings.contains("ssh[0]") && warnings.contains("sshTests are left to Tailscale"),
+        "{warnings}"
+    );
+    // Explicit tests (a Fragment's own) run the network tests only.
+    assert!(p.run_tests(Some(&json!([])), &view()).is_empty());
+}

@@ -19,7 +19,8 @@ const TEST_FIELDS: &[&str] = &[
 ];
 
 impl Policy {
-    /// Runs `tests` (a JSON array of policy tests), or the policy's own `tests` when `None`.
+    /// Runs `tests` (a JSON array of policy tests), or the policy's own `tests` and
+    /// `sshTests` when `None`.
     ///
     /// One [`TestFailure`] per failing test, with one error per unmet expectation or per
     /// problem (unknown user/group/tag/host, malformed destination): a bad reference fails the
@@ -31,7 +32,20 @@ impl Policy {
         tests: Option<&serde_json::Value>,
         view: &TailnetView,
     ) -> Vec<TestFailure> {
-        let Some(tests) = tests.or(self.tests.as_ref()) else {
+        let own = tests.is_none();
+        let mut failures = self.run_network_tests(tests.or(self.tests.as_ref()), view);
+        if own {
+            failures.extend(self.run_ssh_tests(view));
+        }
+        failures
+    }
+
+    fn run_network_tests(
+        &self,
+        tests: Option<&serde_json::Value>,
+        view: &TailnetView,
+    ) -> Vec<TestFailure> {
+        let Some(tests) = tests else {
             return Vec::new();
         };
         let Some(list) = tests.as_array() else {
