@@ -283,7 +283,11 @@ pub fn offline_view<'a>(docs: impl IntoIterator<Item = &'a Value>) -> TailnetVie
         tags: vec![tag],
         role: String::new(),
     }));
-    TailnetView { users, devices }
+    TailnetView {
+        users,
+        devices,
+        services: Vec::new(),
+    }
 }
 
 #[derive(Default)]

@@ -36,6 +36,7 @@ fn world(policies: &[&Value]) -> ProposalWorld {
                 device("bob-laptop", "100.64.0.2", "bob@example.com", &[]),
                 device("web-1", "100.64.0.3", "alice@example.com", &["tag:web"]),
             ],
+            services: Vec::new(),
         },
         live_policy: Some(BASE.into()),
         ..ProposalWorld::default()

@@ -1,10 +1,11 @@
 //! The [`TailnetView`] the access evaluator works on, built from the devices and users
 //! snapshots, so the planner stays free of API types beyond these two lists.
-use crate::policy::access::{DeviceView, TailnetView};
+use crate::policy::access::{DeviceView, ServiceView, TailnetView};
 use crate::tailscale::{Device, User};
 
-/// Users by login name, devices with their Tailscale addresses, owner and tags. Addresses the
-/// API sends that are not IPs are skipped (the evaluator matches addresses only).
+/// Users by login name, devices with their Tailscale addresses, owner, owner's role and tags.
+/// Addresses the API sends that are not IPs are skipped (the evaluator matches addresses only).
+/// Tailscale Services are added by [`with_services`] where they have been read.
 pub fn tailnet_view(devices: &[Device], users: &[User]) -> TailnetView {
     let roles: std::collections::HashMap<&str, &str> = users
         .iter()
@@ -22,7 +23,20 @@ pub fn tailnet_view(devices: &[Device], users: &[User]) -> TailnetView {
                 role: roles.get(d.user.as_str()).copied().unwrap_or("").to_owned(),
             })
             .collect(),
+        services: Vec::new(),
     }
+}
+
+/// `view` with the tailnet's Tailscale Services, for `svc:` destinations.
+pub fn with_services(mut view: TailnetView, services: &[crate::tailscale::Service]) -> TailnetView {
+    view.services = services
+        .iter()
+        .map(|s| ServiceView {
+            name: s.name.clone(),
+            addresses: s.addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+        })
+        .collect();
+    view
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::policy::access::{DeviceView, Policy, TailnetView};
+use crate::policy::access::{DeviceView, Policy, ServiceView, TailnetView};
 use crate::secret::Secret;
 
 use super::error::{SimError, SimResult};
@@ -845,6 +845,14 @@ impl State {
                 .map(|d| DeviceView {
                     role: roles.get(d.user.as_str()).copied().unwrap_or("").to_owned(),
                     ..d.view()
+                })
+                .collect(),
+            services: self
+                .services
+                .iter()
+                .map(|s| ServiceView {
+                    name: s.name.clone(),
+                    addresses: s.addrs.iter().filter_map(|a| a.parse().ok()).collect(),
                 })
                 .collect(),
         }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use super::net::{AddrRange, IpPrefix};
 use super::ports::Proto;
 use super::selector::{check_tag, parse_addr_literal, resolve_host};
-use super::{Cap, DeviceView, Policy, PolicyError, Rule, TailnetView};
+use super::{Cap, DeviceView, Policy, PolicyError, Rule, ServiceView, TailnetView};
 
 /// Something traffic comes from or goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub enum Endpoint {
     Tag(String),
     /// One device, reachable at any of its addresses.
     Device(DeviceView),
+    /// A Tailscale Service (`svc:name`) of the view, reachable at its virtual addresses.
+    Service(String),
     /// Every device in the view with this hostname (case-insensitive; an FQDN's first label
     /// also matches).
     Hostname(String),
@@ -49,6 +51,8 @@ pub(crate) struct Atom {
     pub user: Option<String>,
     /// That user's role, when known (role autogroups match on it).
     pub role: Option<String>,
+    /// The Tailscale Service this atom is (`svc:name`), for `svc:` destinations.
+    pub service: Option<String>,
     pub tags: BTreeSet<String>,
     pub addrs: Vec<IpAddr>,
 }
@@ -63,6 +67,7 @@ impl Atom {
             label: device_label(device),
             user,
             role,
+            service: None,
             tags,
             addrs: device.addresses.clone(),
         }
@@ -73,8 +78,23 @@ impl Atom {
             label: label.to_string(),
             user,
             role: None,
+            service: None,
             tags,
             addrs: Vec::new(),
+        }
+    }
+}
+
+impl Atom {
+    /// A Tailscale Service: no owner, no tags, its virtual addresses.
+    pub fn of_service(service: &ServiceView) -> Atom {
+        Atom {
+            label: service.name.clone(),
+            user: None,
+            role: None,
+            service: Some(service.name.clone()),
+            tags: BTreeSet::new(),
+            addrs: service.addresses.clone(),
         }
     }
 }
@@ -239,6 +259,13 @@ impl Policy {
                 Err(format!("tag {text:?} is not defined in \"tagOwners\""))
             };
         }
+        if text.starts_with("svc:") {
+            return if view.services.iter().any(|s| s.name == text) {
+                Ok(Endpoint::Service(text.to_string()))
+            } else {
+                Err(format!("no Tailscale Service {text:?} in the tailnet"))
+            };
+        }
         if text.starts_with("group:") {
             return if self.defs.groups.contains_key(text) {
                 Ok(Endpoint::Group(text.to_string()))
@@ -315,6 +342,12 @@ impl Policy {
                 })
             }
             Endpoint::Device(device) => Ok(vec![Atom::of_device(device)]),
+            Endpoint::Service(name) => view
+                .services
+                .iter()
+                .find(|s| s.name == *name)
+                .map(|s| vec![Atom::of_service(s)])
+                .ok_or_else(|| format!("no Tailscale Service {name:?} in the tailnet")),
             Endpoint::Hostname(name) => {
                 let atoms: Vec<Atom> = view
                     .devices

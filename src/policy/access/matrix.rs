@@ -1,7 +1,8 @@
 //! Who can reach what: the access matrix over a [`TailnetView`] and the diff between two
 //! policies ("which src→dst:port pairs are gained or lost").
 //!
-//! Sources are the view's devices; destinations are the view's devices plus *targets*: the
+//! Sources are the view's devices; destinations are the view's devices, its Tailscale Services
+//! (`svc:` destinations) plus *targets*: the
 //! address selectors named as destinations (host aliases, CIDRs, ipsets, `autogroup:internet`)
 //! that are not a single device address. A target counts as reachable only through a rule
 //! whose destination covers all of it. A device never appears as its own destination.
@@ -241,9 +242,10 @@ impl Caps {
     }
 }
 
-/// A destination: a device (as an atom) or an address-only target.
+/// A destination: a device (as an atom), a Tailscale Service, or an address-only target.
 enum Dest {
     Device(usize),
+    Service(Atom),
     Target(IpSet),
 }
 
@@ -275,8 +277,8 @@ impl<K: std::hash::Hash + Eq + Clone> Classes<K> {
     }
 }
 
-/// (per-policy rule matches, user when `autogroup:self` matters, the target's index: each
-/// address target is its own class, named as written)
+/// (per-policy rule matches, user when `autogroup:self` matters, the destination's index for
+/// services and address targets: each is its own class, named as written)
 type Key = (Vec<Vec<bool>>, Option<String>, Option<usize>);
 
 /// Sources or destinations every rule of the compared policies treats alike.
@@ -525,6 +527,10 @@ fn compare(old: Option<&Policy>, new: &Policy, view: &TailnetView) -> ClassDiff 
     let mut dest_labels = device_labels(view);
     let atoms: Vec<Atom> = view.devices.iter().map(Atom::of_device).collect();
     let mut dests: Vec<Dest> = (0..atoms.len()).map(Dest::Device).collect();
+    for service in &view.services {
+        dest_labels.push(service.name.clone());
+        dests.push(Dest::Service(Atom::of_service(service)));
+    }
     for (label, set) in targets(&policies, view) {
         dest_labels.push(label);
         dests.push(Dest::Target(set));
@@ -548,6 +554,12 @@ fn compare(old: Option<&Policy>, new: &Policy, view: &TailnetView) -> ClassDiff 
                     .collect(),
                 self_user(&atoms[*d]),
                 None,
+            ),
+            // Each service and each target is a class of its own, named as written.
+            Dest::Service(atom) => (
+                policies.iter().map(|p| dst_sig_device(p, atom)).collect(),
+                None,
+                Some(i),
             ),
             Dest::Target(set) => (
                 policies.iter().map(|p| dst_sig_target(p, set)).collect(),
@@ -607,7 +619,7 @@ fn compare(old: Option<&Policy>, new: &Policy, view: &TailnetView) -> ClassDiff 
 }
 
 /// What a class's members share (see [`AccessClass::label`]). Members past the view's
-/// devices are address targets, each its own class.
+/// devices are services and address targets, each its own class.
 fn describe_class(members: &[u32], view: &TailnetView, dest_labels: &[String]) -> AccessClass {
     let first = members.first().map_or(0, |m| *m as usize);
     if first >= view.devices.len() {
@@ -768,6 +780,14 @@ mod equivalence {
                 }
                 out.insert((labels[s].clone(), labels[d].clone()), caps);
             }
+            for service in &view.services {
+                let dst = Atom::of_service(service);
+                let mut caps = Caps::default();
+                for rule in policy.rules.iter().filter(|r| r.matches(src, &dst)) {
+                    rule.caps.iter().for_each(|c| caps.add(c));
+                }
+                out.insert((labels[s].clone(), service.name.clone()), caps);
+            }
             for (label, set) in targets {
                 let mut caps = Caps::default();
                 for rule in &policy.rules {
@@ -815,6 +835,13 @@ mod equivalence {
         let mut view = TailnetView {
             users: USERS[..3].iter().map(|u| u.to_string()).collect(),
             devices: Vec::new(),
+            services: vec![crate::policy::access::ServiceView {
+                name: "svc:grafana".into(),
+                addresses: vec![
+                    "100.100.0.7".parse().unwrap(),
+                    "fd7a:115c:a1e0::7:7".parse().unwrap(),
+                ],
+            }],
         };
         for i in 0..90u32 {
             let mut addresses = vec![format!("100.64.{}.{}", i / 200, i % 200 + 1)];
@@ -854,6 +881,8 @@ mod equivalence {
             json!({"grants": [{"src": ["tag:web"], "dst": ["tag:prod"], "ip": ["tcp:22"]},
                               {"src": ["group:ops"], "dst": ["corp-net", "db-vip"], "ip": ["*"]}]}),
             json!({"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}),
+            json!({"grants": [{"src": ["group:ops"], "dst": ["svc:grafana"], "ip": ["tcp:443"]},
+                              {"src": ["tag:web"], "dst": ["svc:grafana", "svc:absent"], "ip": ["*"]}]}),
             json!({"grants": [{"src": ["autogroup:admin"], "dst": ["tag:db", "autogroup:auditor"], "ip": ["tcp:22"]},
                               {"src": ["autogroup:auditor"], "dst": ["autogroup:self"], "ip": ["*"]}]}),
             json!({"acls": [{"action": "accept", "src": ["group:eng", "tag:db"], "dst": ["autogroup:internet:443", "autogroup:member:22"]},

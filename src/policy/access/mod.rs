@@ -77,6 +77,18 @@ pub struct TailnetView {
     /// Login names of the tailnet's users, e.g. `alice@example.com`.
     pub users: Vec<String>,
     pub devices: Vec<DeviceView>,
+    /// The tailnet's Tailscale Services (VIPs), for `svc:` destinations. Empty when unknown:
+    /// rules naming a service then grant nothing locally.
+    pub services: Vec<ServiceView>,
+}
+
+/// A Tailscale Service as the evaluator sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceView {
+    /// `svc:<dns-label>`.
+    pub name: String,
+    /// Its virtual IP addresses.
+    pub addresses: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -68,7 +68,9 @@ pub(crate) enum Selector {
     Addrs { label: String, set: IpSet },
     /// `autogroup:admin`, `autogroup:owner`, …: the untagged devices of users with that role.
     Role(String),
-    /// Valid in Tailscale but not resolvable locally (`svc:` names).
+    /// `svc:name` (grant destinations): that Tailscale Service of the view.
+    Service(String),
+    /// Valid in Tailscale but not resolvable locally (`autogroup:shared`).
     Unresolved { label: String },
 }
 
@@ -99,6 +101,7 @@ impl Selector {
             Selector::Internet => atom.addrs.iter().any(|a| internet().contains(*a)),
             Selector::Addrs { set, .. } => atom.addrs.iter().any(|a| set.contains(*a)),
             Selector::Role(role) => atom.role.as_deref() == Some(role.as_str()),
+            Selector::Service(name) => atom.service.as_deref() == Some(name.as_str()),
             Selector::Unresolved { .. } => false,
         }
     }
@@ -138,6 +141,7 @@ impl Selector {
             Selector::SelfDevices => "autogroup:self".into(),
             Selector::Internet => "autogroup:internet".into(),
             Selector::Role(role) => format!("autogroup:{role}"),
+            Selector::Service(name) => name.clone(),
             Selector::Addrs { label, .. } | Selector::Unresolved { label } => label.clone(),
         }
     }
@@ -187,12 +191,7 @@ pub(crate) fn parse_selector(
         if position != Position::GrantDst {
             return Err(format!("service {text:?} can only be a grant destination"));
         }
-        warnings.push(format!(
-            "service {text:?}: Tailscale Service addresses are not in the local view; rules naming it grant nothing locally"
-        ));
-        return Ok(Selector::Unresolved {
-            label: text.to_string(),
-        });
+        return Ok(Selector::Service(text.to_string()));
     }
     if let Some(set) = parse_addr_literal(text)? {
         return Ok(Selector::Addrs {
@@ -425,12 +424,16 @@ mod tests {
     }
 
     #[test]
-    fn role_autogroups_match_the_role_and_services_resolve_to_nothing_with_a_warning() {
+    fn role_autogroups_and_services_resolve_and_shared_is_noted() {
         let mut warnings = Vec::new();
         let sel = parse_selector("autogroup:admin", Position::Src, &defs(), &mut warnings).unwrap();
         assert_eq!(sel, Selector::Role("admin".into()));
         assert_eq!(sel.label(), "autogroup:admin");
         let sel = parse_selector("svc:web", Position::GrantDst, &defs(), &mut warnings).unwrap();
+        assert_eq!(sel, Selector::Service("svc:web".into()));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let sel =
+            parse_selector("autogroup:shared", Position::Src, &defs(), &mut warnings).unwrap();
         assert!(matches!(sel, Selector::Unresolved { .. }));
         assert_eq!(warnings.len(), 1, "{warnings:?}");
     }

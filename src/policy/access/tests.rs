@@ -52,6 +52,10 @@ fn view() -> TailnetView {
             dev("db-1", &["100.64.0.20"], BOB, &["tag:db"]),
             dev("prod-db", &["100.64.0.21"], "", &["tag:prod", "tag:db"]),
         ],
+        services: vec![ServiceView {
+            name: "svc:grafana".into(),
+            addresses: vec!["100.100.0.9".parse().unwrap()],
+        }],
     }
 }
 
@@ -807,11 +811,11 @@ fn compile_reports_every_problem() {
 #[test]
 fn unresolvable_but_valid_selectors_compile_with_warnings() {
     let p = policy(
-        r#""grants": [{"src": ["autogroup:member"], "dst": ["svc:web"], "ip": ["tcp:443"], "srcPosture": ["posture:x"]}],
+        r#""grants": [{"src": ["autogroup:shared"], "dst": ["tag:web"], "ip": ["tcp:443"], "srcPosture": ["posture:x"]}],
            "aclz": []"#,
     );
     let warnings = p.warnings().join("\n");
-    assert!(warnings.contains("svc:web"), "{warnings}");
+    assert!(warnings.contains("autogroup:shared"), "{warnings}");
     assert!(warnings.contains("srcPosture"), "{warnings}");
     assert!(warnings.contains("\"aclz\""), "{warnings}");
 }
@@ -1086,8 +1090,9 @@ fn access_pairs_collapse_all_protocols_and_include_targets() {
             .any(|p| p.src == "prod-db" && p.dst == "prod-db"),
         "no self pairs"
     );
-    // prod-db: 5 other devices + the corp-net target; alice's 2 devices: tcp and udp rows.
-    assert_eq!(pairs.len(), 5 + 1 + 2 * 2);
+    // prod-db: 5 other devices, the svc:grafana service and the corp-net target; alice's 2
+    // devices: tcp and udp rows.
+    assert_eq!(pairs.len(), 5 + 1 + 1 + 2 * 2);
 }
 
 #[test]
@@ -1306,4 +1311,33 @@ fn an_ssh_rule_the_evaluator_cannot_read_leaves_ssh_tests_to_tailscale() {
     );
     // Explicit tests (a Fragment's own) run the network tests only.
     assert!(p.run_tests(Some(&json!([])), &view()).is_empty());
+}
+
+#[test]
+fn service_destinations_are_the_views_tailscale_services() {
+    let p = policy(&format!(
+        r#""grants": [{{"src": ["{BOB}"], "dst": ["svc:grafana"], "ip": ["tcp:443"]}},
+                      {{"src": ["{ALICE}"], "dst": ["svc:unknown"], "ip": ["*"]}}],
+           "tests": [{{"src": "{BOB}", "accept": ["svc:grafana:443"], "deny": ["svc:grafana:22"]}},
+                     {{"src": "{ALICE}", "deny": ["svc:grafana:443"]}}]"#
+    ));
+    assert!(p.warnings().is_empty(), "{:?}", p.warnings());
+    assert!(
+        p.run_tests(None, &view()).is_empty(),
+        "{:?}",
+        p.run_tests(None, &view())
+    );
+    let grafana = Endpoint::Service("svc:grafana".into());
+    assert!(allows(&p, &user(BOB), &grafana, 443, Proto::TCP));
+    assert!(!allows(&p, &user(CAROL), &grafana, 443, Proto::TCP));
+    // A service not in the view: an error naming it, not a silent pass.
+    let err = p.resolve_endpoint("svc:unknown", &view()).unwrap_err();
+    assert!(err.contains("svc:unknown"), "{err}");
+    // In the access matrix, a service is a destination of its own.
+    let pairs: Vec<String> = p
+        .access_pairs(&view())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(pairs, ["bob-laptop -> svc:grafana tcp:443"]);
 }
