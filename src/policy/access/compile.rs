@@ -80,6 +80,11 @@ impl Policy {
             .find(|(k, _)| k.eq_ignore_ascii_case("ssh"))
             .map(|(_, v)| v);
         let ssh = super::ssh::compile(ssh_section, &c.defs, &mut c.warnings);
+        let postures_section = root
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("postures"))
+            .map(|(_, v)| v);
+        let postures = super::posture::Postures::compile(postures_section, &mut c.warnings);
         let ssh_tests = root
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("sshTests"))
@@ -92,6 +97,7 @@ impl Policy {
             tests: c.tests,
             ssh,
             ssh_tests,
+            postures,
             warnings: warnings.into_iter().collect(),
         })
     }
@@ -104,6 +110,8 @@ struct Compiler {
     defs: Defs,
     rules: Vec<Rule>,
     tests: Option<Value>,
+    /// `defaultSrcPosture`: the postures of rules without their own `srcPosture`.
+    default_postures: Vec<String>,
 }
 
 impl Compiler {
@@ -130,6 +138,13 @@ impl Compiler {
             self.ipsets(v);
         }
         self.tag_owner_values(owners);
+        if let Some(v) = self.section(root, "defaultSrcPosture") {
+            self.default_postures = self
+                .strings(v, "defaultSrcPosture")
+                .into_iter()
+                .map(|(_, s)| s.to_owned())
+                .collect();
+        }
         if let Some(v) = self.section(root, "acls") {
             for (i, entry) in self.array(v, "acls").into_iter().enumerate() {
                 self.acl(i, entry);
@@ -470,7 +485,7 @@ impl Compiler {
                 .errors
                 .push(format!("{path}: \"action\": \"accept\" is required")),
         }
-        self.note_posture(obj, &path);
+        let postures = self.postures(obj, &path);
         let protos = self.acl_proto(obj, &path);
         let src = match self.one_of(obj, "src", "users", &path) {
             Some((field, v)) => self.selectors(v, Position::Src, &format!("{path}.{field}")),
@@ -487,6 +502,7 @@ impl Compiler {
                     src: src.clone(),
                     dst: vec![sel],
                     caps: vec![Cap { protos, ports }],
+                    postures: postures.clone(),
                 }),
                 Err(e) => self.errors.push(format!("{dst_path}[{j}] {text:?}: {e}")),
             }
@@ -537,7 +553,7 @@ impl Compiler {
             &["src", "dst", "ip", "app", "srcPosture", "via"],
             &path,
         );
-        self.note_posture(obj, &path);
+        let postures = self.postures(obj, &path);
         let src = match self.get(obj, "src", &path) {
             Some(v) => self.selectors(v, Position::Src, &format!("{path}.src")),
             None => {
@@ -582,6 +598,7 @@ impl Compiler {
                 src,
                 dst,
                 caps,
+                postures,
             });
         }
     }
@@ -602,12 +619,26 @@ impl Compiler {
         );
     }
 
-    fn note_posture(&mut self, obj: &Map<String, Value>, path: &str) {
-        if self.get(obj, "srcPosture", path).is_some() {
-            self.warnings.push(
-                "\"srcPosture\" is not evaluated locally: rules are treated as if every posture holds".into(),
-            );
+    /// The rule's postures (`srcPosture`, else `defaultSrcPosture`); a rule that has any is
+    /// conditional, which the warnings say.
+    fn postures(&mut self, obj: &Map<String, Value>, path: &str) -> Vec<String> {
+        let own: Vec<String> = match self.get(obj, "srcPosture", path) {
+            Some(v) => self
+                .strings(v, &format!("{path}.srcPosture"))
+                .into_iter()
+                .map(|(_, s)| s.to_owned())
+                .collect(),
+            None => self.default_postures.clone(),
+        };
+        if !own.is_empty() {
+            self.warnings.push(format!(
+                "{path} depends on posture {}: device posture attributes are not read, so it \
+                 is conditional and grants nothing in local evaluation (policy tests evaluate \
+                 it with srcPostureAttrs)",
+                own.join(", ")
+            ));
         }
+        own
     }
 
     /// Tags and groups referenced from sections the evaluator does not model must still exist.

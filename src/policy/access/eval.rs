@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use super::net::{AddrRange, IpPrefix};
 use super::ports::Proto;
+use super::posture::PostureAttrs;
 use super::selector::{check_tag, parse_addr_literal, resolve_host};
 use super::{Cap, DeviceView, Policy, PolicyError, Rule, ServiceView, TailnetView};
 
@@ -135,6 +136,20 @@ impl Policy {
         proto: Option<Proto>,
         view: &TailnetView,
     ) -> Result<Verdict, PolicyError> {
+        self.check_with(src, dst, port, proto, view, None)
+    }
+
+    /// [`Policy::check`] for a source with posture attributes `attrs` (a test's
+    /// `srcPostureAttrs`); without, rules needing a posture grant nothing.
+    pub(crate) fn check_with(
+        &self,
+        src: &Endpoint,
+        dst: &Endpoint,
+        port: u16,
+        proto: Option<Proto>,
+        view: &TailnetView,
+        attrs: Option<&PostureAttrs>,
+    ) -> Result<Verdict, PolicyError> {
         let err = |message| PolicyError { message };
         let srcs = self.atoms(src, view).map_err(err)?;
         let dsts = self.atoms(dst, view).map_err(err)?;
@@ -151,7 +166,7 @@ impl Policy {
         for &s in &src_reps {
             let (mut accepted_d, mut dropped_d) = (None, None);
             for &d in &dst_reps {
-                let slot = if self.pair_allowed(&srcs[s], &dsts[d], port, &protos) {
+                let slot = if self.pair_allowed_with(&srcs[s], &dsts[d], port, &protos, attrs) {
                     &mut accepted_d
                 } else {
                     &mut dropped_d
@@ -222,7 +237,7 @@ impl Policy {
         };
         let (src_reps, dst_reps) = self.representatives(&srcs, &dsts);
         let mut origins = BTreeSet::new();
-        for rule in &self.rules {
+        for rule in self.rules.iter().filter(|r| self.applies(r, None)) {
             let hit = src_reps.iter().any(|&s| {
                 dst_reps
                     .iter()
@@ -235,10 +250,25 @@ impl Policy {
         origins.into_iter().collect()
     }
 
-    pub(crate) fn pair_allowed(&self, src: &Atom, dst: &Atom, port: u16, protos: &[Proto]) -> bool {
+    /// Whether some rule accepts `protos` on `port` from `src` to `dst`. A rule needing
+    /// postures counts only when `attrs` are given and its postures hold for them.
+    pub(crate) fn pair_allowed_with(
+        &self,
+        src: &Atom,
+        dst: &Atom,
+        port: u16,
+        protos: &[Proto],
+        attrs: Option<&PostureAttrs>,
+    ) -> bool {
         self.rules
             .iter()
-            .any(|r| r.matches(src, dst) && r.grants(port, protos))
+            .any(|r| self.applies(r, attrs) && r.matches(src, dst) && r.grants(port, protos))
+    }
+
+    /// A rule without postures always applies; one with postures only for a source whose
+    /// attributes are known and satisfy them.
+    pub(super) fn applies(&self, rule: &Rule, attrs: Option<&PostureAttrs>) -> bool {
+        rule.postures.is_empty() || attrs.is_some_and(|a| self.postures.hold(&rule.postures, a))
     }
 
     /// Parses a test-style host (`tag:x`, `group:x`, `user@domain`, IP, CIDR, host alias or

@@ -697,6 +697,11 @@ fn class_caps(policy: &Policy, src_sig: &[bool], dst_sig: &[bool], same_user: bo
     let mut offset = 0;
     for (ri, rule) in policy.rules.iter().enumerate() {
         let n = rule.dst.len();
+        // A rule needing a posture is conditional: device attributes are not known here.
+        if !policy.applies(rule, None) {
+            offset += n;
+            continue;
+        }
         let dst_hit = (0..n).any(|j| dst_sig[offset + j] || (same_user && rule.dst[j].uses_self()));
         if src_sig[ri] && dst_hit {
             for cap in &rule.caps {
@@ -1008,7 +1013,7 @@ mod equivalence {
         let (mut accepted, mut dropped) = (None, None);
         for s in &srcs {
             for d in &dsts {
-                let slot = if policy.pair_allowed(s, d, port, protos) {
+                let slot = if policy.pair_allowed_with(s, d, port, protos, None) {
                     &mut accepted
                 } else {
                     &mut dropped

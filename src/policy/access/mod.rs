@@ -42,8 +42,7 @@
 //!
 //! # Not modelled
 //!
-//! `srcPosture`/`postures` (treated as always satisfied), grant `via` (routing restriction,
-//! ignored), `app` capabilities, `autogroup:shared` (matches nothing, with a warning), `svc:`
+//! Grant `via` (routing restriction, ignored), `app` capabilities, `autogroup:shared` (matches nothing, with a warning), `svc:`
 //! destinations (not in the view, match nothing, with a warning), subnet routes being approved
 //! (address selectors match any address). Role autogroups (`autogroup:admin`, …) match the
 //! untagged devices of users with that role ([`DeviceView::role`]). `ssh` rules and `sshTests`
@@ -53,6 +52,7 @@ mod eval;
 mod matrix;
 mod net;
 mod ports;
+mod posture;
 mod selector;
 mod ssh;
 mod tests_runner;
@@ -131,6 +131,7 @@ pub struct Policy {
     /// The `ssh` rules and `sshTests` (see the `ssh` module).
     ssh: ssh::SshRules,
     ssh_tests: Option<serde_json::Value>,
+    postures: posture::Postures,
     warnings: Vec<String>,
 }
 
@@ -142,6 +143,9 @@ struct Rule {
     src: Vec<Selector>,
     dst: Vec<Selector>,
     caps: Vec<Cap>,
+    /// Postures the source must satisfy (`srcPosture`, else `defaultSrcPosture`): a
+    /// conditional rule (see the `posture` module).
+    postures: Vec<String>,
 }
 
 /// Protocols × ports granted by a rule.

@@ -1341,3 +1341,44 @@ fn service_destinations_are_the_views_tailscale_services() {
         .collect();
     assert_eq!(pairs, ["bob-laptop -> svc:grafana tcp:443"]);
 }
+
+#[test]
+fn a_rule_needing_a_posture_is_conditional_and_tests_evaluate_it_with_src_posture_attrs() {
+    let body = format!(
+        r#""postures": {{"posture:mac": ["node:os == 'macos'"]}},
+           "grants": [{{"src": ["{BOB}"], "dst": ["tag:db"], "ip": ["tcp:5432"], "srcPosture": ["posture:mac"]}}],
+           "tests": [
+             {{"src": "{BOB}", "srcPostureAttrs": {{"node:os": "macos"}}, "accept": ["tag:db:5432"]}},
+             {{"src": "{BOB}", "srcPostureAttrs": {{"node:os": "linux"}}, "deny": ["tag:db:5432"]}},
+             {{"src": "{BOB}", "deny": ["tag:db:5432"]}},
+           ]"#
+    );
+    let p = policy(&body);
+    assert!(
+        p.run_tests(None, &view()).is_empty(),
+        "{:?}",
+        p.run_tests(None, &view())
+    );
+    // Outside tests the device's posture is unknown: conditional, nothing granted, and said.
+    assert!(!allows(&p, &user(BOB), &device("db-1"), 5432, Proto::TCP));
+    assert!(p.access_pairs(&view()).is_empty());
+    let warnings = p.warnings().join("\n");
+    assert!(
+        warnings.contains("grants[0] depends on posture posture:mac")
+            && warnings.contains("conditional"),
+        "{warnings}"
+    );
+    // defaultSrcPosture applies to rules without their own.
+    let defaulted = policy(&format!(
+        r#""postures": {{"posture:mac": ["node:os == 'macos'"]}},
+           "defaultSrcPosture": ["posture:mac"],
+           "grants": [{{"src": ["{BOB}"], "dst": ["tag:db"], "ip": ["tcp:5432"]}}]"#
+    ));
+    assert!(!allows(
+        &defaulted,
+        &user(BOB),
+        &device("db-1"),
+        5432,
+        Proto::TCP
+    ));
+}

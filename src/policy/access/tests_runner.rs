@@ -26,7 +26,8 @@ impl Policy {
     /// problem (unknown user/group/tag/host, malformed destination): a bad reference fails the
     /// test, it never panics. `accept` needs every source device to reach every destination
     /// device; `deny` needs none to. Without `proto`, a destination counts as accepted when
-    /// TCP or UDP is. `srcPostureAttrs` is ignored (postures are not modelled).
+    /// TCP or UDP is. `srcPostureAttrs` gives the source's posture attributes: rules needing a
+    /// posture count when it holds for them (without, they grant nothing).
     pub fn run_tests(
         &self,
         tests: Option<&serde_json::Value>,
@@ -93,6 +94,16 @@ impl Policy {
             Some(Value::String(p)) => Proto::parse(p).map(Some),
             Some(other) => Err(format!("must be a string, found {other}")),
         };
+        let attrs = match field(obj, "srcPostureAttrs") {
+            None => None,
+            Some(Value::Object(map)) => Some(map.clone()),
+            Some(other) => {
+                errors.push(format!(
+                    "tests[{i}].srcPostureAttrs: must be an object, found {other}"
+                ));
+                None
+            }
+        };
         let accept = destinations(either(obj, "accept", "allow"), i, "accept", &mut errors);
         let deny = destinations(Ok(field(obj, "deny")), i, "deny", &mut errors);
         let proto = match proto {
@@ -112,7 +123,13 @@ impl Policy {
                     .map(|d| (d, true))
                     .chain(deny.iter().map(|d| (d, false)))
                 {
-                    if let Some(e) = self.expectation(&source, dst, want_accept, proto, view) {
+                    let expectation = Expectation {
+                        dst,
+                        want_accept,
+                        proto,
+                        attrs: attrs.as_ref(),
+                    };
+                    if let Some(e) = self.expectation(&source, &expectation, view) {
                         errors.push(e);
                     }
                 }
@@ -126,11 +143,15 @@ impl Policy {
     fn expectation(
         &self,
         source: &super::Endpoint,
-        dst: &str,
-        want_accept: bool,
-        proto: Option<Proto>,
+        expectation: &Expectation<'_>,
         view: &TailnetView,
     ) -> Option<String> {
+        let Expectation {
+            dst,
+            want_accept,
+            proto,
+            attrs,
+        } = *expectation;
         let parsed = split_target_ports(dst).and_then(|(host, port)| {
             let port = parse_single_port(port)?;
             Ok((self.resolve_endpoint(&host, view)?, port))
@@ -139,7 +160,7 @@ impl Policy {
             Ok(p) => p,
             Err(e) => return Some(format!("address {dst:?}: {e}")),
         };
-        let verdict = match self.check(source, &target, port, proto, view) {
+        let verdict = match self.check_with(source, &target, port, proto, view, attrs) {
             Ok(v) => v,
             Err(e) => return Some(format!("address {dst:?}: {e}")),
         };
@@ -160,6 +181,14 @@ impl Policy {
             }
         }
     }
+}
+
+/// One `accept` or `deny` entry of a test, with the test's protocol and source postures.
+struct Expectation<'a> {
+    dst: &'a str,
+    want_accept: bool,
+    proto: Option<Proto>,
+    attrs: Option<&'a serde_json::Map<String, Value>>,
 }
 
 /// Case-insensitive field lookup.
