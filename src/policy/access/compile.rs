@@ -503,6 +503,7 @@ impl Compiler {
                     dst: vec![sel],
                     caps: vec![Cap { protos, ports }],
                     postures: postures.clone(),
+                    via: Vec::new(),
                 }),
                 Err(e) => self.errors.push(format!("{dst_path}[{j}] {text:?}: {e}")),
             }
@@ -579,9 +580,10 @@ impl Compiler {
             self.errors
                 .push(format!("{path}: a grant needs \"ip\" and/or \"app\""));
         }
-        if let Some(via) = self.get(obj, "via", &path) {
-            self.grant_via(via, &path);
-        }
+        let via = match self.get(obj, "via", &path) {
+            Some(via) => self.grant_via(via, &path),
+            None => Vec::new(),
+        };
         let mut caps = Vec::new();
         if let Some(ip) = ip {
             for (j, text) in self.strings(ip, &format!("{path}.ip")) {
@@ -599,13 +601,17 @@ impl Compiler {
                 dst,
                 caps,
                 postures,
+                via,
             });
         }
     }
 
-    fn grant_via(&mut self, via: &Value, path: &str) {
+    /// The router tags of a grant's `via`, each defined in `tagOwners`.
+    fn grant_via(&mut self, via: &Value, path: &str) -> Vec<String> {
         let via_path = format!("{path}.via");
+        let mut tags = Vec::new();
         for (j, tag) in self.strings(via, &via_path) {
+            tags.push(tag.to_owned());
             let problem = check_tag(tag).err().or_else(|| {
                 (!self.defs.tags.contains(tag))
                     .then(|| format!("tag {tag:?} is not defined in \"tagOwners\""))
@@ -614,9 +620,12 @@ impl Compiler {
                 self.errors.push(format!("{via_path}[{j}] {tag:?}: {p}"));
             }
         }
-        self.warnings.push(
-            "grant \"via\" (routing through specific routers/exit nodes) is not modelled; such grants are evaluated as if routed anywhere".into(),
-        );
+        self.warnings.push(format!(
+            "{path}.via: evaluated as granting only while a device tagged {} exists in the \
+             tailnet (whether it advertises and is approved for the routes is not checked)",
+            tags.join(" or ")
+        ));
+        tags
     }
 
     /// The rule's postures (`srcPosture`, else `defaultSrcPosture`); a rule that has any is

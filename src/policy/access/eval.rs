@@ -161,12 +161,13 @@ impl Policy {
         // (its first atom, so the examples reported are the first pairs in atom order, as a
         // plain double loop would find them). Cost: atoms x selectors + classes² x rules.
         let (src_reps, dst_reps) = self.representatives(&srcs, &dsts);
+        let usable = self.usable(view, attrs);
         let mut accepted = None;
         let mut dropped = None;
         for &s in &src_reps {
             let (mut accepted_d, mut dropped_d) = (None, None);
             for &d in &dst_reps {
-                let slot = if self.pair_allowed_with(&srcs[s], &dsts[d], port, &protos, attrs) {
+                let slot = if self.pair_allowed_with(&srcs[s], &dsts[d], port, &protos, &usable) {
                     &mut accepted_d
                 } else {
                     &mut dropped_d
@@ -237,7 +238,8 @@ impl Policy {
         };
         let (src_reps, dst_reps) = self.representatives(&srcs, &dsts);
         let mut origins = BTreeSet::new();
-        for rule in self.rules.iter().filter(|r| self.applies(r, None)) {
+        let usable = self.usable(view, None);
+        for (rule, _) in self.rules.iter().zip(&usable).filter(|(_, ok)| **ok) {
             let hit = src_reps.iter().any(|&s| {
                 dst_reps
                     .iter()
@@ -258,17 +260,34 @@ impl Policy {
         dst: &Atom,
         port: u16,
         protos: &[Proto],
-        attrs: Option<&PostureAttrs>,
+        usable: &[bool],
     ) -> bool {
         self.rules
             .iter()
-            .any(|r| self.applies(r, attrs) && r.matches(src, dst) && r.grants(port, protos))
+            .zip(usable)
+            .any(|(r, ok)| *ok && r.matches(src, dst) && r.grants(port, protos))
     }
 
-    /// A rule without postures always applies; one with postures only for a source whose
-    /// attributes are known and satisfy them.
-    pub(super) fn applies(&self, rule: &Rule, attrs: Option<&PostureAttrs>) -> bool {
-        rule.postures.is_empty() || attrs.is_some_and(|a| self.postures.hold(&rule.postures, a))
+    /// Per rule, whether it can grant anything here: one needing postures only for a source
+    /// whose attributes `attrs` are known and satisfy them; one with `via` only when some
+    /// device of the view carries one of its router tags (traffic to its destinations is
+    /// routed through those devices only).
+    pub(super) fn usable(&self, view: &TailnetView, attrs: Option<&PostureAttrs>) -> Vec<bool> {
+        let tags: std::collections::HashSet<&str> = view
+            .devices
+            .iter()
+            .flat_map(|d| d.tags.iter().map(String::as_str))
+            .collect();
+        self.rules
+            .iter()
+            .map(|rule| {
+                let posture = rule.postures.is_empty()
+                    || attrs.is_some_and(|a| self.postures.hold(&rule.postures, a));
+                let routed =
+                    rule.via.is_empty() || rule.via.iter().any(|t| tags.contains(t.as_str()));
+                posture && routed
+            })
+            .collect()
     }
 
     /// Parses a test-style host (`tag:x`, `group:x`, `user@domain`, IP, CIDR, host alias or

@@ -572,6 +572,7 @@ fn compare(old: Option<&Policy>, new: &Policy, view: &TailnetView) -> ClassDiff 
             dst_class_of.push(class);
         }
     }
+    let usable: Vec<Vec<bool>> = policies.iter().map(|p| p.usable(view, None)).collect();
     // A device never counts as its own destination: (src class, dst class) → such devices.
     let mut own: HashMap<(usize, usize), u64> = HashMap::new();
     for (s, d) in src_class_of.iter().zip(&dst_class_of) {
@@ -585,7 +586,7 @@ fn compare(old: Option<&Policy>, new: &Policy, view: &TailnetView) -> ClassDiff 
             let caps: Vec<Caps> = policies
                 .iter()
                 .enumerate()
-                .map(|(k, p)| class_caps(p, &src_sig[k], &dst_sig[k], same_user))
+                .map(|(k, p)| class_caps(p, &usable[k], &src_sig[k], &dst_sig[k], same_user))
                 .collect();
             let (gained, lost) = match caps.as_slice() {
                 [only] => (only.clone(), Caps::default()),
@@ -692,13 +693,20 @@ fn dst_sig_target(policy: &Policy, target: &IpSet) -> Vec<bool> {
         .collect()
 }
 
-fn class_caps(policy: &Policy, src_sig: &[bool], dst_sig: &[bool], same_user: bool) -> Caps {
+/// `usable`: [`Policy::usable`] (a rule needing a posture is conditional here, device
+/// attributes being unknown; a `via` rule needs one of its routers in the view).
+fn class_caps(
+    policy: &Policy,
+    usable: &[bool],
+    src_sig: &[bool],
+    dst_sig: &[bool],
+    same_user: bool,
+) -> Caps {
     let mut caps = Caps::default();
     let mut offset = 0;
     for (ri, rule) in policy.rules.iter().enumerate() {
         let n = rule.dst.len();
-        // A rule needing a posture is conditional: device attributes are not known here.
-        if !policy.applies(rule, None) {
+        if !usable[ri] {
             offset += n;
             continue;
         }
@@ -773,6 +781,9 @@ mod equivalence {
     ) -> BTreeMap<(String, String), Caps> {
         let labels = device_labels(view);
         let atoms: Vec<Atom> = view.devices.iter().map(Atom::of_device).collect();
+        let usable = policy.usable(view, None);
+        let rules: Vec<(&super::super::Rule, bool)> =
+            policy.rules.iter().zip(usable.iter().copied()).collect();
         let mut out = BTreeMap::new();
         for (s, src) in atoms.iter().enumerate() {
             for (d, dst) in atoms.iter().enumerate() {
@@ -780,7 +791,7 @@ mod equivalence {
                     continue;
                 }
                 let mut caps = Caps::default();
-                for rule in policy.rules.iter().filter(|r| r.matches(src, dst)) {
+                for (rule, _) in rules.iter().filter(|(r, ok)| *ok && r.matches(src, dst)) {
                     rule.caps.iter().for_each(|c| caps.add(c));
                 }
                 out.insert((labels[s].clone(), labels[d].clone()), caps);
@@ -788,14 +799,14 @@ mod equivalence {
             for service in &view.services {
                 let dst = Atom::of_service(service);
                 let mut caps = Caps::default();
-                for rule in policy.rules.iter().filter(|r| r.matches(src, &dst)) {
+                for (rule, _) in rules.iter().filter(|(r, ok)| *ok && r.matches(src, &dst)) {
                     rule.caps.iter().for_each(|c| caps.add(c));
                 }
                 out.insert((labels[s].clone(), service.name.clone()), caps);
             }
             for (label, set) in targets {
                 let mut caps = Caps::default();
-                for rule in &policy.rules {
+                for (rule, _) in rules.iter().filter(|(_, ok)| *ok) {
                     let hit = rule.src.iter().any(|x| x.matches_src(src))
                         && rule.dst.iter().any(|x| x.covers(set));
                     if hit {
@@ -886,6 +897,10 @@ mod equivalence {
             json!({"grants": [{"src": ["tag:web"], "dst": ["tag:prod"], "ip": ["tcp:22"]},
                               {"src": ["group:ops"], "dst": ["corp-net", "db-vip"], "ip": ["*"]}]}),
             json!({"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}),
+            json!({"postures": {"posture:mac": ["node:os == 'macos'"]},
+                   "grants": [{"src": ["group:ops"], "dst": ["tag:web"], "ip": ["tcp:22"], "srcPosture": ["posture:mac"]},
+                              {"src": ["group:eng"], "dst": ["autogroup:internet"], "ip": ["*"], "via": ["tag:web"]},
+                              {"src": ["group:ops"], "dst": ["10.0.0.0/8"], "ip": ["*"], "via": ["tag:prod"]}]}),
             json!({"grants": [{"src": ["group:ops"], "dst": ["svc:grafana"], "ip": ["tcp:443"]},
                               {"src": ["tag:web"], "dst": ["svc:grafana", "svc:absent"], "ip": ["*"]}]}),
             json!({"grants": [{"src": ["autogroup:admin"], "dst": ["tag:db", "autogroup:auditor"], "ip": ["tcp:22"]},
@@ -1010,10 +1025,11 @@ mod equivalence {
             policy.atoms(src, view).unwrap(),
             policy.atoms(dst, view).unwrap(),
         );
+        let usable = policy.usable(view, None);
         let (mut accepted, mut dropped) = (None, None);
         for s in &srcs {
             for d in &dsts {
-                let slot = if policy.pair_allowed_with(s, d, port, protos, None) {
+                let slot = if policy.pair_allowed_with(s, d, port, protos, &usable) {
                     &mut accepted
                 } else {
                     &mut dropped

@@ -42,7 +42,8 @@
 //!
 //! # Not modelled
 //!
-//! Grant `via` (routing restriction, ignored), `app` capabilities, `autogroup:shared` (matches nothing, with a warning), `svc:`
+//! Grant `via` only as far as a router with one of its tags existing (routes and approvals
+//! are not checked), `app` capabilities, `autogroup:shared` (matches nothing, with a warning), `svc:`
 //! destinations (not in the view, match nothing, with a warning), subnet routes being approved
 //! (address selectors match any address). Role autogroups (`autogroup:admin`, …) match the
 //! untagged devices of users with that role ([`DeviceView::role`]). `ssh` rules and `sshTests`
@@ -146,6 +147,8 @@ struct Rule {
     /// Postures the source must satisfy (`srcPosture`, else `defaultSrcPosture`): a
     /// conditional rule (see the `posture` module).
     postures: Vec<String>,
+    /// A grant's `via`: router tags its traffic must pass through.
+    via: Vec<String>,
 }
 
 /// Protocols × ports granted by a rule.

@@ -1382,3 +1382,27 @@ fn a_rule_needing_a_posture_is_conditional_and_tests_evaluate_it_with_src_postur
         Proto::TCP
     ));
 }
+
+#[test]
+fn a_via_grant_needs_a_router_with_one_of_its_tags() {
+    let compile = |via: &str| {
+        Policy::compile(&json!({
+            "tagOwners": {"tag:web": [ALICE], "tag:exit": [ALICE]},
+            "grants": [{"src": [BOB], "dst": ["autogroup:internet"], "ip": ["*"], "via": [via]}],
+        }))
+        .unwrap()
+    };
+    let internet = cidr("8.8.8.0/24");
+    // web-1 carries tag:web: the grant's traffic has a router.
+    let routed = compile("tag:web");
+    assert!(allows(&routed, &user(BOB), &internet, 443, Proto::TCP));
+    // No device carries tag:exit: nothing routes it, so nothing is granted.
+    let unrouted = compile("tag:exit");
+    assert!(!allows(&unrouted, &user(BOB), &internet, 443, Proto::TCP));
+    assert!(unrouted.access_pairs(&view()).is_empty());
+    let warnings = unrouted.warnings().join("\n");
+    assert!(
+        warnings.contains("grants[0].via") && warnings.contains("tag:exit"),
+        "{warnings}"
+    );
+}
