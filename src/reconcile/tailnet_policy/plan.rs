@@ -404,13 +404,7 @@ fn hold_failing_fragments(
     choices: &mut SourceChoices,
     plan: &mut PolicyPlan,
 ) -> bool {
-    let mut blamed: BTreeMap<String, Vec<&CheckProblem>> = BTreeMap::new();
-    for problem in problems {
-        blamed
-            .entry(culprit(problem, blame))
-            .or_default()
-            .push(problem);
-    }
+    let blamed = blame_all(problems, blame);
     let fragments: Vec<&PolicyInput> = blame
         .resources
         .iter()
@@ -423,11 +417,7 @@ fn hold_failing_fragments(
     }
     for fragment in fragments {
         let own = &blamed[&fragment.name];
-        let message = own
-            .iter()
-            .map(|p| format!("{}: {p}", source_name(&fragment.name)))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let message = problems_of(&fragment.name, own);
         hold_or_leave_out(fragment, history, choices, plan, own[0].reason(), &message);
     }
     true
@@ -529,13 +519,7 @@ struct Blame<'a> {
 /// the Base does not mention, or the Fragment whose own `tests` fail against the composed
 /// policy. Everything else is the Base's (the composed file is its file).
 fn report_check_problems(plan: &mut PolicyPlan, blame: &Blame<'_>, problems: &[CheckProblem]) {
-    let mut blamed: BTreeMap<String, Vec<&CheckProblem>> = BTreeMap::new();
-    for problem in problems {
-        blamed
-            .entry(culprit(problem, blame))
-            .or_default()
-            .push(problem);
-    }
+    let blamed = blame_all(problems, blame);
     let culprits: Vec<String> = blamed.keys().map(|n| source_name(n)).collect();
     let blocked = format!(
         "not applied: the composed policy fails its local checks; fix {} first",
@@ -544,17 +528,36 @@ fn report_check_problems(plan: &mut PolicyPlan, blame: &Blame<'_>, problems: &[C
     for outcome in &mut plan.outcomes {
         match blamed.get(&outcome.name) {
             Some(own) => {
-                let message = own
-                    .iter()
-                    .map(|p| format!("{}: {p}", source_name(&outcome.name)))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let message = problems_of(&outcome.name, own);
                 reject(outcome, own[0].reason(), &message);
             }
             None if outcome.rejected_reason.is_none() => reject(outcome, BLOCKED, &blocked),
             None => {}
         }
     }
+}
+
+/// Each problem under the resource it is attributed to (see [`culprit`]).
+fn blame_all<'p>(
+    problems: &'p [CheckProblem],
+    blame: &Blame<'_>,
+) -> BTreeMap<String, Vec<&'p CheckProblem>> {
+    let mut blamed: BTreeMap<String, Vec<&CheckProblem>> = BTreeMap::new();
+    for problem in problems {
+        blamed
+            .entry(culprit(problem, blame))
+            .or_default()
+            .push(problem);
+    }
+    blamed
+}
+
+/// `TailnetPolicy/<name>: <problem>; ...`
+fn problems_of(name: &str, own: &[&CheckProblem]) -> String {
+    own.iter()
+        .map(|p| format!("{}: {p}", source_name(name)))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn culprit(problem: &CheckProblem, blame: &Blame<'_>) -> String {
