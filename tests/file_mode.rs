@@ -155,6 +155,39 @@ fn plan_exit_codes_are_0_without_changes_2_with_changes_1_on_errors() {
         stdout.contains("+++ desired") && stdout.contains("device pairs gaining"),
         "{stdout}"
     );
+    // Class lines by default; individual pairs only on request, bounded.
+    assert!(!stdout.contains("pairs gained (showing"), "{stdout}");
+    let (code, stdout, stderr) = run_binary(&[
+        "plan",
+        "-f",
+        examples().to_str().unwrap(),
+        "--show-pairs",
+        "2",
+    ]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("policy: 36 pairs gained (showing 2):"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("policy: 186 pairs lost (showing 2):"),
+        "{stdout}"
+    );
+    let listed = stdout
+        .lines()
+        .filter(|l| l.starts_with("  + ") || l.starts_with("  - "))
+        .filter(|l| l.contains(" -> ") && !l.contains("devices)") && !l.contains("device pair"))
+        .count();
+    assert_eq!(listed, 4, "two gained and two lost pairs: {stdout}");
+    let (code, _, stderr) = run_binary(&[
+        "apply",
+        "-f",
+        examples().to_str().unwrap(),
+        "--show-pairs",
+        "2",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("use it with `plan`"), "{stderr}");
 
     // 1: a tag nobody owns (named in the output), and an unknown kind (named with its file).
     let unowned = demo.replace("\"tag:ci\", \"accept\"", "\"tag:nobody\", \"accept\"");

@@ -17,6 +17,10 @@ pub struct FileArgs {
     /// A YAML file, or a directory read recursively (*.yaml, *.yml).
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub path: PathBuf,
+    /// With `plan`: also list up to N individual `src -> dst proto:ports` pairs gained and N
+    /// lost behind the policy's class lines (biggest class pairs first).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub show_pairs: usize,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -24,6 +28,11 @@ pub struct FileArgs {
 /// Loads PATH, connects, runs, prints; returns the exit code (plan: 0 no changes, 2 changes,
 /// 1 error; apply: 0 all Ready, 1 otherwise).
 pub async fn run(args: &FileArgs, mode: Mode) -> Result<std::process::ExitCode, super::CliError> {
+    if args.show_pairs > 0 && !matches!(mode, Mode::Plan) {
+        return Err(super::CliError::Usage(
+            "--show-pairs lists the pairs a plan would change: use it with `plan`".into(),
+        ));
+    }
     let mut manifests = load(&args.path)?;
     for warning in file_mode::warnings(&manifests) {
         eprintln!("warning: {warning}");
@@ -45,7 +54,16 @@ pub async fn run(args: &FileArgs, mode: Mode) -> Result<std::process::ExitCode, 
     }
     let connection = connect(&args.connection).await?;
     let snapshots = TailnetSnapshots::new(connection.client.clone(), Duration::from_secs(300));
-    let steps = async { Ok(file_mode::run_steps(&manifests, &snapshots, mode).await?) };
+    let steps = async {
+        let mut report = file_mode::run_steps(&manifests, &snapshots, mode).await?;
+        if args.show_pairs > 0 && manifests.documents_of("TailnetPolicy").next().is_some() {
+            let pairs =
+                file_mode::tailnet_policy::access_pairs(&manifests, &snapshots, args.show_pairs)
+                    .await?;
+            report.output.push_str(&pairs);
+        }
+        Ok::<_, super::CliError>(report)
+    };
     let report =
         super::within_deadline(args.connection.deadline, connection.describe(), steps).await?;
     // The first line says which tailnet this ran against: never mistake the demo for yours.

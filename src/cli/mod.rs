@@ -204,6 +204,9 @@ pub enum CliError {
         after: std::time::Duration,
         target: String,
     },
+    /// Options that do not go together, named with the fix.
+    #[error("{0}")]
+    Usage(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

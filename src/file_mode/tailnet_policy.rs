@@ -11,8 +11,8 @@ use serde_json::Value;
 use super::{FileKind, FileReport, Manifests, StepResult, describe_conditions};
 use crate::reconcile::tailnet_policy::{
     ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyInput, PolicyOutcome, PolicyPlan,
-    TextSource, config_map_text, find_config_map, observe_and_plan, policy_input, reconcile,
-    text_source,
+    TextSource, access_diff, config_map_text, find_config_map, observe_and_plan, policy_input,
+    reconcile, text_source,
 };
 use crate::resources::tailnet_policy::TailnetPolicyStatus;
 use crate::resources::{ConditionStatus, ReconcileError, TailnetPolicy};
@@ -117,6 +117,46 @@ fn policy_text(manifests: &Manifests, policy: &TailnetPolicy) -> Result<String, 
         "spec.policyFrom.configMapKeyRef: in file mode the ConfigMap must be a document \
          under the same PATH (apiVersion v1, kind ConfigMap, with that namespace and name)",
     )
+}
+
+/// `plan --show-pairs N`: the individual `src -> dst proto:ports` pairs behind the class
+/// lines, at most `limit` gained and `limit` lost, biggest class pairs first. Reads nothing
+/// new (the snapshot areas the plan read).
+pub async fn access_pairs(
+    manifests: &Manifests,
+    snapshots: &TailnetSnapshots,
+    limit: usize,
+) -> Result<String, ReconcileError> {
+    let resources = inputs(manifests);
+    let plan = observe_and_plan(&resources, &[], snapshots, &InMemoryRevisionStore::new()).await?;
+    let PolicyAction::Apply(apply) = &plan.action else {
+        return Ok("policy: no access change to list\n".to_owned());
+    };
+    let live = snapshots.policy().await?;
+    let desired = crate::policy::hujson::parse_strict(&apply.text)
+        .ok()
+        .and_then(|doc| crate::policy::access::Policy::compile(&doc).ok());
+    let Some(diff) = access_diff(&live.data.hujson, desired.as_ref(), &plan.view) else {
+        return Ok("policy: no access change to list\n".to_owned());
+    };
+    let pairs = diff.pairs(limit);
+    let mut out = String::new();
+    for (sign, set, total) in [
+        ("+", &pairs.gained, diff.gained()),
+        ("-", &pairs.lost, diff.lost()),
+    ] {
+        let shown = set.len().min(limit);
+        let _ = writeln!(
+            out,
+            "policy: {} pairs {} (showing {shown}):",
+            crate::policy::access::thousands(total),
+            if sign == "+" { "gained" } else { "lost" }
+        );
+        for pair in set.iter().take(limit) {
+            let _ = writeln!(out, "  {sign} {pair}");
+        }
+    }
+    Ok(out)
 }
 
 fn describe_plan(plan: &PolicyPlan, out: &mut String) {

@@ -65,6 +65,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 pub use eval::{Endpoint, Verdict};
+pub(crate) use matrix::thousands;
 pub use matrix::{AccessClass, AccessDiff, AccessPair, Change, ClassDiff, ClassLine, ProtoMatch};
 pub use net::IpPrefix;
 pub use ports::{PortRange, PortSet, Proto, ProtoSet, parse_ports};

@@ -23,7 +23,8 @@ pub use history::{
     ConfigMapRevisionStore, InMemoryRevisionStore, Revision, RevisionStore, history_config_map_name,
 };
 pub use plan::{
-    ACCESS_LINES_SHOWN, BLOCKED, NO_BASE, TEXT_DIFF_LINES, plan, policy_hash, source_name,
+    ACCESS_LINES_SHOWN, BLOCKED, NO_BASE, TEXT_DIFF_LINES, access_diff, plan, policy_hash,
+    source_name,
 };
 pub use source::{
     TextSource, config_map_text, describe_key_ref, find_config_map, policy_input, text_source,

@@ -9,7 +9,7 @@ use super::history::Revision;
 use super::types::{
     AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyInput, PolicyOutcome, PolicyPlan,
 };
-use crate::policy::access::{Policy, TailnetView};
+use crate::policy::access::{ClassDiff, Policy, TailnetView};
 use crate::policy::checks::{self, CheckProblem};
 use crate::policy::compose::{ComposeError, Contribution, PolicySource, compose};
 use crate::policy::hujson;
@@ -741,18 +741,23 @@ fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
 
-/// Live → desired access. A live policy that does not compile (edited by hand into something
-/// the local evaluator rejects) counts as granting nothing.
+/// Live → desired access.
 fn access_summary(live: &str, desired: Option<&Policy>, view: &TailnetView) -> AccessSummary {
+    access_diff(live, desired, view)
+        .map(|diff| AccessSummary::of(&diff))
+        .unwrap_or_default()
+}
+
+/// The class diff live → desired. A live policy that does not compile (edited by hand into
+/// something the local evaluator rejects) counts as granting nothing, as does no desired one.
+pub fn access_diff(live: &str, desired: Option<&Policy>, view: &TailnetView) -> Option<ClassDiff> {
     let empty = || Policy::compile(&Value::Object(Default::default())).ok();
     let old = hujson::parse_strict(live)
         .ok()
         .and_then(|doc| Policy::compile(&doc).ok())
-        .or_else(empty);
-    let (Some(old), Some(new)) = (old, desired.cloned().or_else(empty)) else {
-        return AccessSummary::default();
-    };
-    AccessSummary::of(&old.class_diff(&new, view))
+        .or_else(empty)?;
+    let new = desired.cloned().or_else(empty)?;
+    Some(old.class_diff(&new, view))
 }
 
 #[cfg(test)]
