@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{FileKind, FileReport, Manifests, StepResult, describe_conditions};
 use crate::reconcile::device_tag_set::{
-    DeviceChange, DeviceState, TagSetExecuted, TagSetOutcome, TagSetPlan, execute,
+    DeviceChange, DeviceState, TagSetExecuted, TagSetOutcome, TagSetPlan, execute_with_progress,
     observe_and_plan, outcomes, tag_set_input,
 };
 use crate::resources::{ConditionStatus, DeviceTagSet, DeviceTagSetStatus, ReconcileError};
@@ -55,7 +55,8 @@ impl FileKind for DeviceTagSet {
         let Some(plan) = plan_sets(manifests, snapshots).await? else {
             return Ok(FileReport::default());
         };
-        let report: TagSetExecuted = execute(&plan, snapshots).await;
+        let report: TagSetExecuted =
+            execute_with_progress(&plan, snapshots, &super::writing_progress("device")).await;
         let mut out = String::new();
         let _ = writeln!(
             out,

@@ -191,6 +191,21 @@ fn progress(kind: &str, manifests: &Manifests, mode: Mode) {
     eprintln!("{verb} {count} {kind} resource(s) against the tailnet...");
 }
 
+/// A "writing N of M <what>s" line on stderr, rewritten in place, when a person watches
+/// (stderr is a terminal) and there are enough writes to wait for; nothing when piped.
+pub(crate) fn writing_progress(what: &'static str) -> impl Fn(usize, usize) + Sync {
+    use std::io::IsTerminal;
+    let watching = std::io::stderr().is_terminal();
+    move |done, total| {
+        // Every 1% (and the last): a line per write would cost more than the write at scale.
+        let step = (total / 100).max(1);
+        if watching && total >= 20 && (done % step == 0 || done == total) {
+            let end = if done == total { "\n" } else { "" };
+            eprint!("\rwriting {done} of {total} {what}s{end}");
+        }
+    }
+}
+
 /// Plans `manifests` (writes nothing).
 pub async fn plan_manifests(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
     run_steps(manifests, snapshots, Mode::Plan).await

@@ -74,6 +74,17 @@ fn refused_tags(message: &str) -> String {
 /// Writes every change of `plan` through the snapshots' client. Never fails as a whole: each
 /// device's failure is in the report, so one bad device does not hold up the others.
 pub async fn execute(plan: &TagSetPlan, snapshots: &TailnetSnapshots) -> TagSetExecuted {
+    execute_with_progress(plan, snapshots, &|_, _| {}).await
+}
+
+/// [`execute`], calling `progress(done, total)` as each device's writes finish (file mode
+/// shows "writing N of M" on a terminal).
+pub async fn execute_with_progress(
+    plan: &TagSetPlan,
+    snapshots: &TailnetSnapshots,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> TagSetExecuted {
+    let total = plan.changes.len();
     // Owned futures (a clone of the client and of each change each): a stream of futures
     // borrowing from the plan is not `Send` for every lifetime the controller needs.
     let writes: Vec<_> = plan
@@ -88,8 +99,13 @@ pub async fn execute(plan: &TagSetPlan, snapshots: &TailnetSnapshots) -> TagSetE
             }
         })
         .collect();
+    let mut done = 0;
     let results: Vec<(String, usize, Result<(), DeviceFailure>)> = futures::stream::iter(writes)
         .buffer_unordered(WRITE_CONCURRENCY)
+        .inspect(|_| {
+            done += 1;
+            progress(done, total);
+        })
         .collect()
         .await;
     let mut report = TagSetExecuted::default();

@@ -17,7 +17,9 @@ mod outcome;
 mod plan;
 pub mod select;
 
-pub use execute::{DeviceFailure, TagSetExecuted, WRITE_CONCURRENCY, execute};
+pub use execute::{
+    DeviceFailure, TagSetExecuted, WRITE_CONCURRENCY, execute, execute_with_progress,
+};
 pub use outcome::{TagSetOutcome, applied_mark, outcomes};
 pub use plan::{
     AppliedMark, CONFLICT_EXAMPLES, DRIFT_ENTRIES, DeviceChange, DeviceState, Field, SetDevice,
