@@ -164,9 +164,11 @@ fn timed(
     };
     command
         .args(args)
+        // Only the simulated tailnet's settings: nothing from the developer's shell.
         .env_remove("CI")
         .env_remove("TS_OAUTH_CLIENT_ID")
         .env_remove("TS_OAUTH_CLIENT_SECRET")
+        .env_remove("TS_TAILNET")
         .envs(env.iter().map(|(k, v)| (k, v)));
     let started = Instant::now();
     let output = command.output().expect("run tailnet-operator");

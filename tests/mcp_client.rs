@@ -74,19 +74,8 @@ async fn run_client(
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // The server must never pick up a developer's real credentials.
-        for var in [
-            "TS_API_KEY",
-            "TS_OAUTH_CLIENT_ID",
-            "TS_OAUTH_CLIENT_SECRET",
-            "TS_TAILNET",
-            "TS_API_URL",
-            "KUBECONFIG",
-            // A developer's assistant, not a pipeline: with CI set the demo needs --simulated.
-            "CI",
-        ] {
-            command.env_remove(var);
-        }
+        // The server must never pick up a developer's real credentials or cluster.
+        support::client::without_developer_settings(&mut command);
         command.envs(env);
         let mut child = command.spawn().expect("python starts");
         {
@@ -595,7 +584,7 @@ async fn operator_url_over_http_with_token_host_checks() {
     let token_file = dir.0.join("token");
     std::fs::write(&token_file, format!("{BEARER}\n")).unwrap();
     let audit = dir.0.join("audit.jsonl");
-    let sidecar = Command::new(BIN)
+    let sidecar = support::client::binary()
         .args([
             "mcp",
             "--operator-url",
@@ -607,7 +596,6 @@ async fn operator_url_over_http_with_token_host_checks() {
         .arg(&token_file)
         .arg("--audit-log")
         .arg(&audit)
-        .env_remove("KUBECONFIG")
         .stderr(Stdio::piped())
         .spawn()
         .expect("sidecar starts");
@@ -827,14 +815,8 @@ async fn manifests_over_stdio_without_cluster_writes_a_patch_that_git_applies() 
         "git apply: {}",
         String::from_utf8_lossy(&apply.stderr)
     );
-    let plan = Command::new(BIN)
+    let plan = support::client::binary()
         .args(["plan", "-f", &manifests])
-        .env_remove("TS_API_KEY")
-        .env_remove("TS_OAUTH_CLIENT_ID")
-        .env_remove("TS_OAUTH_CLIENT_SECRET")
-        .env_remove("TS_API_URL")
-        .env_remove("TS_TAILNET")
-        .env_remove("CI")
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&plan.stdout);

@@ -176,17 +176,25 @@ impl LogCapture {
 /// developer runs it (without `CI`: in a pipeline the demo needs `--simulated`).
 pub fn binary() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tailnet-operator"));
+    without_developer_settings(&mut command);
+    command
+}
+
+/// Removes what a developer's shell may carry into a process the tests start: Tailscale
+/// credentials and settings (never a real tailnet), `KUBECONFIG` (never a real cluster), and
+/// `CI` (tests run as a developer does: in a pipeline the demo needs `--simulated`).
+pub fn without_developer_settings(command: &mut std::process::Command) {
     for var in [
         "TS_API_KEY",
         "TS_OAUTH_CLIENT_ID",
         "TS_OAUTH_CLIENT_SECRET",
         "TS_TAILNET",
         "TS_API_URL",
+        "KUBECONFIG",
         "CI",
     ] {
         command.env_remove(var);
     }
-    command
 }
 
 /// Runs [`binary`] with `args` (so against its embedded simulated tailnet): exit code, stdout,
