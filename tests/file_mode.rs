@@ -166,11 +166,11 @@ fn plan_exit_codes_are_0_without_changes_2_with_changes_1_on_errors() {
     ]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(
-        stdout.contains("policy: 36 pairs gained (showing 2):"),
+        stdout.contains("policy: 45 pairs gained (showing 2):"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("policy: 186 pairs lost (showing 2):"),
+        stdout.contains("policy: 198 pairs lost (showing 2):"),
         "{stdout}"
     );
     let listed = stdout

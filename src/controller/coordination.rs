@@ -78,8 +78,17 @@ pub fn forget_deleted<K: Resource>(
     kind: &str,
     obj: &K,
 ) {
-    metrics.forget_drift(kind, &obj.name_any());
+    metrics.forget_drift(kind, &metric_name(obj));
     forced.forget(obj);
+}
+
+/// How a resource is named in metric labels: `name` for a cluster-scoped kind,
+/// `namespace/name` for a namespaced one (two namespaces may hold the same name).
+pub fn metric_name<K: Resource>(obj: &K) -> String {
+    match obj.meta().namespace.as_deref() {
+        Some(namespace) => format!("{namespace}/{}", obj.name_any()),
+        None => obj.name_any(),
+    }
 }
 
 /// For a kind's ManagedTailnet watch: records the ManagedTailnet's `spec.suspend` before the resources it

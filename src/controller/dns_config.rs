@@ -20,19 +20,11 @@
 //!   deleting it removes from the tailnet what `status.applied` says this resource set
 //!   (see [`crate::reconcile::dns_config::cleared`]) in one write, then drops the finalizer.
 //!   `Orphan` has no finalizer and leaves the DNS as it is.
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use futures::StreamExt;
-use futures::channel::mpsc;
 use kube::ResourceExt;
-use kube::runtime::controller::Controller;
-use kube::runtime::reflector::ObjectRef;
 
-use super::coordination::lock_unpoisoned;
-use super::skeleton::{
-    self, CleanUpResult, Extension, KindReconciler, Next, Pass, PassResult, applied_event,
-    of_tailnet,
-};
+use super::skeleton::{self, CleanUpResult, KindReconciler, Next, Pass, PassResult, applied_event};
 use super::{Context, Controlled, KindController, KindEvent, Stop};
 use crate::reconcile::dns_config::{
     DnsInput, WriteReason, cleared, describe_parts, execute, observe_and_plan,
@@ -44,53 +36,23 @@ use crate::snapshot::{Area, TailnetSnapshots};
 /// Started by the manager with every kind of [`crate::for_each_kind`].
 impl Controlled for DNSConfig {
     fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
-        skeleton::controller(ctx, stop, DnsConfigKind::default())
+        skeleton::controller(ctx, stop, DnsConfigKind)
     }
 }
 
 /// Event reason when deleting with `deletionPolicy: Delete` removed what the resource set.
 pub const CLEARED: &str = "DnsCleared";
 
-/// The DNSConfig kind's own controller state.
-pub struct DnsConfigKind {
-    /// The tailnets of deleted DNSConfigs: a deleted winner's siblings look again at once.
-    deleted: mpsc::UnboundedSender<String>,
-    deleted_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
-}
-
-impl Default for DnsConfigKind {
-    fn default() -> Self {
-        let (deleted, deleted_rx) = mpsc::unbounded();
-        DnsConfigKind {
-            deleted,
-            deleted_rx: Mutex::new(Some(deleted_rx)),
-        }
-    }
-}
+/// The DNSConfig kind: everything it needs is in the pass and the clean-up.
+#[derive(Default)]
+pub struct DnsConfigKind;
 
 impl KindReconciler for DnsConfigKind {
     type Object = DNSConfig;
     const AREA: Area = Area::Dns;
     const WAITING: &'static str = "the DNS is applied";
-
-    fn extend(&self, with: Extension<'_, DNSConfig>) -> Controller<DNSConfig> {
-        let Some(deleted) = lock_unpoisoned(&self.deleted_rx).take() else {
-            return with.controller;
-        };
-        let store = with.store.clone();
-        let siblings = deleted.flat_map(move |tailnet| {
-            let refs: Vec<_> = of_tailnet(&store, &tailnet)
-                .iter()
-                .map(|d| ObjectRef::from_obj(&**d))
-                .collect();
-            futures::stream::iter(refs)
-        });
-        with.controller.reconcile_on(siblings)
-    }
-
-    fn on_delete(&self, obj: &DNSConfig) {
-        let _ = self.deleted.unbounded_send(obj.tailnet_ref().to_owned());
-    }
+    // A deleted winner's siblings look again at once.
+    const SIBLINGS_ON_DELETE: bool = true;
 
     /// Plans `current` against the DNS snapshot, executes, and reports. A drift correction is
     /// reported twice: first the plan's view (`Drifted=True` with the diff, gauge 1, a "drift

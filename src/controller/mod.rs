@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod skeleton;
 pub mod tailnet;
 pub mod tailnet_policy;
+pub mod tailscale_service;
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;

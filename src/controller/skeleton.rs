@@ -3,7 +3,8 @@
 //! watches, its pass and its clean-up. The skeleton does the rest, the same way for every kind:
 //!
 //! per-tailnet lock → the newest copy from the reflector store → deletion (the kind's
-//! [`KindReconciler::clean_up`], then the finalizer goes) → the finalizer kept in line with
+//! [`KindReconciler::clean_up`], or [`KindReconciler::orphan`] for a kind that finalizes
+//! orphans too, then the finalizer goes) → the finalizer kept in line with
 //! `deletionPolicy` before any write → the ManagedTailnet's snapshots (none: `Ready=False`,
 //! [`TAILNET_NOT_READY`], requeue in [`NOT_READY_RETRY`]) → a new `reconcile-at` value re-reads
 //! the kind's snapshot area → the kind's [`KindReconciler::pass`] → on failure `Ready=False`
@@ -17,6 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
+use futures::StreamExt;
+use futures::channel::mpsc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -69,6 +72,9 @@ pub trait KindReconciler: Send + Sync + Sized + 'static {
     /// Whether a pass needs every resource of the tailnet listed first (kinds planned
     /// together: planning before the initial list would miss conflicts).
     const NEEDS_FULL_LIST: bool = false;
+    /// Whether deleting a resource makes the other resources of its tailnet look again at
+    /// once (kinds whose resources can conflict: the loser takes over when the winner goes).
+    const SIBLINGS_ON_DELETE: bool = false;
 
     /// Extra watches and triggers beyond the kind itself and the ManagedTailnets.
     fn extend(&self, with: Extension<'_, Self::Object>) -> Controller<Self::Object> {
@@ -90,6 +96,17 @@ pub trait KindReconciler: Send + Sync + Sized + 'static {
     /// its finalizer goes. Only called for resources that carry the finalizer and ask for
     /// deletion.
     fn clean_up(&self, pass: &Pass<'_, Self>) -> impl Future<Output = CleanUpResult> + Send;
+
+    /// Whether `deletionPolicy: Orphan` also needs a last write (the finalizer is then kept
+    /// for both policies, and [`KindReconciler::orphan`] runs on deletion).
+    const FINALIZE_ORPHANS: bool = false;
+
+    /// `deletionPolicy: Orphan` with [`KindReconciler::FINALIZE_ORPHANS`]: what to undo
+    /// before the resource goes while leaving its effect in the tailnet (e.g. an ownership
+    /// mark).
+    fn orphan(&self, _pass: &Pass<'_, Self>) -> impl Future<Output = CleanUpResult> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// What a kind's pass returns.
@@ -128,10 +145,15 @@ pub fn controller<R: KindReconciler>(ctx: Arc<Context>, stop: &Stop, kind: R) ->
     let client = ctx.client.clone();
     let forced = ForcedReconciles::default();
     let kind = Arc::new(kind);
+    // The tailnets of deleted resources, for SIBLINGS_ON_DELETE.
+    let (deleted, deleted_rx) = mpsc::unbounded::<String>();
     let on_delete = {
         let (metrics, forced, kind) = (Arc::clone(&ctx.metrics), forced.clone(), kind.clone());
         move |obj: &R::Object| {
             forget_deleted(&metrics, &forced, &kind_name::<R>(), obj);
+            if R::SIBLINGS_ON_DELETE {
+                let _ = deleted.unbounded_send(obj.tailnet_ref().to_owned());
+            }
             kind.on_delete(obj);
         }
     };
@@ -153,6 +175,18 @@ pub fn controller<R: KindReconciler>(ctx: Arc<Context>, stop: &Stop, kind: R) ->
                 .collect::<Vec<_>>()
         },
     );
+    let controller = if R::SIBLINGS_ON_DELETE {
+        let siblings_of = store.clone();
+        controller.reconcile_on(deleted_rx.flat_map(move |tailnet| {
+            let refs: Vec<_> = of_tailnet(&siblings_of, &tailnet)
+                .iter()
+                .map(|m| ObjectRef::from_obj(&**m))
+                .collect();
+            futures::stream::iter(refs)
+        }))
+    } else {
+        controller
+    };
     let controller = kind
         .extend(Extension {
             controller,
@@ -217,13 +251,15 @@ async fn reconcile_inner<R: KindReconciler>(
         if has_finalizer(&*current) {
             if current.common().deletes_on_removal() {
                 rt.kind.clean_up(&pass).await?;
+            } else if R::FINALIZE_ORPHANS {
+                rt.kind.orphan(&pass).await?;
             }
             set_finalizer(&pass.api(&current), &*current, false).await?;
         }
         return Ok(Action::await_change());
     }
     // Before any write to the tailnet, so a resource that asks for cleanup always gets it.
-    let wants_finalizer = current.common().deletes_on_removal();
+    let wants_finalizer = current.common().deletes_on_removal() || R::FINALIZE_ORPHANS;
     if wants_finalizer != has_finalizer(&*current) {
         set_finalizer(&pass.api(&current), &*current, wants_finalizer).await?;
     }
@@ -332,7 +368,7 @@ impl<R: KindReconciler> Pass<'_, R> {
         self.rt
             .shared
             .metrics
-            .set_drifted(&kind, &obj.name_any(), drifted);
+            .set_drifted(&kind, &super::coordination::metric_name(obj), drifted);
         let mut all = events;
         all.extend(transition_events::<R>(before, &status));
         for event in all {

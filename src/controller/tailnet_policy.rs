@@ -22,7 +22,8 @@
 //!   policy (the snapshot is otherwise shared for the resync interval), so a console edit is
 //!   seen by a forced reconcile and not only at the next resync.
 //! - **Watches.** ConfigMaps (metadata only) map to the policies whose `policyFrom` names
-//!   them; Tailnets map to their policies, so a ManagedTailnet becoming Ready applies its policy at
+//!   them; TailscaleServices map to their tailnet's policies (their grants are composed in,
+//!   listed from the API at each pass); Tailnets map to their policies, so a ManagedTailnet becoming Ready applies its policy at
 //!   once (the `TailnetNotReady` requeue is only a fallback).
 //! - **Deletion.** A finalizer only with `deletionPolicy: Delete` (removed again if the policy
 //!   changes to `Orphan`). Deleting a Fragment then recomposes without it and applies; deleting
@@ -36,21 +37,26 @@ use std::time::Duration;
 use chrono::Utc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
-use kube::api::{Api, PartialObjectMeta};
+use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use super::skeleton::{
-    self, APPLIED, CleanUpResult, Extension, KindReconciler, Next, Pass, PassResult,
+    self, APPLIED, CleanUpResult, Extension, KindReconciler, Next, Pass, PassResult, of_tailnet,
 };
 use super::{Context, Controlled, KindController, KindEvent, Metrics, Stop};
 use crate::cluster::policy_sources::{ConfigMapCache, referencing, resolve_all};
+use crate::policy::compose::Contribution;
 use crate::reconcile::tailnet_policy::{
     ApplyReason, ConfigMapRevisionStore, ExecuteResult, PolicyExecuted, execute, observe_and_plan,
 };
+use crate::reconcile::tailscale_service::tailnet_contributions;
 use crate::resources::conditions::reason;
 use crate::resources::tailnet_policy::PolicyRole;
-use crate::resources::{ReconcileError, TailnetPolicy, TailnetPolicyStatus};
+use crate::resources::{
+    ReconcileError, TailnetPolicy, TailnetPolicyStatus, TailnetScoped, TailscaleService,
+};
 use crate::snapshot::{Area, TailnetSnapshots};
 
 /// Started by the manager with every kind of [`crate::for_each_kind`].
@@ -79,16 +85,31 @@ impl KindReconciler for TailnetPolicyKind {
 
     /// ConfigMaps, metadata only: a change is all that matters; the text is read when
     /// reconciling.
+    ///
+    /// TailscaleServices map to every policy of their tailnet: what they contribute (grants,
+    /// auto-approvers) is composed into the policy.
     fn extend(&self, with: Extension<'_, TailnetPolicy>) -> Controller<TailnetPolicy> {
         let (store, seen_maps) = (with.store.clone(), self.config_maps.clone());
-        with.controller.watches(
-            Api::<PartialObjectMeta<ConfigMap>>::all(with.client.clone()),
-            watcher::Config::default(),
-            move |map: PartialObjectMeta<ConfigMap>| {
-                seen_maps.saw(&map);
-                referencing(&store, &map)
-            },
-        )
+        let by_tailnet = with.store.clone();
+        with.controller
+            .watches(
+                Api::<PartialObjectMeta<ConfigMap>>::all(with.client.clone()),
+                watcher::Config::default(),
+                move |map: PartialObjectMeta<ConfigMap>| {
+                    seen_maps.saw(&map);
+                    referencing(&store, &map)
+                },
+            )
+            .watches(
+                Api::<TailscaleService>::all(with.client.clone()),
+                watcher::Config::default(),
+                move |service: TailscaleService| {
+                    of_tailnet(&by_tailnet, service.tailnet_ref())
+                        .iter()
+                        .map(|p| ObjectRef::from_obj(&**p))
+                        .collect::<Vec<_>>()
+                },
+            )
     }
 
     async fn pass(&self, pass: &Pass<'_, Self>, snapshots: &TailnetSnapshots) -> PassResult {
@@ -147,6 +168,27 @@ impl KindReconciler for TailnetPolicyKind {
     }
 }
 
+/// What the other kinds of `tailnet` contribute to its policy (TailscaleService grants and
+/// auto-approvers), listed from the API so a policy pass never composes without a resource
+/// the cluster holds (a policy applied before a watch caught up would drop its grant). A
+/// cluster without the TailscaleService CRD (404) has nothing to contribute.
+async fn contributions_of(
+    client: &kube::Client,
+    tailnet: &str,
+) -> Result<Vec<Contribution>, ReconcileError> {
+    let listed = Api::<TailscaleService>::all(client.clone())
+        .list(&ListParams::default())
+        .await;
+    let services = match listed {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+        Err(err) => return Err(err.into()),
+    };
+    Ok(tailnet_contributions(
+        services.iter().filter(|s| s.tailnet_ref() == tailnet),
+    ))
+}
+
 /// The live (not being deleted) policies of the tailnet, by name.
 fn live_members(pass: &Pass<'_, TailnetPolicyKind>) -> Vec<Arc<TailnetPolicy>> {
     pass.members()
@@ -174,7 +216,8 @@ async fn compose_and_report(
     }
     let history =
         ConfigMapRevisionStore::new(shared.client.clone(), &shared.namespace, &pass.tailnet);
-    let plan = observe_and_plan(&resources, &[], snapshots, &history).await?;
+    let contributions = contributions_of(&shared.client, &pass.tailnet).await?;
+    let plan = observe_and_plan(&resources, &contributions, snapshots, &history).await?;
     let mut written = pass.statuses(&members);
     if plan.corrects_drift() {
         for member in &members {

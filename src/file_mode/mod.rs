@@ -15,6 +15,7 @@ pub mod device_tag_set;
 pub mod dns_config;
 pub mod manifests;
 pub mod tailnet_policy;
+pub mod tailscale_service;
 
 use std::fmt::Write as _;
 use std::future::Future;

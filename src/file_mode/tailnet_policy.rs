@@ -9,20 +9,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
 use super::{FileKind, FileReport, Manifests, StepResult, describe_conditions};
+use crate::policy::compose::Contribution;
 use crate::reconcile::tailnet_policy::{
     ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyInput, PolicyOutcome, PolicyPlan,
     TextSource, access_diff, config_map_text, find_config_map, observe_and_plan, policy_input,
     reconcile, text_source,
 };
+use crate::reconcile::tailscale_service::tailnet_contributions;
 use crate::resources::tailnet_policy::TailnetPolicyStatus;
-use crate::resources::{ConditionStatus, ReconcileError, TailnetPolicy};
+use crate::resources::{ConditionStatus, ReconcileError, TailnetPolicy, TailscaleService};
 use crate::snapshot::TailnetSnapshots;
 
 impl FileKind for TailnetPolicy {
     async fn plan(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
         let resources = inputs(manifests);
         let store = InMemoryRevisionStore::new();
-        let plan = observe_and_plan(&resources, &[], snapshots, &store).await?;
+        let plan =
+            observe_and_plan(&resources, &contributions(manifests), snapshots, &store).await?;
         let mut out = String::new();
         describe_plan(&plan, &mut out);
         let mut failed = false;
@@ -47,7 +50,14 @@ impl FileKind for TailnetPolicy {
     async fn apply(manifests: &Manifests, snapshots: &TailnetSnapshots) -> StepResult {
         let resources = inputs(manifests);
         let store = InMemoryRevisionStore::new();
-        let outcome = reconcile(&resources, &[], snapshots, &store, Utc::now()).await?;
+        let outcome = reconcile(
+            &resources,
+            &contributions(manifests),
+            snapshots,
+            &store,
+            Utc::now(),
+        )
+        .await?;
         let mut out = String::new();
         let summary = match &outcome.result {
             ExecuteResult::NoWrite => "no changes written".to_owned(),
@@ -81,7 +91,13 @@ impl FileKind for TailnetPolicy {
         now: &Time,
     ) -> Result<Vec<Value>, ReconcileError> {
         let store = InMemoryRevisionStore::new();
-        let plan = observe_and_plan(&inputs(manifests), &[], snapshots, &store).await?;
+        let plan = observe_and_plan(
+            &inputs(manifests),
+            &contributions(manifests),
+            snapshots,
+            &store,
+        )
+        .await?;
         let mut out = Vec::new();
         for document in manifests.documents_of("TailnetPolicy") {
             let mut value = document.value.clone();
@@ -95,6 +111,12 @@ impl FileKind for TailnetPolicy {
         }
         Ok(out)
     }
+}
+
+/// What the other kinds under PATH contribute to the policy (TailscaleService grants and
+/// auto-approvers), composed like Fragments.
+pub fn contributions(manifests: &Manifests) -> Vec<Contribution> {
+    tailnet_contributions(&manifests.of::<TailscaleService>())
 }
 
 /// The policies as planner inputs, `policyFrom` resolved from the ConfigMaps found.
@@ -128,7 +150,13 @@ pub async fn access_pairs(
     limit: usize,
 ) -> Result<String, ReconcileError> {
     let resources = inputs(manifests);
-    let plan = observe_and_plan(&resources, &[], snapshots, &InMemoryRevisionStore::new()).await?;
+    let plan = observe_and_plan(
+        &resources,
+        &contributions(manifests),
+        snapshots,
+        &InMemoryRevisionStore::new(),
+    )
+    .await?;
     let PolicyAction::Apply(apply) = &plan.action else {
         return Ok("policy: no access change to list\n".to_owned());
     };

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::{PlannerReport, ProposalError, ProposalWorld, check, policy};
 use crate::resources::dns_config::DNSConfig;
-use crate::resources::{ChangeProposal, DeviceTagSet, ManagedTailnet, TailnetPolicy};
+use crate::resources::{
+    ChangeProposal, DeviceTagSet, ManagedTailnet, TailnetPolicy, TailscaleService,
+};
 
 /// A kind's planner checks: `(target, patched, world)`.
 pub type Planner = fn(&Value, &Value, &ProposalWorld) -> PlannerReport;
@@ -99,6 +101,7 @@ pub trait ProposalTarget: CustomResourceExt + DeserializeOwned + Sized {
 impl ProposalTarget for ManagedTailnet {}
 impl ProposalTarget for DNSConfig {}
 impl ProposalTarget for DeviceTagSet {}
+impl ProposalTarget for TailscaleService {}
 
 impl ProposalTarget for TailnetPolicy {
     fn entry() -> Option<KindEntry> {

@@ -6,10 +6,13 @@
 //!   one tailnet together.
 //! - [`device_tag_set`]: device tags, authorization, key expiry and routes, computed over
 //!   every `DeviceTagSet` of one tailnet together.
+//! - [`tailscale_service`]: a Tailscale Service, its host approvals and the grant it
+//!   contributes to the policy.
 //! - [`view`]: the tailnet as the access evaluator sees it, built from snapshots.
 //! - [`text_diff`]: a small unified line diff for plans and logs.
 pub mod device_tag_set;
 pub mod dns_config;
 pub mod tailnet_policy;
+pub mod tailscale_service;
 pub mod text_diff;
 pub mod view;

@@ -8,7 +8,7 @@
 //! - [`kind`]: what every tailnet-scoped kind is to generic code ([`TailnetScoped`], [`KindStatus`]).
 //!
 //! One module per kind: [`tailnet`], [`tailnet_policy`], [`change_proposal`], [`dns_config`],
-//! [`device_tag_set`].
+//! [`device_tag_set`], [`tailscale_service`].
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
@@ -24,6 +24,7 @@ pub mod errors;
 pub mod kind;
 pub mod tailnet;
 pub mod tailnet_policy;
+pub mod tailscale_service;
 
 pub use change_proposal::{ChangeProposal, ChangeProposalSpec, ChangeProposalStatus};
 pub use common::{CommonSpec, CommonStatus, DeletionPolicy, DriftPolicy};
@@ -36,11 +37,13 @@ pub(crate) use kind::tailnet_scoped_kind;
 pub use kind::{KindStatus, TailnetScoped};
 pub use tailnet::{ManagedTailnet, ManagedTailnetSpec, ManagedTailnetStatus};
 pub use tailnet_policy::{PolicyRole, TailnetPolicy, TailnetPolicySpec, TailnetPolicyStatus};
+pub use tailscale_service::{TailscaleService, TailscaleServiceSpec, TailscaleServiceStatus};
 
 /// **The one list of kinds.** Calls the macro `$each` with every kind's type name (all in this
 /// module), in the order the operator runs them: the connection first; `TailnetPolicy` before
 /// `DeviceTagSet`, so the tags a set gives are owned in the policy before devices get them;
-/// `ChangeProposal` last, since it only changes the others.
+/// `TailscaleService` after the policy too (its tags must be owned there, and the policy composes
+/// its grants); `ChangeProposal` last, since it only changes the others.
 ///
 /// Each layer maps the list to what it needs through a trait every kind implements there
 /// ([`KindInfo`] here; the controller, file mode and proposal layers have their own), so adding
@@ -51,6 +54,7 @@ macro_rules! for_each_kind {
         $each!(
             ManagedTailnet,
             TailnetPolicy,
+            TailscaleService,
             DeviceTagSet,
             DNSConfig,
             ChangeProposal
@@ -90,6 +94,7 @@ pub trait KindInfo: CustomResourceExt {
 
 impl KindInfo for ManagedTailnet {}
 impl KindInfo for TailnetPolicy {}
+impl KindInfo for TailscaleService {}
 impl KindInfo for DeviceTagSet {}
 impl KindInfo for DNSConfig {}
 impl KindInfo for ChangeProposal {

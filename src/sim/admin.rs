@@ -23,7 +23,7 @@
 //! | `POST /sim/console/devices/{deviceId}/advertised-routes` | `{"routes": [...]}` | what the device advertises (auto-approvers apply) |
 //! | `POST /sim/console/devices/{deviceId}/authorized` | `{"authorized": bool}` | (de)authorize |
 //! | `POST /sim/console/devices/{deviceId}/connected` | `{"connected": bool}` | device goes on/offline |
-//! | `POST /sim/console/services/{serviceName}/hosts` | `{"nodeId": "..."}` | device starts hosting the service |
+//! | `POST /sim/console/services/{serviceName}/hosts` | `{"nodeId": "..."}` | device starts hosting the service (kept until the service is created, if it is not defined yet) |
 //! | `POST /sim/console/expire-tokens` | | every OAuth access token expires |
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -202,16 +202,68 @@ impl SimTailnet {
         self.inner.state().remove_device(node_id).map(drop)
     }
 
-    /// A device starts hosting (advertising) a service.
+    /// A device starts hosting (advertising) a service. A service not defined yet keeps the
+    /// advertisement: the device becomes a host when the service is created.
     pub fn console_advertise_service(&self, node_id: &str, service: &str) -> Result<(), SimError> {
         let mut state = self.inner.state();
         let node = state.device(node_id)?.node_id.clone();
-        let idx = state.service_index(service)?;
-        let hosts = &mut state.services[idx].hosts;
+        let hosts = match state.service_index(service) {
+            Ok(idx) => &mut state.services[idx].hosts,
+            Err(_) => state.pending_hosts.entry(service.to_owned()).or_default(),
+        };
         if !hosts.contains(&node) {
             hosts.push(node);
         }
         Ok(())
+    }
+
+    /// Edits a service's tags in the console.
+    pub fn console_set_service_tags(&self, service: &str, tags: &[&str]) -> Result<(), SimError> {
+        let mut state = self.inner.state();
+        let idx = state.service_index(service)?;
+        state.services[idx].tags = tags.iter().map(|t| t.to_string()).collect();
+        Ok(())
+    }
+
+    /// Approves (or revokes) a host of a service in the console.
+    pub fn console_set_service_approval(
+        &self,
+        service: &str,
+        node_id: &str,
+        approved: bool,
+    ) -> Result<(), SimError> {
+        let mut state = self.inner.state();
+        let node = state.device(node_id)?.node_id.clone();
+        let idx = state.service_index(service)?;
+        state.services[idx].approvals.insert(node, approved);
+        Ok(())
+    }
+
+    /// A service as the API renders it (with its annotations), if it exists.
+    pub fn service(&self, name: &str) -> Option<Value> {
+        let state = self.inner.state();
+        let idx = state.service_index(name).ok()?;
+        Some(state.services[idx].to_json())
+    }
+
+    /// The approval level of each host of a service (`not-approved`, `approved:auto`,
+    /// `approved:manual`), by node id.
+    pub fn service_hosts(&self, name: &str) -> Vec<(String, &'static str)> {
+        let state = self.inner.state();
+        let Ok(idx) = state.service_index(name) else {
+            return Vec::new();
+        };
+        let service = &state.services[idx];
+        service
+            .hosts
+            .iter()
+            .map(|node| {
+                (
+                    node.clone(),
+                    super::services::approval_level(&state, service, node),
+                )
+            })
+            .collect()
     }
 
     /// Expires every OAuth access token issued so far (clients must fetch a new one).

@@ -631,7 +631,13 @@ fn services(state: &State) -> Vec<Service> {
             comment: "Grafana dashboards".into(),
             ports: vec!["tcp:443".into()],
             tags: vec!["tag:k8s".into()],
-            annotations: None,
+            // Served by Tailscale's own Kubernetes operator (an Ingress proxy), which marks it.
+            annotations: Some(
+                json!({"tailscale.com/owner-references": "{\"ownerRefs\":[{\"operatorID\":\"nk8sop1CNTRL\"}]}"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             hosts: vec![node("ts-ingress-grafana")],
             approvals: HashMap::new(),
         },
@@ -774,6 +780,18 @@ pub fn build(seed: u64, generated: usize, identity: &Identity, now: DateTime<Utc
         service.addrs = vec![v4, v6];
     }
     state.services = services;
+    // A monitoring host already runs `tailscale serve --service=svc:grafana-eng`: the example
+    // TailscaleService (examples/tailscale-service.yaml) defines that service.
+    if let Some(node) = state
+        .devices
+        .iter()
+        .find(|d| d.hostname == "monitoring-1")
+        .map(|d| d.node_id.clone())
+    {
+        state
+            .pending_hosts
+            .insert("svc:grafana-eng".to_owned(), vec![node]);
+    }
     state.dns = demo_dns();
     state.settings = demo_settings();
     let created = now - Duration::days(45);

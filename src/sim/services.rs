@@ -194,7 +194,7 @@ fn create(state: &mut Tailnet, name: &str, body: PutBody) -> SimResult<Value> {
         ports: body.ports.unwrap_or_default(),
         tags: body.tags.unwrap_or_default(),
         annotations: body.annotations,
-        hosts: Vec::new(),
+        hosts: state.pending_hosts.remove(name).unwrap_or_default(),
         approvals: HashMap::new(),
     };
     let json = service.to_json();
@@ -252,6 +252,10 @@ async fn delete(
     if let Some(v4) = service.addrs.first() {
         state.ips.release(v4);
     }
+    // The devices still advertise it: hosts again if it is created again.
+    if !service.hosts.is_empty() {
+        state.pending_hosts.insert(service.name, service.hosts);
+    }
     Ok(StatusCode::OK)
 }
 
@@ -295,6 +299,11 @@ fn approval(state: &Tailnet, service: &Service, node_id: &str) -> (bool, bool, &
         None if auto => (true, true, "approved:auto"),
         None => (false, false, "not-approved"),
     }
+}
+
+/// `approvalLevel` of a host.
+pub(crate) fn approval_level(state: &Tailnet, service: &Service, node_id: &str) -> &'static str {
+    approval(state, service, node_id).2
 }
 
 async fn hosts(

@@ -739,6 +739,9 @@ pub struct State {
     pub console_edit_after_next_save: Option<String>,
     pub dns: DnsConfig,
     pub services: Vec<Service>,
+    /// Devices advertising a service that is not defined (yet), by service name: they become
+    /// its hosts when it is created, and again when it is deleted.
+    pub pending_hosts: HashMap<String, Vec<String>>,
     pub settings: Settings,
     pub webhooks: Vec<Webhook>,
     pub ips: IpAllocator,
@@ -763,6 +766,7 @@ impl State {
             console_edit_after_next_save: None,
             dns: DnsConfig::default(),
             services: Vec::new(),
+            pending_hosts: HashMap::new(),
             settings: Settings::default(),
             webhooks: Vec::new(),
             ips: IpAllocator::default(),

@@ -17,9 +17,20 @@ use super::fake_kube::{FakeKube, Gvr};
 /// assertion: a hang guard).
 pub const HANG_GUARD: Duration = Duration::from_secs(60);
 
-/// Cluster-scoped object `name` of kind `K`, as the fake API server has it.
+/// `name` as `(namespace, name)`: a namespaced object is named `namespace/name` in these
+/// helpers, a cluster-scoped one by its name.
+pub fn split(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('/') {
+        Some((namespace, name)) => (Some(namespace), name),
+        None => (None, name),
+    }
+}
+
+/// Object `name` (`namespace/name` for a namespaced kind) of kind `K`, as the fake API server
+/// has it.
 pub fn object<K: TailnetScoped>(fake: &FakeKube, name: &str) -> Option<K> {
-    fake.get_as::<K>(None, name)
+    let (namespace, name) = split(name);
+    fake.get_as::<K>(namespace, name)
 }
 
 /// Condition `type_` of `name`, if it has one.
@@ -82,7 +93,8 @@ pub async fn wait_ready<K: TailnetScoped>(fake: &FakeKube, name: &str) {
 /// Sets the `tailnet.ops.dev/reconcile-at` annotation of `name` to `value`.
 pub fn force_reconcile<K: TailnetScoped>(fake: &FakeKube, name: &str, value: &str) {
     let patch = json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": value}}});
-    fake.merge_patch(&Gvr::of::<K>(), None, name, patch)
+    let (namespace, name) = split(name);
+    fake.merge_patch(&Gvr::of::<K>(), namespace, name, patch)
         .expect("annotated");
 }
 
@@ -133,14 +145,20 @@ pub async fn stop(manager: Manager) {
     manager.wait().await.expect("clean shutdown");
 }
 
-/// Creates `name` of kind `K` with `spec`, in the test tailnet ([`super::operator::TAILNET`]).
+/// Creates `name` (`namespace/name` for a namespaced kind) of kind `K` with `spec`, in the
+/// test tailnet ([`super::operator::TAILNET`]).
 pub fn create<K: TailnetScoped>(fake: &FakeKube, name: &str, spec: serde_json::Value) {
     let mut spec = spec;
     spec["tailnetRef"] = json!(super::operator::TAILNET);
+    let (namespace, name) = split(name);
+    let mut metadata = json!({"name": name});
+    if let Some(namespace) = namespace {
+        metadata["namespace"] = json!(namespace);
+    }
     let object = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
-        "metadata": {"name": name},
+        "metadata": metadata,
         "spec": spec,
     });
     fake.create(&Gvr::of::<K>(), object)

@@ -35,7 +35,7 @@ pub use types::{
 
 use chrono::{DateTime, Utc};
 
-use super::view::tailnet_view;
+use super::view::{tailnet_view, with_services};
 use crate::policy::compose::Contribution;
 use crate::resources::ReconcileError;
 use crate::snapshot::TailnetSnapshots;
@@ -53,6 +53,45 @@ pub async fn reconcile<S: RevisionStore>(
     execute(plan, snapshots, store, now).await
 }
 
+/// The Tailscale Services the access evaluator needs: read only when a source or contribution
+/// names a `svc:` at all (most tailnets have none, and the read would cost a call per resync),
+/// plus those the contributions grant access to and that do not exist yet (a TailscaleService
+/// about to be created), so the access diff shows who gains the new service. A failed read
+/// (e.g. credentials without the services scope) leaves the live ones out: `svc:` targets are
+/// then unresolved, with a warning, and nothing else changes.
+async fn services_for(
+    resources: &[PolicyInput],
+    contributions: &[Contribution],
+    snapshots: &TailnetSnapshots,
+) -> Vec<crate::tailscale::Service> {
+    let mentioned = !contributions.is_empty()
+        || resources
+            .iter()
+            .any(|r| r.text.as_ref().is_ok_and(|t| t.contains("svc:")));
+    if !mentioned {
+        return Vec::new();
+    }
+    let mut services = match snapshots.services().await {
+        Ok(live) => live.data.clone(),
+        Err(_) => Vec::new(),
+    };
+    let granted = contributions
+        .iter()
+        .filter_map(|c| c.value.get("dst")?.as_array().cloned())
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_owned))
+        .filter(|d| d.starts_with("svc:"));
+    for name in granted {
+        if !services.iter().any(|s| s.name == name) {
+            services.push(crate::tailscale::Service {
+                name,
+                ..Default::default()
+            });
+        }
+    }
+    services
+}
+
 /// The read-only half of [`reconcile`]: what would happen (used by `plan -f`).
 pub async fn observe_and_plan<S: RevisionStore>(
     resources: &[PolicyInput],
@@ -64,6 +103,10 @@ pub async fn observe_and_plan<S: RevisionStore>(
         tokio::join!(snapshots.policy(), snapshots.devices(), snapshots.users());
     let (policy, devices, users) = (policy?, devices?, users?);
     let view = tailnet_view(&devices.data, &users.data);
+    let view = with_services(
+        view,
+        &services_for(resources, contributions, snapshots).await,
+    );
     let history = store.list().await?;
     Ok(plan(
         resources,
