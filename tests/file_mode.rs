@@ -75,7 +75,30 @@ async fn apply_examples_converges_and_a_second_apply_writes_nothing() {
     );
     assert!(live.contains("// from TailnetPolicy/team-data"), "{live}");
     assert!(live.contains("\"group:data\""), "{live}");
+    // The TailscaleService: created and its advertising host approved once, its grant composed
+    // into the policy, nothing written by the second apply.
+    let calls = server.tailnet().calls();
+    assert_eq!(calls.get(PUT_SERVICE), 1);
+    assert_eq!(calls.get(APPROVE_HOST), 1);
+    assert!(
+        live.contains("// from TailscaleService/monitoring/grafana-eng"),
+        "{live}"
+    );
+    let service = server.tailnet().service("svc:grafana-eng").unwrap();
+    assert_eq!(
+        service["annotations"]["tailnet.ops.dev/owner"],
+        "monitoring/grafana-eng"
+    );
+    let monitoring = server.tailnet().device_id("monitoring-1").unwrap();
+    assert_eq!(
+        server.tailnet().service_hosts("svc:grafana-eng"),
+        [(monitoring, "approved:manual")]
+    );
 }
+
+const PUT_SERVICE: &str = "PUT /api/v2/tailnet/{tailnet}/services/{serviceName}";
+const APPROVE_HOST: &str =
+    "POST /api/v2/tailnet/{tailnet}/services/{serviceName}/device/{deviceId}/approved";
 
 #[test]
 fn config_map_sources_resolve_and_foreign_kinds_are_handled() {
@@ -340,4 +363,51 @@ async fn a_dns_only_path_plans_the_write_and_a_second_dns_config_is_a_conflict()
         1,
         "only the winner wrote"
     );
+}
+
+/// A TailscaleService granting access to an undefined group: `plan` and `apply` fail naming
+/// it, the service is not written, and the policy still applies without the bad grant.
+#[tokio::test]
+async fn a_service_granting_an_undefined_group_fails_without_writing_it() {
+    let base = std::fs::read_to_string(examples().join("policy-base.yaml")).unwrap();
+    let service = "apiVersion: tailnet.ops.dev/v1alpha1\nkind: TailscaleService\n\
+        metadata:\n  name: web\n  namespace: apps\nspec:\n  ports: [\"tcp:443\"]\n  \
+        tags: [\"tag:server\"]\n  hosts:\n    tags: [\"tag:server\"]\n  \
+        accessFrom: [\"group:nobody\"]\n";
+    let dir = fixture(
+        "svc-undefined-group",
+        &[("base.yaml", &base), ("service.yaml", service)],
+    );
+    let server = start_sim().await;
+    let manifests = file_mode::load(&dir).unwrap();
+    let snapshots =
+        TailnetSnapshots::new(client(api_key_config(&server)), Duration::from_secs(300));
+    let plan = file_mode::plan_manifests(&manifests, &snapshots)
+        .await
+        .unwrap();
+    assert!(plan.failed, "{}", plan.output);
+    assert!(
+        plan.output
+            .contains("TailscaleService/apps/web: error: Invalid")
+            && plan.output.contains("group:nobody"),
+        "{}",
+        plan.output
+    );
+    assert!(
+        plan.output
+            .contains("policy: error: TailscaleService/apps/web (grants) left out of the policy"),
+        "{}",
+        plan.output
+    );
+    let applied = file_mode::apply_manifests(&manifests, &snapshots)
+        .await
+        .unwrap();
+    assert!(applied.failed, "{}", applied.output);
+    assert_eq!(server.tailnet().calls().get(PUT_SERVICE), 0);
+    let live = server.tailnet().policy().0;
+    assert!(
+        live.contains("// Access policy of the example tailnet"),
+        "{live}"
+    );
+    assert!(!live.contains("group:nobody"), "{live}");
 }

@@ -50,3 +50,32 @@ async fn dns_configs_and_device_tag_sets_carry_their_planned_status() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_tailscale_service_shows_its_planned_service_and_contributed_grant() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let proposals = std::env::temp_dir().join(format!("mcp-svc-{}", std::process::id()));
+    let source = ManifestsSource::open(&examples, &proposals, &no_credentials())
+        .await
+        .expect("examples open against the embedded simulated tailnet");
+    let resources = source.resources().await.expect("resources listed");
+    let service = resources
+        .iter()
+        .find(|r| r["kind"] == "TailscaleService")
+        .expect("examples/ has a TailscaleService");
+    assert_eq!(service["metadata"]["namespace"], "monitoring");
+    // Not created yet in the fresh simulated tailnet: pending, with what it will contribute.
+    assert_eq!(
+        ready(service),
+        Some(("False".to_owned(), "Pending".to_owned()))
+    );
+    assert_eq!(service["status"]["serviceName"], "svc:grafana-eng");
+    let policy = service["status"]["policy"].as_array().unwrap();
+    assert!(
+        policy[0]
+            .as_str()
+            .unwrap()
+            .contains("\"dst\":[\"svc:grafana-eng\"]"),
+        "{policy:?}"
+    );
+}

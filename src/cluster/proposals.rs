@@ -10,10 +10,12 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::proposal::{self, ProposalWorld, kinds};
+use crate::reconcile::tailscale_service::tailnet_contributions;
 use crate::reconcile::view::tailnet_view;
 use crate::resources::change_proposal::{ChangeProposal, ChangeProposalSpec, ProposalTarget};
+use crate::resources::common::DEFAULT_TAILNET_REF;
 use crate::resources::tailnet_policy::TailnetPolicy;
-use crate::resources::{ReconcileError, TailnetPolicySpec};
+use crate::resources::{ReconcileError, TailnetPolicySpec, TailnetScoped, TailscaleService};
 use crate::snapshot::TailnetSnapshots;
 
 /// The field manager of an approved proposal's server-side apply (not the operator's own: the
@@ -76,7 +78,8 @@ pub async fn fetch_target(
 /// Gathers the [`ProposalWorld`] for `target` and `patch` from the cluster and, when given,
 /// the target tailnet's snapshots: for a TailnetPolicy target every TailnetPolicy (one LIST),
 /// the ConfigMaps their `policyFrom` and the patched target's name (one GET each), the
-/// tailnet's users and devices and its live policy. Other kinds need nothing yet.
+/// TailscaleServices' contributions (one LIST), the tailnet's users and devices and its live
+/// policy. Other kinds need nothing yet.
 pub async fn gather_world(
     client: &Client,
     snapshots: Option<&TailnetSnapshots>,
@@ -91,6 +94,21 @@ pub async fn gather_world(
         .list(&Default::default())
         .await?
         .items;
+    // TailscaleService grants are composed in, as the TailnetPolicy controller does.
+    let tailnet = target
+        .pointer("/spec/tailnetRef")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_TAILNET_REF);
+    let services = match Api::<TailscaleService>::all(client.clone())
+        .list(&Default::default())
+        .await
+    {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+        Err(err) => return Err(err.into()),
+    };
+    world.contributions =
+        tailnet_contributions(services.iter().filter(|s| s.tailnet_ref() == tailnet));
     let patched = proposal::apply_merge_patch(target, patch);
     let patched_spec: Option<TailnetPolicySpec> = patched
         .get("spec")

@@ -49,7 +49,8 @@ use super::{Context, Controlled, KindController, KindEvent, Metrics, Stop};
 use crate::cluster::policy_sources::{ConfigMapCache, referencing, resolve_all};
 use crate::policy::compose::Contribution;
 use crate::reconcile::tailnet_policy::{
-    ApplyReason, ConfigMapRevisionStore, ExecuteResult, PolicyExecuted, execute, observe_and_plan,
+    ApplyReason, ConfigMapRevisionStore, ExecuteResult, LeftOut, PolicyExecuted, execute,
+    observe_and_plan,
 };
 use crate::reconcile::tailscale_service::tailnet_contributions;
 use crate::resources::conditions::reason;
@@ -68,6 +69,9 @@ impl Controlled for TailnetPolicy {
 
 /// Event reason when deleting a Base with `deletionPolicy: Delete` reset the tailnet's policy.
 pub const RESET: &str = "PolicyReset";
+/// Event reason when another kind's contribution (e.g. a TailscaleService grant) was left out
+/// of the composition because it fails the checks.
+pub const CONTRIBUTION_LEFT_OUT: &str = "ContributionLeftOut";
 /// How soon a pass whose write got HTTP 412 plans again (against a fresh read).
 pub const CONFLICT_RETRY: Duration = Duration::from_secs(2);
 
@@ -189,6 +193,29 @@ async fn contributions_of(
     ))
 }
 
+/// A Warning event on the Base for each contribution left out of the composition (the
+/// contributing resource's own status says why too, when it can tell).
+async fn publish_left_out(
+    pass: &Pass<'_, TailnetPolicyKind>,
+    members: &[Arc<TailnetPolicy>],
+    left_out: &[LeftOut],
+) {
+    let Some(base) = members.iter().find(|m| m.spec.role == PolicyRole::Base) else {
+        return;
+    };
+    for left in left_out {
+        super::publish_event(
+            pass.shared(),
+            &**base,
+            true,
+            CONTRIBUTION_LEFT_OUT,
+            "Reconcile",
+            left.to_string(),
+        )
+        .await;
+    }
+}
+
 /// The live (not being deleted) policies of the tailnet, by name.
 fn live_members(pass: &Pass<'_, TailnetPolicyKind>) -> Vec<Arc<TailnetPolicy>> {
     pass.members()
@@ -230,6 +257,7 @@ async fn compose_and_report(
     }
     let outcome = execute(plan, snapshots, &history, Utc::now()).await?;
     record_outcome_metrics(&shared.metrics, &outcome.result);
+    publish_left_out(pass, &members, &outcome.left_out).await;
     for member in &members {
         let Some(resource_outcome) = outcome.outcome(&member.name_any()) else {
             continue;

@@ -11,9 +11,9 @@ use serde_json::Value;
 use super::{FileKind, FileReport, Manifests, StepResult, describe_conditions};
 use crate::policy::compose::Contribution;
 use crate::reconcile::tailnet_policy::{
-    ExecuteResult, InMemoryRevisionStore, PolicyAction, PolicyInput, PolicyOutcome, PolicyPlan,
-    TextSource, access_diff, config_map_text, find_config_map, observe_and_plan, policy_input,
-    reconcile, text_source,
+    ExecuteResult, InMemoryRevisionStore, LeftOut, PolicyAction, PolicyInput, PolicyOutcome,
+    PolicyPlan, TextSource, access_diff, config_map_text, find_config_map, observe_and_plan,
+    policy_input, reconcile, text_source,
 };
 use crate::reconcile::tailscale_service::tailnet_contributions;
 use crate::resources::tailnet_policy::TailnetPolicyStatus;
@@ -28,7 +28,8 @@ impl FileKind for TailnetPolicy {
             observe_and_plan(&resources, &contributions(manifests), snapshots, &store).await?;
         let mut out = String::new();
         describe_plan(&plan, &mut out);
-        let mut failed = false;
+        describe_left_out(&plan.left_out, &mut out);
+        let mut failed = !plan.left_out.is_empty();
         for outcome in &plan.outcomes {
             let verdict = if outcome.ready.status == ConditionStatus::False {
                 failed = true;
@@ -73,10 +74,12 @@ impl FileKind for TailnetPolicy {
             ExecuteResult::CheckFailed { problem } => format!("applied, check failed: {problem}"),
         };
         let _ = writeln!(out, "policy: {summary}");
+        describe_left_out(&outcome.left_out, &mut out);
         for o in &outcome.outcomes {
             describe_outcome(o, &mut out);
         }
-        let failed = outcome.outcomes.iter().any(|o| !o.ready.is_true());
+        let failed =
+            !outcome.left_out.is_empty() || outcome.outcomes.iter().any(|o| !o.ready.is_true());
         Ok(FileReport {
             output: out,
             changes: outcome.wrote(),
@@ -207,6 +210,14 @@ fn describe_plan(plan: &PolicyPlan, out: &mut String) {
             }
             out.push_str(&apply.text_diff);
         }
+    }
+}
+
+/// `policy: error: <source> (<section>) left out of the policy: <why>` per contribution left
+/// out (the run fails: a resource asked for access it does not get).
+fn describe_left_out(left_out: &[LeftOut], out: &mut String) {
+    for left in left_out {
+        let _ = writeln!(out, "policy: error: {left}");
     }
 }
 

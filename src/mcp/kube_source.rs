@@ -14,10 +14,13 @@ use crate::cluster::credentials::read_credentials;
 use crate::cluster::policy_sources::resolve_all;
 use crate::proposal::{self, ProposalWorld};
 use crate::reconcile::tailnet_policy::PolicyInput;
+use crate::reconcile::tailscale_service::tailnet_contributions;
 use crate::reconcile::view::tailnet_view;
 use crate::resources::change_proposal::ProposalTarget;
 use crate::resources::common::GROUP;
-use crate::resources::{ChangeProposal, ManagedTailnet, TailnetPolicy};
+use crate::resources::{
+    ChangeProposal, ManagedTailnet, TailnetPolicy, TailnetScoped, TailscaleService,
+};
 use crate::snapshot::{SnapshotRegistry, TailnetSnapshots};
 use crate::tailscale::{ClientConfig, TailscaleClient};
 
@@ -171,9 +174,22 @@ impl KubeSource {
                 .map_err(|e| BackendError::unavailable("reading a policy ConfigMap", e))?;
             config_maps.extend(found);
         }
+        // What TailscaleServices contribute to the tailnet's policy is composed in, as the
+        // controller does (a cluster without the CRD has none).
+        let services = Api::<TailscaleService>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        let contributions = tailnet_contributions(
+            services
+                .iter()
+                .filter(|s| tailnet.as_deref().is_none_or(|t| s.tailnet_ref() == t)),
+        );
         let mut world = ProposalWorld {
             policies,
             config_maps,
+            contributions,
             ..Default::default()
         };
         let snapshots = match tailnet {

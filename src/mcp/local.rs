@@ -11,10 +11,12 @@ use serde_json::Value;
 use super::backend::*;
 use crate::audit::{self, AuditOptions};
 use crate::policy::access::{Endpoint, Policy, Proto, TailnetView, Verdict};
-use crate::policy::compose::{PolicySource, compose};
+use crate::policy::compose::{Contribution, PolicySource, compose};
 use crate::policy::hujson;
 use crate::reconcile::tailnet_policy::{PolicyInput, source_name};
+use crate::reconcile::tailscale_service::tailnet_contributions;
 use crate::reconcile::view::tailnet_view;
+use crate::resources::{TailnetScoped, TailscaleService};
 use crate::snapshot::TailnetSnapshots;
 use crate::tailscale::{Device, Key};
 
@@ -96,7 +98,19 @@ impl<S: Source> LocalBackend<S> {
             .policy_inputs(tailnet.to_owned())
             .await
             .map_err(|e| e.to_string())?;
-        compose_desired(&resources)
+        // TailscaleService grants are part of the desired policy, as the controller composes.
+        let services: Vec<TailscaleService> = self
+            .source
+            .resources()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|r| r.get("kind").and_then(Value::as_str) == Some("TailscaleService"))
+            .filter_map(|r| serde_json::from_value(r).ok())
+            .collect();
+        let contributions =
+            tailnet_contributions(services.iter().filter(|s| s.tailnet_ref() == tailnet));
+        compose_desired(&resources, &contributions)
     }
 
     async fn compiled(
@@ -127,7 +141,10 @@ impl<S: Source> LocalBackend<S> {
 }
 
 /// Base + Fragments composed as the controller composes them.
-pub fn compose_desired(resources: &[PolicyInput]) -> Result<String, String> {
+pub fn compose_desired(
+    resources: &[PolicyInput],
+    contributions: &[Contribution],
+) -> Result<String, String> {
     let source = |r: &PolicyInput| -> Result<PolicySource, String> {
         Ok(PolicySource {
             name: source_name(&r.name),
@@ -148,7 +165,7 @@ pub fn compose_desired(resources: &[PolicyInput]) -> Result<String, String> {
         .filter(|r| !r.is_base())
         .filter_map(|r| source(r).ok())
         .collect::<Vec<_>>();
-    compose(&source(base)?, &fragments, &[])
+    compose(&source(base)?, &fragments, contributions)
         .map(|c| c.text)
         .map_err(|e| e.to_string())
 }
@@ -700,14 +717,14 @@ mod tests {
             PolicyRole::Fragment,
             r#"{"groups": {"group:b": ["b@example.com"]}}"#,
         );
-        let text = compose_desired(&[fragment, base]).unwrap();
+        let text = compose_desired(&[fragment, base], &[]).unwrap();
         assert!(
             text.contains("group:a") && text.contains("group:b"),
             "{text}"
         );
         let only_fragment = policy("team", PolicyRole::Fragment, "{}");
         assert!(
-            compose_desired(&[only_fragment])
+            compose_desired(&[only_fragment], &[])
                 .unwrap_err()
                 .contains("Base")
         );

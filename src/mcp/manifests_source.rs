@@ -117,9 +117,9 @@ impl ManifestsSource {
         ProposalWorld {
             policies: manifests.of(),
             config_maps: manifests.config_maps.clone(),
+            contributions: crate::file_mode::tailnet_policy::contributions(manifests),
             view,
             live_policy: policy.ok().map(|p| p.data.hujson.clone()),
-            ..Default::default()
         }
     }
 

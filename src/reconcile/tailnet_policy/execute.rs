@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::history::{Revision, RevisionStore};
 use super::plan::{policy_diff, policy_hash};
-use super::types::{ApplyPlan, ApplyReason, PolicyAction, PolicyOutcome, PolicyPlan};
+use super::types::{ApplyPlan, ApplyReason, LeftOut, PolicyAction, PolicyOutcome, PolicyPlan};
 use crate::error::Category;
 use crate::policy::access::TailnetView;
 use crate::policy::checks;
@@ -94,6 +94,8 @@ pub enum ExecuteResult {
 pub struct PolicyExecuted {
     pub outcomes: Vec<PolicyOutcome>,
     pub result: ExecuteResult,
+    /// Contributions left out of the composition (see [`PolicyPlan::left_out`]).
+    pub left_out: Vec<LeftOut>,
 }
 
 impl PolicyExecuted {
@@ -135,6 +137,7 @@ pub async fn execute_with<S: RevisionStore>(
         return Ok(PolicyExecuted {
             outcomes: plan.outcomes,
             result: ExecuteResult::NoWrite,
+            left_out: plan.left_out,
         });
     };
     let client = snapshots.client();
@@ -432,5 +435,6 @@ fn done(plan: PolicyPlan, result: ExecuteResult) -> PolicyExecuted {
     PolicyExecuted {
         outcomes: plan.outcomes,
         result,
+        left_out: plan.left_out,
     }
 }

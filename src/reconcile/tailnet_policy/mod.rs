@@ -30,7 +30,8 @@ pub use source::{
     TextSource, config_map_text, describe_key_ref, find_config_map, policy_input, text_source,
 };
 pub use types::{
-    AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyInput, PolicyOutcome, PolicyPlan,
+    AccessSummary, ApplyPlan, ApplyReason, LeftOut, PolicyAction, PolicyInput, PolicyOutcome,
+    PolicyPlan,
 };
 
 use chrono::{DateTime, Utc};

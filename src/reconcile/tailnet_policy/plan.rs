@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::history::Revision;
 use super::types::{
-    AccessSummary, ApplyPlan, ApplyReason, PolicyAction, PolicyInput, PolicyOutcome, PolicyPlan,
+    AccessSummary, ApplyPlan, ApplyReason, LeftOut, PolicyAction, PolicyInput, PolicyOutcome,
+    PolicyPlan,
 };
 use crate::policy::access::{ClassDiff, Policy, TailnetView};
 use crate::policy::checks::{self, CheckProblem};
@@ -70,6 +71,7 @@ pub fn plan(
             .map_or(DEFAULT_HISTORY_LIMIT, |b| b.spec.history_limit),
         view: view.clone(),
         last_good: history.last().cloned(),
+        left_out: Vec::new(),
     };
     let drift = observed_drift(live, history.last());
     for outcome in &mut plan.outcomes {
@@ -299,6 +301,9 @@ fn desired_policy(
         return pinned_revision(base, pin, history, plan);
     }
     let mut choices = SourceChoices::default();
+    // Contributions still composed: one whose entries fail the checks is left out (named in
+    // `plan.left_out`), never blocking the TailnetPolicies' own rules.
+    let mut contributions: Vec<Contribution> = contributions.to_vec();
     // A source that cannot be read (a missing ConfigMap key) is held at its last applied
     // text: composing without it would delete its rules from the tailnet.
     for r in resources {
@@ -317,7 +322,7 @@ fn desired_policy(
             .filter(|r| !r.is_base() && !choices.left_out.contains_key(&r.name))
             .map(|r| choices.source(r))
             .collect();
-        let composition = match compose(&choices.source(base), &fragments, contributions) {
+        let composition = match compose(&choices.source(base), &fragments, &contributions) {
             Ok(c) => c,
             Err(err) => {
                 block_on(plan, &base.name, err.reason(), &err.to_string());
@@ -350,6 +355,17 @@ fn desired_policy(
             .map(|r| r.name.clone())
             .collect();
         let checked = checks::check(&composition.text, view);
+        if !checked.is_ok()
+            && leave_out_failing_contributions(
+                &choices.source(base),
+                &fragments,
+                &mut contributions,
+                view,
+                plan,
+            )
+        {
+            continue;
+        }
         if !checked.is_ok() {
             let blame = Blame {
                 resources,
@@ -392,6 +408,49 @@ fn desired_policy(
             included,
         });
     }
+}
+
+/// When the TailnetPolicies compose and pass the checks without `contributions`, adds the
+/// contributions back one at a time and leaves out each one whose entries make the checks
+/// fail (a grant to an undefined group, say), recording why in `plan.left_out`. Returns
+/// whether any was left out. Runs only on the failure path: n compositions for n
+/// contributions.
+fn leave_out_failing_contributions(
+    base: &PolicySource,
+    fragments: &[PolicySource],
+    contributions: &mut Vec<Contribution>,
+    view: &TailnetView,
+    plan: &mut PolicyPlan,
+) -> bool {
+    let passes = |with: &[Contribution]| {
+        compose(base, fragments, with)
+            .is_ok_and(|c| c.rejected.is_empty() && checks::check(&c.text, view).is_ok())
+    };
+    if contributions.is_empty() || !passes(&[]) {
+        return false;
+    }
+    let mut kept: Vec<Contribution> = Vec::new();
+    for contribution in contributions.drain(..) {
+        kept.push(contribution);
+        if !passes(&kept) {
+            let failing = kept.pop().expect("just pushed");
+            let problems = compose(base, fragments, std::slice::from_ref(&failing))
+                .map(|c| checks::check(&c.text, view).problems)
+                .unwrap_or_default();
+            let why = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            plan.left_out.push(LeftOut {
+                source: failing.source.clone(),
+                section: failing.section.clone(),
+                reason: why,
+            });
+        }
+    }
+    *contributions = kept;
+    !plan.left_out.is_empty()
 }
 
 /// Check problems clearly a Fragment's own (see [`culprit`]): that Fragment is held at its
@@ -820,6 +879,38 @@ mod tests {
             PolicyAction::Apply(apply) => Some(apply.reason),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_contribution_failing_the_checks_is_left_out_and_the_rest_applies() {
+        let grant = |source: &str, group: &str| Contribution {
+            source: source.into(),
+            section: "grants".into(),
+            value: serde_json::json!({"src": [group], "dst": ["svc:web"], "ip": ["tcp:443"]}),
+        };
+        let contributions = [
+            grant("TailscaleService/a/good", "group:a"),
+            grant("TailscaleService/a/bad", "group:nobody"),
+        ];
+        let plan = plan(
+            &[base(V1)],
+            &contributions,
+            &live(V2),
+            &[],
+            &TailnetView::default(),
+        );
+        assert_eq!(plan.left_out.len(), 1, "{:?}", plan.left_out);
+        assert_eq!(plan.left_out[0].source, "TailscaleService/a/bad");
+        assert!(
+            plan.left_out[0].reason.contains("group:nobody"),
+            "{:?}",
+            plan.left_out
+        );
+        let PolicyAction::Apply(apply) = &plan.action else {
+            panic!("the Base and the good grant still apply: {:?}", plan.action);
+        };
+        assert!(apply.text.contains("TailscaleService/a/good"));
+        assert!(!apply.text.contains("group:nobody"));
     }
 
     #[test]

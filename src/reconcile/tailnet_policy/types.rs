@@ -189,6 +189,30 @@ pub struct PolicyPlan {
     pub view: TailnetView,
     /// The last applied revision: the rollback target.
     pub last_good: Option<Revision>,
+    /// Contributions of other kinds left out of the composition because their entries fail
+    /// the checks (the rest is applied without them).
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A contribution left out of the composition, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// e.g. `TailscaleService/monitoring/grafana`.
+    pub source: String,
+    /// e.g. `grants`.
+    pub section: String,
+    /// The check problems it caused.
+    pub reason: String,
+}
+
+impl std::fmt::Display for LeftOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}) left out of the policy: {}",
+            self.source, self.section, self.reason
+        )
+    }
 }
 
 impl PolicyPlan {
