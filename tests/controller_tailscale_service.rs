@@ -367,3 +367,81 @@ async fn access_from_is_a_grant_in_the_live_policy_and_leaves_with_the_resource(
     assert_eq!(calls(&sim, DELETE), 1);
     stop(manager).await;
 }
+
+#[tokio::test]
+async fn orphan_leaves_the_service_and_removes_only_the_mark() {
+    let mut spec = spec();
+    spec["deletionPolicy"] = json!("Orphan");
+    let (fake, sim, manager) = with_service(spec, "True").await;
+    assert!(
+        support::kinds::finalizers::<TailscaleService>(&fake, NAME)
+            .contains(&"tailnet.ops.dev/cleanup".to_owned()),
+        "a finalizer for Orphan too: the mark must go"
+    );
+    fake.delete(
+        &Gvr::of::<TailscaleService>(),
+        Some("monitoring"),
+        "grafana-eng",
+    )
+    .unwrap();
+    wait_gone::<TailscaleService>(&fake, NAME).await;
+    let live = sim.tailnet().service(SERVICE).expect("the service stays");
+    assert!(
+        live.get("annotations")
+            .is_none_or(|a| a.get("tailnet.ops.dev/owner").is_none()),
+        "{live}"
+    );
+    assert_eq!(live["tags"], json!(["tag:monitoring"]));
+    assert_eq!(calls(&sim, DELETE), 0);
+    assert_eq!(level(&sim, SERVICE, "monitoring-1"), "approved:manual");
+    stop(manager).await;
+}
+
+/// The bound: a resync of N TailscaleServices reads the services list once for all of them
+/// (the shared snapshot) and each service's hosts once.
+#[tokio::test]
+async fn fifty_services_cost_one_list_and_one_hosts_read_each_per_resync() {
+    const N: usize = 50;
+    let (fake, sim) = (fake(), sim().await);
+    connect_tailnet(&fake, &sim);
+    for i in 0..N {
+        let mut spec = spec();
+        spec["serviceName"] = json!(format!("svc:s{i}"));
+        create::<TailscaleService>(&fake, &format!("load/s{i}"), spec);
+    }
+    let manager = start_manager(&fake, run_config()).await;
+    for i in 0..N {
+        // No host advertises these: Synced, not Ready (NotAdvertised).
+        wait_reason::<TailscaleService>(
+            &fake,
+            &format!("load/s{i}"),
+            ConditionType::Ready,
+            "False",
+            Some("NotAdvertised"),
+        )
+        .await;
+    }
+    assert_eq!(calls(&sim, PUT), N as u64, "one create each");
+    // A first resync lets the passes the creation wave triggered (status writes) settle.
+    resync::<TailscaleService>(&fake, &manager, N as u64, "warm-up").await;
+    let (lists, hosts, passes) = (
+        calls(&sim, LIST),
+        calls(&sim, HOSTS),
+        manager.metrics().reconciles("TailscaleService", "ok"),
+    );
+    resync::<TailscaleService>(&fake, &manager, N as u64, "r1").await;
+    let passes = manager.metrics().reconciles("TailscaleService", "ok") - passes;
+    let (lists, hosts) = (calls(&sim, LIST) - lists, calls(&sim, HOSTS) - hosts);
+    eprintln!(
+        "{N} TailscaleServices, one resync: {passes} passes, {lists} services list(s), {hosts} hosts reads, {} writes",
+        calls(&sim, PUT) - N as u64
+    );
+    assert_eq!(
+        lists, 1,
+        "one services read per resync for the whole tailnet"
+    );
+    assert_eq!(hosts, passes, "one hosts read per service pass");
+    assert_eq!(calls(&sim, PUT), N as u64, "no write in steady state");
+    assert_eq!(calls(&sim, APPROVE), 0);
+    stop(manager).await;
+}
