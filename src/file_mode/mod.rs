@@ -10,7 +10,9 @@
 //!   them, then `DNSConfig`. A kind present under PATH runs on its own: a folder holding only a
 //!   DNSConfig (and its ManagedTailnet) is planned and applied like any other.
 //! - History is in memory: there is none across runs, so drift is not told apart from a spec
-//!   change: a difference with the live tailnet is a change.
+//!   change: a difference with the live tailnet is a change. A document with `driftPolicy:
+//!   Report` gets a warning saying so; `deletionPolicy` applies when a resource is deleted in
+//!   a cluster, and file mode deletes nothing (a document removed from PATH is not seen).
 pub mod device_tag_set;
 pub mod dns_config;
 pub mod manifests;
@@ -243,7 +245,30 @@ pub fn warnings(manifests: &Manifests) -> Vec<String> {
         };
     }
     crate::for_each_kind!(skipped);
+    warnings.extend(manifests.documents.iter().filter_map(drift_report_warning));
     warnings
+}
+
+/// `driftPolicy: Report` cannot be honoured without a record of what was applied: say so for
+/// each document that asks for it, rather than silently writing over a console edit.
+fn drift_report_warning(document: &Document) -> Option<String> {
+    if document.value.pointer("/spec/driftPolicy")? != "Report" {
+        return None;
+    }
+    let name = document
+        .value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Some(format!(
+        "{}: document {}: {}/{name} has driftPolicy: Report, which file mode cannot honour: it \
+         keeps no record across runs of what it applied, so a console edit and a change in \
+         PATH look the same and `apply` writes every difference. `plan` shows them without \
+         writing; the operator in a cluster reports drift",
+        document.file.display(),
+        document.index,
+        document.kind
+    ))
 }
 
 fn skipped<K: FileKind>(manifests: &Manifests) -> Vec<String> {
@@ -284,4 +309,38 @@ async fn statuses<K: FileKind>(
         return Ok(Vec::new());
     }
     K::with_status(manifests, snapshots, now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn document(kind: &str, spec: Value) -> Document {
+        Document {
+            kind: kind.to_owned(),
+            file: "dns.yaml".into(),
+            index: 2,
+            value: json!({"kind": kind, "metadata": {"name": "default"}, "spec": spec}),
+        }
+    }
+
+    #[test]
+    fn drift_policy_report_is_named_as_a_control_file_mode_cannot_honour() {
+        let manifests = Manifests {
+            documents: vec![
+                document("DNSConfig", json!({"driftPolicy": "Report"})),
+                document("DeviceTagSet", json!({"driftPolicy": "Correct"})),
+            ],
+            ..Manifests::default()
+        };
+        let warnings = warnings(&manifests);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .starts_with("dns.yaml: document 2: DNSConfig/default has driftPolicy: Report"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("writes every difference"));
+    }
 }
