@@ -65,6 +65,13 @@ async fn apply_examples_converges_and_a_second_apply_writes_nothing() {
         assert!(!report.failed, "run {run}:\n{}", report.output);
         assert_eq!(report.changes, run == 1, "run {run}:\n{}", report.output);
     }
+    // And a plan after them: nothing to change (exit 0).
+    let snapshots =
+        TailnetSnapshots::new(client(api_key_config(&server)), Duration::from_secs(300));
+    let plan = file_mode::plan_manifests(&manifests, &snapshots)
+        .await
+        .unwrap();
+    assert!(!plan.changes && !plan.failed, "{}", plan.output);
     let posts = server.tailnet().calls().get(POST_ACL);
     eprintln!("apply -f examples/ twice: POST /acl count {posts}");
     assert_eq!(posts, 1);
@@ -176,6 +183,17 @@ fn plan_exit_codes_are_0_without_changes_2_with_changes_1_on_errors() {
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(
         stdout.contains("+++ desired") && stdout.contains("device pairs gaining"),
+        "{stdout}"
+    );
+    // The TailscaleService to create, and who gains it in the access diff.
+    assert!(
+        stdout.contains(
+            "TailscaleService/monitoring/grafana-eng: would create svc:grafana-eng (Create)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-> svc:grafana-eng tcp:443  gained"),
         "{stdout}"
     );
     // Class lines by default; individual pairs only on request, bounded.

@@ -489,3 +489,24 @@ async fn the_admin_http_console_arms_an_edit_after_the_next_save() {
     assert_eq!(resp.status(), 200);
     assert_eq!(get_policy(&sim).await.0, small_policy("tag:http"));
 }
+
+#[tokio::test]
+async fn service_grants_and_service_auto_approvers_are_accepted() {
+    let sim = Sim::start().await;
+    let doc = json!({
+        "groups": {"group:eng": ["alice@example.com"]},
+        "tagOwners": {"tag:monitoring": ["group:eng"]},
+        "grants": [{"src": ["group:eng"], "dst": ["svc:grafana-eng"], "ip": ["tcp:443"]}],
+        "autoApprovers": {"services": {"svc:grafana-eng": ["tag:monitoring"]}},
+    })
+    .to_string();
+    let resp = post_policy(&sim, &doc, None).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let (stored, _) = get_policy(&sim).await;
+    assert_eq!(stored, doc);
+    // A service grant still needs its groups defined.
+    let bad = json!({"grants": [{"src": ["group:nobody"], "dst": ["svc:x"], "ip": ["tcp:443"]}]})
+        .to_string();
+    let resp = post_policy(&sim, &bad, None).await;
+    assert!(error_message(resp, 400).await.contains("group:nobody"));
+}
