@@ -32,9 +32,9 @@ use support::openapi::{ContractError, OpenApiSpec, Validated, spec_path};
 use tailnet_operator::secret::Secret;
 use tailnet_operator::sim::{Exchange, FaultRule, SimConfig, SimServer, SimTailnet};
 use tailnet_operator::tailscale::{
-    ClientConfig, CreateAuthKeyRequest, CreateWebhookRequest, Credentials, DeviceListOptions,
-    DnsResolver, PreviewType, RetryPolicy, Service, TailnetSettingsPatch, TailscaleClient,
-    ValidationOutcome,
+    ClientConfig, CreateAuthKeyRequest, CreateOAuthClientRequest, CreateWebhookRequest,
+    Credentials, DeviceListOptions, DnsResolver, PreviewType, RetryPolicy, Service,
+    TailnetSettingsPatch, TailscaleClient, ValidationOutcome,
 };
 
 /// Every public method of [`TailscaleClient`] that talks to the API, and the operation
@@ -76,6 +76,7 @@ const CLIENT_OPERATIONS: &[(&str, &str)] = &[
     // keys
     ("list_keys", "GET /tailnet/{tailnet}/keys"),
     ("create_auth_key", "POST /tailnet/{tailnet}/keys"),
+    ("create_oauth_client", "POST /tailnet/{tailnet}/keys"),
     ("get_key", "GET /tailnet/{tailnet}/keys/{keyId}"),
     ("delete_key", "DELETE /tailnet/{tailnet}/keys/{keyId}"),
     // services
@@ -700,6 +701,21 @@ async fn client_requests_and_sim_responses_match_the_spec() {
     t.call("get_key", client.get_key(&created.key.id))
         .await
         .expect("get key");
+    let oauth = t
+        .call(
+            "create_oauth_client",
+            client.create_oauth_client(&CreateOAuthClientRequest {
+                scopes: vec!["auth_keys".into()],
+                tags: vec!["tag:k8s".into()],
+                description: "contract test".into(),
+            }),
+        )
+        .await
+        .expect("create an OAuth client");
+    assert_eq!(oauth.key.key_type, "client");
+    t.call("delete_key", client.delete_key(&oauth.key.id))
+        .await
+        .expect("delete the OAuth client");
     t.call("delete_key", client.delete_key(&created.key.id))
         .await
         .expect("delete key");

@@ -47,6 +47,7 @@ async fn start(fake: &FakeKube, proposal_ttl: Duration) -> Manager {
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         leader_election: None,
         proposal_ttl,
+        clock: tailnet_operator::snapshot::WallClock::system(),
     };
     Manager::start(fake.client(), config)
         .await

@@ -45,6 +45,7 @@ fn config(identity: &str, leader_election: Option<LeaseConfig>) -> RunConfig {
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         leader_election,
         proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
+        clock: tailnet_operator::snapshot::WallClock::system(),
     }
 }
 

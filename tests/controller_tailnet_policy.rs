@@ -44,6 +44,7 @@ async fn start(fake: &FakeKube) -> Manager {
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         leader_election: None,
         proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
+        clock: tailnet_operator::snapshot::WallClock::system(),
     };
     Manager::start(fake.client(), config)
         .await

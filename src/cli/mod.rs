@@ -275,6 +275,7 @@ async fn run_manager(args: RunArgs) -> Result<(), CliError> {
             .leader_election
             .then(crate::controller::LeaseConfig::default),
         proposal_ttl: args.proposal_ttl,
+        clock: crate::snapshot::WallClock::system(),
     };
     let Some(loopback) = args.loopback_listen else {
         crate::controller::run(client, config, shutdown_signal()).await?;

@@ -38,6 +38,8 @@ pub struct RunConfig {
     pub leader_election: Option<LeaseConfig>,
     /// How long finished ChangeProposals are kept before they are deleted.
     pub proposal_ttl: std::time::Duration,
+    /// Wall-clock time for time-driven decisions (key rotation); `WallClock::system()`.
+    pub clock: crate::snapshot::WallClock,
 }
 
 /// Leader election timings.
@@ -150,6 +152,7 @@ impl Manager {
             Arc::clone(&metrics),
         );
         ctx.proposal_ttl = config.proposal_ttl;
+        ctx.clock = config.clock.clone();
         let ctx = Arc::new(ctx);
         let snapshots = ctx.snapshots.clone();
         let task = tokio::spawn(supervise(ctx, config, stop.clone(), readiness, http_task));

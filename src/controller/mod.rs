@@ -83,6 +83,8 @@ pub struct Context {
     pub identity: String,
     /// How long finished ChangeProposals are kept (`run --proposal-ttl`).
     pub proposal_ttl: Duration,
+    /// Wall-clock time of the passes (`Pass::now`); tests advance it.
+    pub clock: crate::snapshot::WallClock,
     /// Consecutive failures per object (`Kind/namespace/name`), reset by a success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -116,6 +118,7 @@ impl Context {
             namespace: namespace.into(),
             identity: identity.to_owned(),
             proposal_ttl: change_proposal::DEFAULT_PROPOSAL_TTL,
+            clock: crate::snapshot::WallClock::system(),
             failures: Mutex::default(),
         }
     }

@@ -241,7 +241,7 @@ async fn reconcile_inner<R: KindReconciler>(
     let mut pass = Pass {
         rt,
         tailnet,
-        now: time_from(Utc::now().trunc_subsecs(0)),
+        now: time_from(rt.shared.clock.now().trunc_subsecs(0)),
         // The newest copy: finalizer patches carry its resourceVersion, and its status is what
         // the last pass wrote.
         current: latest(&rt.store, obj),

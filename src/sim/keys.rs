@@ -15,7 +15,7 @@ use super::auth::Caller;
 use super::error::{SimError, SimResult, parse_json};
 use super::policy::check_tags;
 use super::state::{Key, State as Tailnet};
-use super::{SimTailnet, check_tailnet, now};
+use super::{SimTailnet, check_tailnet};
 
 pub(crate) fn routes() -> Router<SimTailnet> {
     Router::new()
@@ -38,7 +38,7 @@ async fn list(
     let all = query.get("all").is_some_and(|v| v == "true");
     let state = sim.inner.state();
     check_tailnet(&state, &tailnet)?;
-    let now = now();
+    let now = sim.inner.now();
     let owner_id = owner_user_id(&state, &caller);
     // Only active keys are listed. Without `all`, a user's token sees that user's keys and an
     // OAuth-derived token sees the OAuth clients.
@@ -152,7 +152,7 @@ async fn create(
     let mut state = sim.inner.state();
     check_tailnet(&state, &tailnet)?;
     let key_type = body.key_type.clone().unwrap_or_else(|| "auth".into());
-    let now = now();
+    let now = sim.inner.now();
     let id = format!("k{}CNTRL", state.alnum(7));
     let mut key = Key {
         id: id.clone(),
@@ -266,7 +266,7 @@ async fn get_one(
         .iter()
         .find(|k| k.id == key_id)
         .ok_or_else(|| SimError::not_found("key not found"))?;
-    Ok(Json(key.to_json(now())))
+    Ok(Json(key.to_json(sim.inner.now())))
 }
 
 /// Revokes the key: later GETs show `invalid: true` and `revoked`; deleting it again is a 404.
@@ -281,7 +281,7 @@ async fn delete(
         .iter_mut()
         .find(|k| k.id == key_id && k.revoked.is_none())
         .ok_or_else(|| SimError::not_found("key not found"))?;
-    let now = now();
+    let now = sim.inner.now();
     key.revoked = Some(now);
     key.updated = now;
     Ok(StatusCode::OK)
@@ -327,7 +327,7 @@ async fn update(
     if let Some(d) = body.description {
         key.description = d;
     }
-    let now = now();
+    let now = sim.inner.now();
     key.updated = now;
     let response = key.to_json(now);
     state.keys[idx] = key;

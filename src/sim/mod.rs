@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     exchanges: Mutex<calls::ExchangeLog>,
     faults: Mutex<faults::FaultSet>,
     tokens: Mutex<auth::TokenStore>,
+    /// How far the sim's clock is ahead of real time ([`SimTailnet::advance_clock`]).
+    clock_offset: Mutex<chrono::Duration>,
 }
 
 /// Locks a mutex, recovering from poisoning: a panicking test thread must not wedge the sim for
@@ -121,6 +123,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
+    /// The sim's time: real time plus what tests advanced it by (key expiry follows it).
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        now() + *lock(&self.clock_offset)
+    }
+
     pub(crate) fn state(&self) -> MutexGuard<'_, state::State> {
         lock(&self.state)
     }
@@ -152,8 +159,17 @@ impl SimTailnet {
                 state: Mutex::new(state),
                 calls: Mutex::new(CallCounts::default()),
                 exchanges: Mutex::new(calls::ExchangeLog::default()),
+                clock_offset: Mutex::new(chrono::Duration::zero()),
             }),
         }
+    }
+
+    /// Moves the sim's clock forward (keys expire by it), for tests of time-driven behaviour
+    /// such as key rotation without waiting.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+        let mut offset = lock(&self.inner.clock_offset);
+        *offset += by;
     }
 
     pub fn config(&self) -> &SimConfig {

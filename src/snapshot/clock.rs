@@ -163,3 +163,29 @@ mod tests {
         assert!(b >= a);
     }
 }
+
+/// Wall-clock time for decisions that compare with the API's timestamps (when a key expires,
+/// when to rotate it): real time plus an offset. Production never moves the offset; tests
+/// advance it (together with the simulated tailnet's) to step past an expiry without waiting.
+/// Clones share the offset.
+#[derive(Debug, Clone, Default)]
+pub struct WallClock {
+    offset: Arc<Mutex<chrono::Duration>>,
+}
+
+impl WallClock {
+    /// Real time.
+    pub fn system() -> WallClock {
+        WallClock::default()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.offset.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves this clock (and its clones) forward.
+    pub fn advance(&self, by: Duration) {
+        let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+        *self.offset.lock().unwrap_or_else(|p| p.into_inner()) += by;
+    }
+}

@@ -154,6 +154,17 @@ impl CreateAuthKeyRequest {
     }
 }
 
+/// A new OAuth client (a trust credential).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateOAuthClientRequest {
+    /// At least one, e.g. `auth_keys`, `devices:core`.
+    pub scopes: Vec<String>,
+    /// Required when the scopes include `devices:core` or `auth_keys`.
+    pub tags: Vec<String>,
+    /// Up to 50 letters, digits, spaces and hyphens.
+    pub description: String,
+}
+
 /// A newly created key: its metadata and the secret, which the API never shows again.
 #[derive(Debug, Clone)]
 pub struct CreatedKey {
@@ -216,6 +227,27 @@ impl TailscaleClient {
     pub async fn create_auth_key(&self, request: &CreateAuthKeyRequest) -> Result<CreatedKey> {
         let request = ApiRequest::post("/tailnet/{tailnet}/keys")
             .json(&request.body())?
+            .not_idempotent()
+            .secret_in_response();
+        let endpoint = request.endpoint();
+        let value: serde_json::Value = self.call_json(request).await?;
+        split_created(value, &endpoint)
+    }
+
+    /// Creates an OAuth client (`keyType: client`): its id is the client id, the secret the
+    /// client secret. Not retried on ambiguous failures, like [`Self::create_auth_key`].
+    pub async fn create_oauth_client(
+        &self,
+        request: &CreateOAuthClientRequest,
+    ) -> Result<CreatedKey> {
+        let body = serde_json::json!({
+            "keyType": "client",
+            "scopes": request.scopes,
+            "tags": request.tags,
+            "description": request.description,
+        });
+        let request = ApiRequest::post("/tailnet/{tailnet}/keys")
+            .json(&body)?
             .not_idempotent()
             .secret_in_response();
         let endpoint = request.endpoint();

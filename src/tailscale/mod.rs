@@ -45,8 +45,8 @@ pub use devices::{
 pub use dns::{DnsConfiguration, DnsPreferences, DnsResolver};
 pub use error::{ApiError, Result};
 pub use keys::{
-    CreateAuthKeyRequest, CreatedKey, DeviceCapabilities, DeviceCreateCapabilities, Key,
-    KeyCapabilities,
+    CreateAuthKeyRequest, CreateOAuthClientRequest, CreatedKey, DeviceCapabilities,
+    DeviceCreateCapabilities, Key, KeyCapabilities,
 };
 pub use policy::{
     ETag, PolicyFile, PolicyPreview, PreviewMatch, PreviewType, TestFailureData, ValidationOutcome,

@@ -34,6 +34,7 @@ pub fn run_config() -> RunConfig {
         identity: "op-0".to_owned(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         proposal_ttl: DEFAULT_PROPOSAL_TTL,
+        clock: tailnet_operator::snapshot::WallClock::system(),
         leader_election: None,
     }
 }
