@@ -27,6 +27,7 @@ pub mod coordination;
 pub mod device_tag_set;
 pub mod dns_config;
 pub mod http;
+pub mod key_rotation_policy;
 pub mod manager;
 pub mod metrics;
 pub mod skeleton;
@@ -386,15 +387,28 @@ fn annotation_hash<K: Resource>(obj: &K, annotation: &str) -> Option<u64> {
     })
 }
 
-/// The trigger of every controller: a new spec generation, or a new value of the reconcile-at
-/// or the break-glass rollback-to annotation (both ask for action now, not at the next resync).
+/// The trigger of every controller: a new spec generation, or a new value of the reconcile-at,
+/// the break-glass rollback-to or the rotate-now annotation (each asks for action now, not at
+/// the next resync).
 /// Status writes and other metadata changes pass by, so the operator's own writes never cause a
 /// reconcile; periodic resyncs come from the reconcilers' requeues.
 pub fn trigger_predicate<K: Resource>() -> impl Predicate<K> {
     let generation: fn(&K) -> Option<u64> = predicates::generation;
     let annotation: fn(&K) -> Option<u64> = reconcile_at;
     let rollback: fn(&K) -> Option<u64> = rollback_to;
-    generation.combine(annotation).combine(rollback)
+    let rotate: fn(&K) -> Option<u64> = rotate_now;
+    generation
+        .combine(annotation)
+        .combine(rollback)
+        .combine(rotate)
+}
+
+/// Hash of the `tailnet.ops.dev/rotate-now` annotation (KeyRotationPolicy), `None` when absent.
+pub fn rotate_now<K: Resource>(obj: &K) -> Option<u64> {
+    annotation_hash(
+        obj,
+        crate::resources::key_rotation_policy::ROTATE_NOW_ANNOTATION,
+    )
 }
 
 /// A `Controller` for `api` triggered by [`trigger_predicate`], with its reflector store (for

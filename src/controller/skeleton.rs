@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{SubsecRound, Utc};
+use chrono::SubsecRound;
 use futures::StreamExt;
 use futures::channel::mpsc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

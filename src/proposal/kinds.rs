@@ -13,7 +13,8 @@ use serde_json::Value;
 use super::{PlannerReport, ProposalError, ProposalWorld, check, policy};
 use crate::resources::dns_config::DNSConfig;
 use crate::resources::{
-    ChangeProposal, DeviceTagSet, ManagedTailnet, TailnetPolicy, TailscaleService,
+    ChangeProposal, DeviceTagSet, KeyRotationPolicy, ManagedTailnet, TailnetPolicy,
+    TailscaleService,
 };
 
 /// A kind's planner checks: `(target, patched, world)`.
@@ -102,6 +103,7 @@ impl ProposalTarget for ManagedTailnet {}
 impl ProposalTarget for DNSConfig {}
 impl ProposalTarget for DeviceTagSet {}
 impl ProposalTarget for TailscaleService {}
+impl ProposalTarget for KeyRotationPolicy {}
 
 impl ProposalTarget for TailnetPolicy {
     fn entry() -> Option<KindEntry> {

@@ -21,6 +21,7 @@ pub mod device_tag_set;
 pub mod dns_config;
 pub mod drift;
 pub mod errors;
+pub mod key_rotation_policy;
 pub mod kind;
 pub mod tailnet;
 pub mod tailnet_policy;
@@ -33,6 +34,7 @@ pub use device_tag_set::{DeviceTagSet, DeviceTagSetSpec, DeviceTagSetStatus, Tag
 pub use dns_config::{DNSConfig, DNSConfigSpec, DNSConfigStatus, DnsSettings, Nameserver};
 pub use drift::{DriftDiff, DriftEntry};
 pub use errors::ReconcileError;
+pub use key_rotation_policy::{KeyRotationPolicy, KeyRotationPolicySpec, KeyRotationPolicyStatus};
 pub(crate) use kind::tailnet_scoped_kind;
 pub use kind::{KindStatus, TailnetScoped};
 pub use tailnet::{ManagedTailnet, ManagedTailnetSpec, ManagedTailnetStatus};
@@ -55,6 +57,7 @@ macro_rules! for_each_kind {
             ManagedTailnet,
             TailnetPolicy,
             TailscaleService,
+            KeyRotationPolicy,
             DeviceTagSet,
             DNSConfig,
             ChangeProposal
@@ -95,6 +98,7 @@ pub trait KindInfo: CustomResourceExt {
 impl KindInfo for ManagedTailnet {}
 impl KindInfo for TailnetPolicy {}
 impl KindInfo for TailscaleService {}
+impl KindInfo for KeyRotationPolicy {}
 impl KindInfo for DeviceTagSet {}
 impl KindInfo for DNSConfig {}
 impl KindInfo for ChangeProposal {

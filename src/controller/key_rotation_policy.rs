@@ -1,0 +1,391 @@
+//! The `KeyRotationPolicy` controller: keeps one fresh credential in the policy's Secret,
+//! through the pure planner of [`crate::reconcile::key_rotation`].
+//!
+//! A pass: the tailnet's keys (the shared snapshot, `GET /keys?all=true`) and the Secret's
+//! key-id annotation → plan → in this order, each step recorded in status before the next:
+//! adopt (a key the Secret holds that status lost) → mint (an older previous credential still
+//! pending is revoked first) → write the Secret (server-side apply) → record it → revoke the
+//! previous credential past its grace period and this policy's orphans (404 is success). The
+//! order is what makes every crash point converge (see the planner's tests). The pass requeues
+//! at the next rotation or revocation.
+//!
+//! Key material exists only between the mint and the Secret write, in the client's redacting
+//! [`crate::secret::Secret`] wrapper, and is dropped after the write.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+
+use super::skeleton::{self, CleanUpResult, KindReconciler, Next, Pass, PassResult};
+use super::{Context, Controlled, KindController, KindEvent, Stop};
+use crate::reconcile::key_rotation::{
+    KeyInput, MintReason, Observed, RevokeReason, after_new_current, after_revoke, description,
+    lifetimes, next_wake, plan, ready_verdict,
+};
+use crate::resources::common::FIELD_MANAGER;
+use crate::resources::conditions::{ConditionStatus, Verdict, reason};
+use crate::resources::key_rotation_policy::{KEY_ID_ANNOTATION, KeyType};
+use crate::resources::{KeyRotationPolicy, KeyRotationPolicyStatus, ReconcileError, TailnetScoped};
+use crate::snapshot::{Area, TailnetSnapshots};
+use crate::tailscale::{ApiError, CreateAuthKeyRequest, CreateOAuthClientRequest, CreatedKey};
+
+/// Started by the manager with every kind of [`crate::for_each_kind`].
+impl Controlled for KeyRotationPolicy {
+    fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
+        skeleton::controller(ctx, stop, KeyRotationKind)
+    }
+}
+
+/// Event reason of a new credential written to the Secret.
+pub const ROTATED: &str = "Rotated";
+/// Event reason of a credential revoked.
+pub const REVOKED: &str = "Revoked";
+
+/// The KeyRotationPolicy kind: everything it needs is in the pass and the clean-up.
+#[derive(Default)]
+pub struct KeyRotationKind;
+
+impl KindReconciler for KeyRotationKind {
+    type Object = KeyRotationPolicy;
+    const AREA: Area = Area::Keys;
+    const WAITING: &'static str = "a credential is minted";
+
+    async fn pass(&self, pass: &Pass<'_, Self>, snapshots: &TailnetSnapshots) -> PassResult {
+        let current = &*pass.current;
+        let input = KeyInput::from_object(current, &scope(pass));
+        let now = pass.shared().clock.now();
+        let mut status = current.current_status();
+        status.secret_name = Some(input.secret_name.clone());
+        let secrets = secrets_api(pass);
+        let held = held_key_id(&secrets, &input.secret_name).await?;
+        let keys = snapshots.keys().await?;
+        let planned = plan(
+            &input,
+            Observed {
+                keys: &keys.data,
+                secret_key_id: held.as_deref(),
+                now,
+            },
+        );
+        if let Some(blocked) = &planned.blocked {
+            return report(pass, status, blocked.clone(), Vec::new()).await;
+        }
+        if pass.suspended(current) {
+            let pending =
+                planned.adopt.is_some() || planned.mint.is_some() || !planned.revoke.is_empty();
+            let verdict = if pending {
+                Verdict::new(
+                    ConditionStatus::False,
+                    reason::SUSPENDED,
+                    "suspended (spec.suspend here or on its ManagedTailnet): observing only; a \
+                     rotation or revocation is due",
+                )
+            } else {
+                ready_verdict(&status, &input.secret_name)
+            };
+            return report(pass, status, verdict, Vec::new()).await;
+        }
+        let lifetimes = lifetimes(&input.spec)?;
+        let mut events = Vec::new();
+        if let Some(adopted) = &planned.adopt {
+            let key = keys.data.iter().find(|k| &k.id == adopted);
+            status = after_new_current(&status, adopted, key, now, &lifetimes);
+            status = record(pass, status).await?;
+        }
+        if let Some(why) = planned.mint {
+            if let Some(older) = status.previous_key_id.clone() {
+                revoke(snapshots, &older).await?;
+                status = record(pass, after_revoke(&status, &older)).await?;
+                events.push(revoked_event(&older, "superseded by a new rotation"));
+            }
+            let created = mint(snapshots, &input, current).await?;
+            write_secret(&secrets, current, &input, &created).await?;
+            status = after_new_current(
+                &status,
+                &created.key.id,
+                Some(&created.key),
+                now,
+                &lifetimes,
+            );
+            if why == MintReason::RotateNow {
+                status.rotated_for = input.rotate_now.clone();
+            }
+            status = record(pass, status).await?;
+            events.push(KindEvent::new(
+                false,
+                ROTATED,
+                format!(
+                    "credential {} written to Secret {} ({})",
+                    created.key.id,
+                    input.secret_name,
+                    why.as_str()
+                ),
+            ));
+        }
+        for (id, why) in &planned.revoke {
+            if status.current_key_id.as_deref() == Some(id.as_str()) {
+                continue;
+            }
+            revoke(snapshots, id).await?;
+            status = record(pass, after_revoke(&status, id)).await?;
+            let why = match why {
+                RevokeReason::GraceOver => "its grace period is over",
+                RevokeReason::Orphan => {
+                    "minted by this policy but claimed by nothing (a run stopped between the mint and the Secret write)"
+                }
+            };
+            events.push(revoked_event(id, why));
+        }
+        let wake = next_wake(&status, now, snapshots.resync_interval());
+        let verdict = ready_verdict(&status, &input.secret_name);
+        report(pass, status, verdict, events).await?;
+        Ok(Next::After(wake))
+    }
+
+    /// Revokes the current and previous credentials and this policy's orphans, then deletes
+    /// the Secret.
+    async fn clean_up(&self, pass: &Pass<'_, Self>) -> CleanUpResult {
+        let snapshots = pass.snapshots_for_clean_up()?;
+        let current = &*pass.current;
+        let input = KeyInput::from_object(current, &scope(pass));
+        snapshots.refresh_if_older_than(Area::Keys, snapshots.now());
+        let keys = snapshots.keys().await?;
+        let status = current.current_status();
+        let mut ids: Vec<String> = keys
+            .data
+            .iter()
+            .filter(|k| k.description.starts_with(&input.marker))
+            .map(|k| k.id.clone())
+            .collect();
+        ids.extend(status.current_key_id.clone());
+        ids.extend(status.previous_key_id.clone());
+        ids.sort();
+        ids.dedup();
+        for id in &ids {
+            revoke(&snapshots, id).await?;
+        }
+        let deleted = secrets_api(pass)
+            .delete(&input.secret_name, &DeleteParams::default())
+            .await;
+        match deleted {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => return Err(err.into()),
+        }
+        let note = format!(
+            "deletionPolicy: Delete: revoked {} credential(s) and deleted Secret {}",
+            ids.len(),
+            input.secret_name
+        );
+        pass.publish_clean_up(REVOKED, note).await;
+        Ok(())
+    }
+}
+
+/// What tells this installation's credentials apart: the operator's namespace and the tailnet.
+fn scope(pass: &Pass<'_, KeyRotationKind>) -> String {
+    format!("{}/{}", pass.shared().namespace, pass.tailnet)
+}
+
+fn secrets_api(pass: &Pass<'_, KeyRotationKind>) -> Api<KubeSecret> {
+    let namespace = pass
+        .current
+        .namespace()
+        .unwrap_or_else(|| "default".to_owned());
+    Api::namespaced(pass.shared().client.clone(), &namespace)
+}
+
+/// The key id the Secret holds (its annotation), when the Secret exists.
+async fn held_key_id(
+    secrets: &Api<KubeSecret>,
+    name: &str,
+) -> Result<Option<String>, ReconcileError> {
+    Ok(secrets
+        .get_opt(name)
+        .await?
+        .and_then(|s| s.annotations().get(KEY_ID_ANNOTATION).cloned()))
+}
+
+/// Mints the credential, marked with the policy's marker; refusals name the field and fix.
+async fn mint(
+    snapshots: &TailnetSnapshots,
+    input: &KeyInput,
+    obj: &KeyRotationPolicy,
+) -> Result<CreatedKey, ReconcileError> {
+    let spec = &input.spec;
+    let description = description(&input.marker, &input.key);
+    let lifetimes = lifetimes(spec)?;
+    let created = match spec.key_type {
+        KeyType::Auth => {
+            snapshots
+                .client()
+                .create_auth_key(&CreateAuthKeyRequest {
+                    reusable: spec.reusable,
+                    ephemeral: spec.ephemeral,
+                    preauthorized: spec.preauthorized,
+                    tags: spec.tags.clone(),
+                    expiry_seconds: Some(lifetimes.expiry.as_secs()),
+                    description: Some(description),
+                })
+                .await
+        }
+        KeyType::OauthClient => {
+            snapshots
+                .client()
+                .create_oauth_client(&CreateOAuthClientRequest {
+                    scopes: spec.scopes.clone(),
+                    tags: spec.tags.clone(),
+                    description,
+                })
+                .await
+        }
+    };
+    snapshots.record_write(Area::Keys);
+    created.map_err(|err| mint_error(obj, err))
+}
+
+/// The API's refusals as errors naming the field and the fix.
+fn mint_error(obj: &KeyRotationPolicy, err: ApiError) -> ReconcileError {
+    let scope = match obj.spec.key_type {
+        KeyType::Auth => "auth_keys",
+        KeyType::OauthClient => "oauth_keys",
+    };
+    match err.status {
+        Some(400) if err.message.contains("tags") => ReconcileError::invalid(
+            "spec.tags",
+            format!(
+                "Tailscale refused the tags: {}; a credential minted by an OAuth client must \
+                 carry tags that client owns (tagOwners in the Base TailnetPolicy)",
+                err.message
+            ),
+        ),
+        Some(400) => ReconcileError::invalid(
+            "spec",
+            format!("Tailscale refused the credential: {}", err.message),
+        ),
+        Some(403) => ReconcileError::Credentials {
+            message: format!(
+                "the ManagedTailnet's credentials may not mint this credential ({}): give its \
+                 OAuth client the {scope} scope",
+                err.message
+            ),
+        },
+        _ => ReconcileError::Api(err),
+    }
+}
+
+/// Writes the credential into the Secret (server-side apply), with its key id as annotation
+/// and, under `deletionPolicy: Delete`, an owner reference to the policy.
+async fn write_secret(
+    secrets: &Api<KubeSecret>,
+    obj: &KeyRotationPolicy,
+    input: &KeyInput,
+    created: &CreatedKey,
+) -> Result<(), ReconcileError> {
+    let keys = &input.spec.secret_keys;
+    let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+    let data: BTreeMap<String, ByteString> = match input.spec.key_type {
+        KeyType::Auth => [(keys.auth_key.clone(), bytes(created.secret.expose()))].into(),
+        KeyType::OauthClient => [
+            (keys.client_id.clone(), bytes(&created.key.id)),
+            (keys.client_secret.clone(), bytes(created.secret.expose())),
+        ]
+        .into(),
+    };
+    let mut annotations = input.spec.secret_annotations.clone();
+    annotations.insert(KEY_ID_ANNOTATION.to_owned(), created.key.id.clone());
+    let owner = obj
+        .common()
+        .deletes_on_removal()
+        .then(|| owner_reference(obj));
+    let secret = KubeSecret {
+        metadata: ObjectMeta {
+            name: Some(input.secret_name.clone()),
+            namespace: obj.namespace(),
+            labels: Some(input.spec.secret_labels.clone()).filter(|l| !l.is_empty()),
+            annotations: Some(annotations),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(data),
+        ..KubeSecret::default()
+    };
+    let mut value = serde_json::to_value(&secret)
+        .map_err(|e| ReconcileError::internal(format!("encoding the Secret: {e}")))?;
+    value["apiVersion"] = "v1".into();
+    value["kind"] = "Secret".into();
+    secrets
+        .patch(
+            &input.secret_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(value),
+        )
+        .await?;
+    Ok(())
+}
+
+fn owner_reference(obj: &KeyRotationPolicy) -> OwnerReference {
+    OwnerReference {
+        api_version: KeyRotationPolicy::api_version(&()).into_owned(),
+        kind: KeyRotationPolicy::kind(&()).into_owned(),
+        name: obj.name_any(),
+        uid: obj.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Revokes a credential; one already gone (404) is success (the client treats it so).
+async fn revoke(snapshots: &TailnetSnapshots, id: &str) -> Result<(), ReconcileError> {
+    let revoked = snapshots.client().delete_key(id).await;
+    snapshots.record_write(Area::Keys);
+    Ok(revoked?)
+}
+
+fn revoked_event(id: &str, why: &str) -> KindEvent {
+    KindEvent::new(false, REVOKED, format!("credential {id} revoked: {why}"))
+}
+
+/// Writes `status` now (each step is recorded before the next one starts).
+async fn record(
+    pass: &Pass<'_, KeyRotationKind>,
+    status: KeyRotationPolicyStatus,
+) -> Result<KeyRotationPolicyStatus, ReconcileError> {
+    let current = &*pass.current;
+    let before = current.current_status();
+    pass.report(current, Some(&before), status, Vec::new())
+        .await
+}
+
+/// The pass's final status with `ready` (and `Synced=True`), and its events.
+async fn report(
+    pass: &Pass<'_, KeyRotationKind>,
+    mut status: KeyRotationPolicyStatus,
+    ready: Verdict,
+    events: Vec<KindEvent>,
+) -> PassResult {
+    let current = &*pass.current;
+    let synced = Verdict::new(
+        ConditionStatus::True,
+        reason::RECONCILED,
+        "the tailnet's keys and the Secret were read and compared",
+    );
+    let drifted = Verdict::new(
+        ConditionStatus::False,
+        reason::IN_SYNC,
+        "a credential is replaced, never corrected",
+    );
+    status.common.record(
+        [&ready, &synced, &drifted],
+        current.metadata.generation,
+        &pass.now,
+    );
+    let before = current.current_status();
+    pass.report(current, Some(&before), status, events).await?;
+    Ok(Next::Resync)
+}
