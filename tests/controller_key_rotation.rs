@@ -469,3 +469,43 @@ async fn delete_revokes_every_credential_and_deletes_the_secret() {
     env.assert_no_leak();
     stop(env.manager).await;
 }
+
+/// Tags the credentials may not carry: Ready=False naming spec.tags and the fix, nothing
+/// minted, the failure counted.
+#[tokio::test]
+async fn refused_tags_are_named_with_the_fix_and_nothing_is_minted() {
+    let env = start(|fake, _| {
+        create::<KeyRotationPolicy>(
+            fake,
+            NAME,
+            json!({"reusable": true, "tags": ["tag:nobody-owns"]}),
+        )
+    })
+    .await;
+    let message = wait_reason::<KeyRotationPolicy>(
+        &env.fake,
+        NAME,
+        ConditionType::Ready,
+        "False",
+        Some("Invalid"),
+    )
+    .await;
+    assert!(
+        message.contains("spec.tags") && message.contains("tagOwners"),
+        "{message}"
+    );
+    assert!(env.marked(NAME).await.is_empty(), "nothing minted");
+    assert!(env.secret("build", "ci").is_none());
+    let metrics = env.manager.metrics().encode();
+    let failures: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "tailnet_operator_key_rotation_failures_total{name=\"ci\",namespace=\"build\"}",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("a failure series for build/ci");
+    assert!(failures >= 1.0, "the failure is counted: {failures}");
+    stop(env.manager).await;
+}

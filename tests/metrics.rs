@@ -20,7 +20,9 @@ use support::kinds::HANG_GUARD;
 use support::operator::{TAILNET, connect_tailnet, run_config, sim, start_manager};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
-use tailnet_operator::resources::{ConditionType, ManagedTailnet, TailnetPolicy};
+use tailnet_operator::resources::{
+    ConditionType, KeyRotationPolicy, ManagedTailnet, TailnetPolicy,
+};
 use tailnet_operator::sim::SimServer;
 
 const BASE: &str = r#"// Base policy (metrics test).
@@ -44,7 +46,8 @@ fn rules_file() -> PathBuf {
 async fn start() -> (FakeKube, SimServer, Manager) {
     let fake = FakeKube::new()
         .with_status_subresource_for::<ManagedTailnet>()
-        .with_status_subresource_for::<TailnetPolicy>();
+        .with_status_subresource_for::<TailnetPolicy>()
+        .with_status_subresource_for::<KeyRotationPolicy>();
     let sim = sim().await;
     connect_tailnet(&fake, &sim);
     fake.create(
@@ -200,14 +203,28 @@ async fn every_metric_an_alert_names_is_exposed_with_bounded_labels() {
     let names = metrics_named_in_rules();
     assert!(names.len() >= 5, "the rules name our metrics: {names:?}");
     let (fake, sim, manager) = start().await;
+    // A KeyRotationPolicy, for the rotation schedule and failure series.
+    support::kinds::create::<KeyRotationPolicy>(
+        &fake,
+        "ci/runners",
+        json!({"reusable": true, "tags": ["tag:ci"], "expiry": "720h"}),
+    );
     wait_applied(&fake).await;
-    // Ready, the policy applied, and the ManagedTailnet's devices and keys observed.
+    // Ready, the policy applied, the ManagedTailnet's devices and keys observed, and the
+    // KeyRotationPolicy's credential minted.
     let text = scrape_until(&manager, "the policy applied and keys observed", |t| {
         drift(t) == Some(0.0)
             && t.contains("tailnet_operator_auth_key_expiry_timestamp_seconds{")
             && t.contains("tailnet_operator_devices{")
+            && t.contains("tailnet_operator_key_rotation_next_timestamp_seconds{")
     })
     .await;
+    assert!(
+        text.contains(
+            r#"tailnet_operator_key_rotation_failures_total{name="runners",namespace="ci"} 0"#
+        ),
+        "{text}"
+    );
     let exposed: BTreeSet<&str> = text
         .lines()
         .filter(|line| !line.starts_with('#'))

@@ -21,10 +21,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 
 use super::skeleton::{self, CleanUpResult, KindReconciler, Next, Pass, PassResult};
-use super::{Context, Controlled, KindController, KindEvent, Stop};
+use super::{Context, Controlled, KindController, KindEvent, Metrics, Stop};
 use crate::reconcile::key_rotation::{
     KeyInput, MintReason, Observed, RevokeReason, after_new_current, after_revoke, description,
-    lifetimes, next_wake, plan, ready_verdict,
+    lifetimes, next_wake, parse_time, plan, ready_verdict,
 };
 use crate::resources::common::FIELD_MANAGER;
 use crate::resources::conditions::{ConditionStatus, Verdict, reason};
@@ -36,7 +36,8 @@ use crate::tailscale::{ApiError, CreateAuthKeyRequest, CreateOAuthClientRequest,
 /// Started by the manager with every kind of [`crate::for_each_kind`].
 impl Controlled for KeyRotationPolicy {
     fn controller(ctx: Arc<Context>, stop: &Stop) -> KindController {
-        skeleton::controller(ctx, stop, KeyRotationKind)
+        let metrics = Arc::clone(&ctx.metrics);
+        skeleton::controller(ctx, stop, KeyRotationKind { metrics })
     }
 }
 
@@ -45,105 +46,36 @@ pub const ROTATED: &str = "Rotated";
 /// Event reason of a credential revoked.
 pub const REVOKED: &str = "Revoked";
 
-/// The KeyRotationPolicy kind: everything it needs is in the pass and the clean-up.
-#[derive(Default)]
-pub struct KeyRotationKind;
+/// The KeyRotationPolicy kind: the pass, the clean-up, and the schedule and failure metrics.
+pub struct KeyRotationKind {
+    metrics: Arc<Metrics>,
+}
 
 impl KindReconciler for KeyRotationKind {
     type Object = KeyRotationPolicy;
     const AREA: Area = Area::Keys;
     const WAITING: &'static str = "a credential is minted";
 
+    fn on_delete(&self, obj: &KeyRotationPolicy) {
+        let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+        self.metrics.forget_key_rotation(&namespace, &name);
+    }
+
+    /// [`rotate`], counting failures and publishing the schedule.
     async fn pass(&self, pass: &Pass<'_, Self>, snapshots: &TailnetSnapshots) -> PassResult {
-        let current = &*pass.current;
-        let input = KeyInput::from_object(current, &scope(pass));
-        let now = pass.shared().clock.now();
-        let mut status = current.current_status();
-        status.secret_name = Some(input.secret_name.clone());
-        let secrets = secrets_api(pass);
-        let held = held_key_id(&secrets, &input.secret_name).await?;
-        let keys = snapshots.keys().await?;
-        let planned = plan(
-            &input,
-            Observed {
-                keys: &keys.data,
-                secret_key_id: held.as_deref(),
-                now,
-            },
+        let (namespace, name) = (
+            pass.current.namespace().unwrap_or_default(),
+            pass.current.name_any(),
         );
-        if let Some(blocked) = &planned.blocked {
-            return report(pass, status, blocked.clone(), Vec::new()).await;
+        let result = rotate(pass, snapshots).await;
+        self.metrics
+            .record_key_rotation_failure(&namespace, &name, result.is_err());
+        let (next, status) = result?;
+        if let Some((expires, next)) = schedule(&pass.current, &status) {
+            self.metrics
+                .set_key_rotation(&namespace, &name, expires, next);
         }
-        if pass.suspended(current) {
-            let pending =
-                planned.adopt.is_some() || planned.mint.is_some() || !planned.revoke.is_empty();
-            let verdict = if pending {
-                Verdict::new(
-                    ConditionStatus::False,
-                    reason::SUSPENDED,
-                    "suspended (spec.suspend here or on its ManagedTailnet): observing only; a \
-                     rotation or revocation is due",
-                )
-            } else {
-                ready_verdict(&status, &input.secret_name)
-            };
-            return report(pass, status, verdict, Vec::new()).await;
-        }
-        let lifetimes = lifetimes(&input.spec)?;
-        let mut events = Vec::new();
-        if let Some(adopted) = &planned.adopt {
-            let key = keys.data.iter().find(|k| &k.id == adopted);
-            status = after_new_current(&status, adopted, key, now, &lifetimes);
-            status = record(pass, status).await?;
-        }
-        if let Some(why) = planned.mint {
-            if let Some(older) = status.previous_key_id.clone() {
-                revoke(snapshots, &older).await?;
-                status = record(pass, after_revoke(&status, &older)).await?;
-                events.push(revoked_event(&older, "superseded by a new rotation"));
-            }
-            let created = mint(snapshots, &input, current).await?;
-            write_secret(&secrets, current, &input, &created).await?;
-            status = after_new_current(
-                &status,
-                &created.key.id,
-                Some(&created.key),
-                now,
-                &lifetimes,
-            );
-            if why == MintReason::RotateNow {
-                status.rotated_for = input.rotate_now.clone();
-            }
-            status = record(pass, status).await?;
-            events.push(KindEvent::new(
-                false,
-                ROTATED,
-                format!(
-                    "credential {} written to Secret {} ({})",
-                    created.key.id,
-                    input.secret_name,
-                    why.as_str()
-                ),
-            ));
-        }
-        for (id, why) in &planned.revoke {
-            if status.current_key_id.as_deref() == Some(id.as_str()) {
-                continue;
-            }
-            revoke(snapshots, id).await?;
-            status = record(pass, after_revoke(&status, id)).await?;
-            let why = match why {
-                RevokeReason::GraceOver => "its grace period is over",
-                RevokeReason::Orphan => {
-                    "minted by this policy but claimed by nothing (a run stopped between the mint and the Secret write)"
-                }
-            };
-            events.push(revoked_event(id, why));
-        }
-        let wake = next_wake(&status, now, snapshots.resync_interval());
-        let verdict = ready_verdict(&status, &input.secret_name);
-        report(pass, status, verdict, events).await?;
-        Ok(Next::After(wake))
+        Ok(next)
     }
 
     /// Revokes the current and previous credentials and this policy's orphans, then deletes
@@ -184,6 +116,116 @@ impl KindReconciler for KeyRotationKind {
         pass.publish_clean_up(REVOKED, note).await;
         Ok(())
     }
+}
+
+/// One pass: plan, then adopt, mint and write, revoke, each recorded in status before the next.
+async fn rotate(
+    pass: &Pass<'_, KeyRotationKind>,
+    snapshots: &TailnetSnapshots,
+) -> Result<(Next, KeyRotationPolicyStatus), ReconcileError> {
+    let current = &*pass.current;
+    let input = KeyInput::from_object(current, &scope(pass));
+    let now = pass.shared().clock.now();
+    let mut status = current.current_status();
+    status.secret_name = Some(input.secret_name.clone());
+    let secrets = secrets_api(pass);
+    let held = held_key_id(&secrets, &input.secret_name).await?;
+    let keys = snapshots.keys().await?;
+    let planned = plan(
+        &input,
+        Observed {
+            keys: &keys.data,
+            secret_key_id: held.as_deref(),
+            now,
+        },
+    );
+    if let Some(blocked) = &planned.blocked {
+        let status = report(pass, status, blocked.clone(), Vec::new()).await?;
+        return Ok((Next::Resync, status));
+    }
+    if pass.suspended(current) {
+        let pending =
+            planned.adopt.is_some() || planned.mint.is_some() || !planned.revoke.is_empty();
+        let verdict = if pending {
+            Verdict::new(
+                ConditionStatus::False,
+                reason::SUSPENDED,
+                "suspended (spec.suspend here or on its ManagedTailnet): observing only; a \
+                 rotation or revocation is due",
+            )
+        } else {
+            ready_verdict(&status, &input.secret_name)
+        };
+        let status = report(pass, status, verdict, Vec::new()).await?;
+        return Ok((Next::Resync, status));
+    }
+    let lifetimes = lifetimes(&input.spec)?;
+    let mut events = Vec::new();
+    if let Some(adopted) = &planned.adopt {
+        let key = keys.data.iter().find(|k| &k.id == adopted);
+        status = after_new_current(&status, adopted, key, now, &lifetimes);
+        status = record(pass, status).await?;
+    }
+    if let Some(why) = planned.mint {
+        if let Some(older) = status.previous_key_id.clone() {
+            revoke(snapshots, &older).await?;
+            status = record(pass, after_revoke(&status, &older)).await?;
+            events.push(revoked_event(&older, "superseded by a new rotation"));
+        }
+        let created = mint(snapshots, &input, current).await?;
+        write_secret(&secrets, current, &input, &created).await?;
+        status = after_new_current(
+            &status,
+            &created.key.id,
+            Some(&created.key),
+            now,
+            &lifetimes,
+        );
+        if why == MintReason::RotateNow {
+            status.rotated_for = input.rotate_now.clone();
+        }
+        status = record(pass, status).await?;
+        events.push(KindEvent::new(
+            false,
+            ROTATED,
+            format!(
+                "credential {} written to Secret {} ({})",
+                created.key.id,
+                input.secret_name,
+                why.as_str()
+            ),
+        ));
+    }
+    for (id, why) in &planned.revoke {
+        if status.current_key_id.as_deref() == Some(id.as_str()) {
+            continue;
+        }
+        revoke(snapshots, id).await?;
+        status = record(pass, after_revoke(&status, id)).await?;
+        let why = match why {
+            RevokeReason::GraceOver => "its grace period is over",
+            RevokeReason::Orphan => {
+                "minted by this policy but claimed by nothing (a run stopped between the mint and the Secret write)"
+            }
+        };
+        events.push(revoked_event(id, why));
+    }
+    let wake = next_wake(&status, now, snapshots.resync_interval());
+    let verdict = ready_verdict(&status, &input.secret_name);
+    let status = report(pass, status, verdict, events).await?;
+    Ok((Next::After(wake), status))
+}
+
+/// When the current credential expires (an OAuth client: `rotateBefore` after its renewal)
+/// and when it is renewed, as Unix timestamps, from `status` as written.
+fn schedule(policy: &KeyRotationPolicy, status: &KeyRotationPolicyStatus) -> Option<(f64, f64)> {
+    let next = status.next_rotation.as_deref().and_then(parse_time)?;
+    let lifetimes = lifetimes(&policy.spec).ok()?;
+    let expires = match status.expires.as_deref().and_then(parse_time) {
+        Some(at) => at,
+        None => next + chrono::Duration::from_std(lifetimes.rotate_before).ok()?,
+    };
+    Some((expires.timestamp() as f64, next.timestamp() as f64))
 }
 
 /// What tells this installation's credentials apart: the operator's namespace and the tailnet.
@@ -368,7 +410,7 @@ async fn report(
     mut status: KeyRotationPolicyStatus,
     ready: Verdict,
     events: Vec<KindEvent>,
-) -> PassResult {
+) -> Result<KeyRotationPolicyStatus, ReconcileError> {
     let current = &*pass.current;
     let synced = Verdict::new(
         ConditionStatus::True,
@@ -386,6 +428,5 @@ async fn report(
         &pass.now,
     );
     let before = current.current_status();
-    pass.report(current, Some(&before), status, events).await?;
-    Ok(Next::Resync)
+    pass.report(current, Some(&before), status, events).await
 }

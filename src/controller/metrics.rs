@@ -72,6 +72,9 @@ pub struct Metrics {
     devices_update_available: IntGaugeVec,
     devices_stale: IntGaugeVec,
     key_expiry: GaugeVec,
+    rotation_expiry: GaugeVec,
+    rotation_next: GaugeVec,
+    rotation_failures: IntCounterVec,
     proposals: IntGaugeVec,
     /// Per tailnet, the label values of its device and key-expiry series, so an observation
     /// replaces them all (series that are gone are removed, not left at their last value).
@@ -195,6 +198,28 @@ impl Metrics {
                 &["tailnet", "key_type", "key_id"],
             )
             .expect("static metric definition"),
+            rotation_expiry: GaugeVec::new(
+                Opts::new(
+                    "tailnet_operator_key_rotation_expiry_timestamp_seconds",
+                    "When the current credential of each KeyRotationPolicy expires (an OAuth \
+                     client: when its policy's expiry runs out), as a Unix timestamp.",
+                ),
+                &["namespace", "name"],
+            )
+            .expect("static metric definition"),
+            rotation_next: GaugeVec::new(
+                Opts::new(
+                    "tailnet_operator_key_rotation_next_timestamp_seconds",
+                    "When each KeyRotationPolicy renews its credential, as a Unix timestamp.",
+                ),
+                &["namespace", "name"],
+            )
+            .expect("static metric definition"),
+            rotation_failures: counter(
+                "tailnet_operator_key_rotation_failures_total",
+                "KeyRotationPolicy passes that failed (minting, writing the Secret, revoking).",
+                &["namespace", "name"],
+            ),
             proposals: gauge(
                 "tailnet_operator_change_proposals",
                 "ChangeProposals by phase.",
@@ -208,7 +233,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
             Box::new(self.reconciles.clone()),
             Box::new(self.duration.clone()),
             Box::new(self.errors.clone()),
@@ -224,6 +249,9 @@ impl Metrics {
             Box::new(self.devices_update_available.clone()),
             Box::new(self.devices_stale.clone()),
             Box::new(self.key_expiry.clone()),
+            Box::new(self.rotation_expiry.clone()),
+            Box::new(self.rotation_next.clone()),
+            Box::new(self.rotation_failures.clone()),
             Box::new(self.proposals.clone()),
         ];
         for collector in collectors {
@@ -250,6 +278,33 @@ impl Metrics {
         for phase in PROPOSAL_PHASES {
             self.set_proposals(phase, 0);
         }
+    }
+
+    /// A KeyRotationPolicy's schedule: when its credential expires and when it is renewed.
+    pub fn set_key_rotation(&self, namespace: &str, name: &str, expires: f64, next: f64) {
+        self.rotation_expiry
+            .with_label_values(&[namespace, name])
+            .set(expires);
+        self.rotation_next
+            .with_label_values(&[namespace, name])
+            .set(next);
+    }
+
+    /// Counts a failed KeyRotationPolicy pass (the series starts at 0 on the first pass).
+    pub fn record_key_rotation_failure(&self, namespace: &str, name: &str, failed: bool) {
+        let counter = self.rotation_failures.with_label_values(&[namespace, name]);
+        if failed {
+            counter.inc();
+        }
+    }
+
+    /// Drops a deleted KeyRotationPolicy's series.
+    pub fn forget_key_rotation(&self, namespace: &str, name: &str) {
+        let _ = self.rotation_expiry.remove_label_values(&[namespace, name]);
+        let _ = self.rotation_next.remove_label_values(&[namespace, name]);
+        let _ = self
+            .rotation_failures
+            .remove_label_values(&[namespace, name]);
     }
 
     /// Records one finished reconcile of `kind` taking `seconds`; `failed` with its category.
