@@ -408,3 +408,30 @@ fn without_the_live_policy_the_access_diff_starts_from_the_current_composition()
         )
     );
 }
+
+/// An assistant can ask for an immediate rotation: the rotate-now annotation on a
+/// KeyRotationPolicy is a valid proposal whose diff shows only the annotation.
+#[test]
+fn a_rotate_now_proposal_on_a_key_rotation_policy_is_valid() {
+    let target = json!({
+        "apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "KeyRotationPolicy",
+        "metadata": {"name": "ci", "namespace": "build"},
+        "spec": {"reusable": true, "tags": ["tag:ci"]},
+        "status": {"currentKeyId": "k1"},
+    });
+    let patch = json!({"metadata": {"annotations": {"tailnet.ops.dev/rotate-now": "incident-7"}}});
+    let preview = super::preview(&target, &patch, &world(&[])).unwrap();
+    assert!(
+        preview.validation.iter().all(|v| v.ok),
+        "{:?}",
+        preview.validation
+    );
+    assert!(
+        preview
+            .diff
+            .contains("+    tailnet.ops.dev/rotate-now: incident-7"),
+        "{}",
+        preview.diff
+    );
+    assert!(!preview.diff.contains("currentKeyId"), "{}", preview.diff);
+}
