@@ -429,3 +429,73 @@ async fn a_service_granting_an_undefined_group_fails_without_writing_it() {
     );
     assert!(!live.contains("group:nobody"), "{live}");
 }
+
+/// `--secrets-dir`: a KeyRotationPolicy's credential in a 0600 file, minted by the first apply,
+/// left alone by the next, replaced (the previous one recorded) on rotate-now.
+#[tokio::test]
+async fn secrets_dir_keeps_a_key_rotation_credential_in_a_private_file() {
+    let policy = |annotations: &str| {
+        format!(
+            "apiVersion: tailnet.ops.dev/v1alpha1\nkind: KeyRotationPolicy\nmetadata:\n  \
+             name: runners\n  namespace: ci\n{annotations}spec:\n  reusable: true\n  \
+             tags: [\"tag:ci\"]\n  expiry: 720h\n"
+        )
+    };
+    let server = start_sim().await;
+    let secrets = std::env::temp_dir().join(format!("secrets-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&secrets);
+    let apply = |text: String, name: &'static str| {
+        let dir = fixture(name, &[("keys.yaml", &text)]);
+        let mut manifests = file_mode::load(&dir).unwrap();
+        manifests.secrets_dir = Some(secrets.clone());
+        let snapshots =
+            TailnetSnapshots::new(client(api_key_config(&server)), Duration::from_secs(300));
+        async move {
+            file_mode::apply_manifests(&manifests, &snapshots)
+                .await
+                .unwrap()
+        }
+    };
+    let file = secrets.join("ci.runners.json");
+    let read =
+        || -> serde_json::Value { serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap() };
+
+    let first = apply(policy(""), "keys-1").await;
+    assert!(!first.failed && first.changes, "{}", first.output);
+    let written = read();
+    let id = written["keyId"].as_str().unwrap().to_owned();
+    assert!(
+        written["data"]["authkey"]
+            .as_str()
+            .unwrap()
+            .starts_with("tskey-auth-")
+    );
+    assert_eq!(written["status"]["currentKeyId"], id.as_str());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(
+        !first
+            .output
+            .contains(written["data"]["authkey"].as_str().unwrap())
+    );
+
+    let again = apply(policy(""), "keys-2").await;
+    assert!(!again.changes, "{}", again.output);
+    assert_eq!(read()["keyId"], id.as_str());
+
+    let rotated = apply(
+        policy("  annotations:\n    tailnet.ops.dev/rotate-now: \"1\"\n"),
+        "keys-3",
+    )
+    .await;
+    assert!(rotated.changes, "{}", rotated.output);
+    let after = read();
+    assert_ne!(after["keyId"], id.as_str());
+    assert_eq!(after["status"]["previousKeyId"], id.as_str());
+    assert_eq!(after["status"]["rotatedFor"], "1");
+    let _ = std::fs::remove_dir_all(&secrets);
+}

@@ -21,6 +21,11 @@ pub struct FileArgs {
     /// lost behind the policy's class lines (biggest class pairs first).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub show_pairs: usize,
+    /// KeyRotationPolicies without a cluster: keep each credential in a file of DIR (one per
+    /// policy, mode 0600, replaced by atomic rename) that `apply` mints, renews and revokes
+    /// like the controller does with a Secret. Without it they are cluster-only.
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -34,6 +39,7 @@ pub async fn run(args: &FileArgs, mode: Mode) -> Result<std::process::ExitCode, 
         ));
     }
     let mut manifests = load(&args.path)?;
+    manifests.secrets_dir = args.secrets_dir.clone();
     for warning in file_mode::warnings(&manifests) {
         eprintln!("warning: {warning}");
     }

@@ -23,15 +23,15 @@ use kube::{Resource, ResourceExt};
 use super::skeleton::{self, CleanUpResult, KindReconciler, Next, Pass, PassResult};
 use super::{Context, Controlled, KindController, KindEvent, Metrics, Stop};
 use crate::reconcile::key_rotation::{
-    KeyInput, MintReason, Observed, RevokeReason, after_new_current, after_revoke, description,
-    lifetimes, next_wake, parse_time, plan, ready_verdict,
+    KeyInput, MintReason, Observed, RevokeReason, after_new_current, after_revoke, lifetimes, mint,
+    next_wake, parse_time, plan, ready_verdict, revoke,
 };
 use crate::resources::common::FIELD_MANAGER;
 use crate::resources::conditions::{ConditionStatus, Verdict, reason};
 use crate::resources::key_rotation_policy::{KEY_ID_ANNOTATION, KeyType};
 use crate::resources::{KeyRotationPolicy, KeyRotationPolicyStatus, ReconcileError, TailnetScoped};
 use crate::snapshot::{Area, TailnetSnapshots};
-use crate::tailscale::{ApiError, CreateAuthKeyRequest, CreateOAuthClientRequest, CreatedKey};
+use crate::tailscale::CreatedKey;
 
 /// Started by the manager with every kind of [`crate::for_each_kind`].
 impl Controlled for KeyRotationPolicy {
@@ -172,7 +172,7 @@ async fn rotate(
             status = record(pass, after_revoke(&status, &older)).await?;
             events.push(revoked_event(&older, "superseded by a new rotation"));
         }
-        let created = mint(snapshots, &input, current).await?;
+        let created = mint(snapshots, &input).await?;
         write_secret(&secrets, current, &input, &created).await?;
         status = after_new_current(
             &status,
@@ -252,74 +252,6 @@ async fn held_key_id(
         .and_then(|s| s.annotations().get(KEY_ID_ANNOTATION).cloned()))
 }
 
-/// Mints the credential, marked with the policy's marker; refusals name the field and fix.
-async fn mint(
-    snapshots: &TailnetSnapshots,
-    input: &KeyInput,
-    obj: &KeyRotationPolicy,
-) -> Result<CreatedKey, ReconcileError> {
-    let spec = &input.spec;
-    let description = description(&input.marker, &input.key);
-    let lifetimes = lifetimes(spec)?;
-    let created = match spec.key_type {
-        KeyType::Auth => {
-            snapshots
-                .client()
-                .create_auth_key(&CreateAuthKeyRequest {
-                    reusable: spec.reusable,
-                    ephemeral: spec.ephemeral,
-                    preauthorized: spec.preauthorized,
-                    tags: spec.tags.clone(),
-                    expiry_seconds: Some(lifetimes.expiry.as_secs()),
-                    description: Some(description),
-                })
-                .await
-        }
-        KeyType::OauthClient => {
-            snapshots
-                .client()
-                .create_oauth_client(&CreateOAuthClientRequest {
-                    scopes: spec.scopes.clone(),
-                    tags: spec.tags.clone(),
-                    description,
-                })
-                .await
-        }
-    };
-    snapshots.record_write(Area::Keys);
-    created.map_err(|err| mint_error(obj, err))
-}
-
-/// The API's refusals as errors naming the field and the fix.
-fn mint_error(obj: &KeyRotationPolicy, err: ApiError) -> ReconcileError {
-    let scope = match obj.spec.key_type {
-        KeyType::Auth => "auth_keys",
-        KeyType::OauthClient => "oauth_keys",
-    };
-    match err.status {
-        Some(400) if err.message.contains("tags") => ReconcileError::invalid(
-            "spec.tags",
-            format!(
-                "Tailscale refused the tags: {}; a credential minted by an OAuth client must \
-                 carry tags that client owns (tagOwners in the Base TailnetPolicy)",
-                err.message
-            ),
-        ),
-        Some(400) => ReconcileError::invalid(
-            "spec",
-            format!("Tailscale refused the credential: {}", err.message),
-        ),
-        Some(403) => ReconcileError::Credentials {
-            message: format!(
-                "the ManagedTailnet's credentials may not mint this credential ({}): give its \
-                 OAuth client the {scope} scope",
-                err.message
-            ),
-        },
-        _ => ReconcileError::Api(err),
-    }
-}
-
 /// Writes the credential into the Secret (server-side apply), with its key id as annotation
 /// and, under `deletionPolicy: Delete`, an owner reference to the policy.
 async fn write_secret(
@@ -380,13 +312,6 @@ fn owner_reference(obj: &KeyRotationPolicy) -> OwnerReference {
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
-}
-
-/// Revokes a credential; one already gone (404) is success (the client treats it so).
-async fn revoke(snapshots: &TailnetSnapshots, id: &str) -> Result<(), ReconcileError> {
-    let revoked = snapshots.client().delete_key(id).await;
-    snapshots.record_write(Area::Keys);
-    Ok(revoked?)
 }
 
 fn revoked_event(id: &str, why: &str) -> KindEvent {

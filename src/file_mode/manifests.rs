@@ -96,6 +96,8 @@ pub struct Manifests {
     pub config_maps: Vec<ConfigMap>,
     /// Documents skipped, each naming its file and kind.
     pub warnings: Vec<String>,
+    /// `--secrets-dir`: where KeyRotationPolicies keep their credentials without a cluster.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 /// The largest file read (a manifest is kilobytes; a policy with thousands of rules is well

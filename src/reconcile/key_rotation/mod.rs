@@ -13,6 +13,10 @@
 //! and from every credential carrying this policy's [`marker`] in its description: whatever
 //! step a run dies at, the next converges to one current credential held by the Secret and no
 //! orphan (see `docs/key-rotation.md`).
+mod execute;
+
+pub use execute::{mint, revoke};
+
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
