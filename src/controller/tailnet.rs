@@ -39,12 +39,14 @@ use super::{
 };
 use crate::cluster::credentials::read_credentials;
 use crate::error::Category;
+use crate::reconcile::tailnet_settings::{SettingsWrite, plan as plan_settings, scopes_of};
+use crate::resources::DriftDiff;
 use crate::resources::conditions::{self, reason, set_condition, time_from};
-use crate::resources::tailnet::{ApiHealth, CredentialCheck};
+use crate::resources::tailnet::{ApiHealth, CredentialCheck, SettingsSpec, SettingsStatus};
 use crate::resources::{
     ConditionStatus, ConditionType, ManagedTailnet, ManagedTailnetStatus, ReconcileError,
 };
-use crate::snapshot::TailnetSnapshots;
+use crate::snapshot::{Area, TailnetSnapshots};
 use crate::tailscale::{ClientConfig, Credentials, TailscaleClient};
 
 /// The kind label in metrics and logs.
@@ -176,13 +178,52 @@ async fn reconcile_inner(
 ) -> Result<Action, ReconcileError> {
     forget_deleted(ctx);
     let observed = observe(tailnet, ctx).await;
-    let desired = desired_status(tailnet, &observed, Utc::now());
+    let settings = match (&observed, &tailnet.spec.settings) {
+        (Ok(_), Some(spec)) => Some(apply_settings(tailnet, spec, ctx).await),
+        _ => None,
+    };
+    let mut desired = desired_status(tailnet, &observed, Utc::now());
+    if let Some(outcome) = &settings {
+        record_settings(&mut desired, tailnet, outcome, Utc::now());
+    }
     let api = Api::<ManagedTailnet>::all(ctx.shared.client.clone());
     let was_ready = tailnet
         .status
         .as_ref()
         .is_some_and(|s| conditions::is_true(&s.common.conditions, ConditionType::Ready));
     write_status(&api, tailnet, tailnet.status.as_ref(), &desired).await?;
+    if let Some(diff) = settings.as_ref().and_then(|s| s.corrected.as_ref()) {
+        let note = format!(
+            "drift detected in the managed settings: {}; put back (driftPolicy: Correct)",
+            diff.summary()
+        );
+        super::publish_event(
+            &ctx.shared,
+            tailnet,
+            true,
+            reason::DRIFTED,
+            "Reconcile",
+            note,
+        )
+        .await;
+    }
+    if let Some(why) = settings.as_ref().and_then(|s| s.wrote) {
+        let note = match why {
+            SettingsWrite::SpecChanged => "wrote the managed tailnet settings (SpecChanged)",
+            SettingsWrite::DriftCorrection => {
+                "put back managed tailnet settings changed in the admin console (DriftCorrection)"
+            }
+        };
+        super::publish_event(
+            &ctx.shared,
+            tailnet,
+            false,
+            super::skeleton::APPLIED,
+            "Reconcile",
+            note.to_owned(),
+        )
+        .await;
+    }
     match observed {
         Ok(observation) => {
             if !was_ready {
@@ -216,6 +257,129 @@ async fn reconcile_inner(
             Err(err)
         }
     }
+}
+
+/// What a settings pass did.
+#[derive(Debug, Clone)]
+struct SettingsOutcome {
+    status: SettingsStatus,
+    wrote: Option<SettingsWrite>,
+    /// The drift a correction put back (for its event).
+    corrected: Option<DriftDiff>,
+}
+
+/// Plans the managed settings against the shared settings snapshot and makes the one PATCH.
+/// A refused PATCH is recorded in `status.settings.error` (naming each field and the scope it
+/// needs) rather than failing the connection check: the credentials still work for the rest.
+async fn apply_settings(
+    tailnet: &ManagedTailnet,
+    spec: &SettingsSpec,
+    ctx: &TailnetContext,
+) -> SettingsOutcome {
+    let before = tailnet
+        .status
+        .as_ref()
+        .and_then(|s| s.settings.clone())
+        .unwrap_or_default();
+    let failed = |message: String| SettingsOutcome {
+        status: SettingsStatus {
+            error: Some(message),
+            ..before.clone()
+        },
+        wrote: None,
+        corrected: None,
+    };
+    let Some(cache) = ctx.shared.snapshots.get(&tailnet.name_any()) else {
+        return failed("the tailnet's connection is not ready".to_owned());
+    };
+    let live = match cache.settings().await {
+        Ok(live) => live,
+        Err(err) => return failed(format!("reading the settings: {err}")),
+    };
+    let planned = plan_settings(
+        spec,
+        before.applied.as_ref(),
+        &live.data,
+        tailnet.spec.suspend,
+    );
+    let Some((patch, why)) = planned.patch else {
+        return SettingsOutcome {
+            status: SettingsStatus {
+                applied: Some(planned.applied),
+                drift: planned.drift,
+                error: None,
+            },
+            wrote: None,
+            corrected: None,
+        };
+    };
+    let written = cache.client().update_settings(&patch).await;
+    cache.record_write(Area::Settings);
+    let reported = spec.drift_policy == crate::resources::DriftPolicy::Report;
+    match written {
+        Ok(_) => SettingsOutcome {
+            status: SettingsStatus {
+                applied: Some(planned.applied),
+                // Corrected, or only the spec's own changes written under Report.
+                drift: planned.drift.clone().filter(|_| reported),
+                error: None,
+            },
+            wrote: Some(why),
+            corrected: planned.drift.filter(|_| !reported),
+        },
+        Err(err) => failed(format!(
+            "Tailscale refused the settings PATCH ({err}); the operator's credential needs a \
+             scope for each field: {}",
+            scopes_of(&patch)
+        )),
+    }
+}
+
+/// Puts the settings outcome into the status: `status.settings` and the `Drifted` condition.
+fn record_settings(
+    status: &mut ManagedTailnetStatus,
+    tailnet: &ManagedTailnet,
+    outcome: &SettingsOutcome,
+    now: DateTime<Utc>,
+) {
+    let now = time_from(now.trunc_subsecs(0));
+    let generation = tailnet.metadata.generation;
+    match &outcome.status.drift {
+        Some(diff) => set(
+            status,
+            ConditionType::Drifted,
+            true,
+            reason::DRIFTED,
+            &format!(
+                "managed settings were changed in the admin console and are left as they are \
+                 (spec.settings.driftPolicy: Report): {}",
+                diff.summary()
+            ),
+            generation,
+            &now,
+        ),
+        None => set(
+            status,
+            ConditionType::Drifted,
+            false,
+            reason::IN_SYNC,
+            "the managed settings are as applied",
+            generation,
+            &now,
+        ),
+    }
+    if let Some(error) = &outcome.status.error {
+        set(
+            status,
+            ConditionType::Synced,
+            false,
+            reason::INVALID,
+            error,
+            generation,
+            &now,
+        );
+    }
+    status.settings = Some(outcome.status.clone());
 }
 
 /// Drops the caches of Tailnets that no longer exist (there is no finalizer to do it).
@@ -420,13 +584,13 @@ pub fn desired_status(
             set_synced(&mut status, tailnet, false, why, &message, &now_time);
         }
     }
-    // A ManagedTailnet applies nothing, so it never drifts.
+    // In sync unless managed settings drifted (`record_settings` says so after this).
     set(
         &mut status,
         ConditionType::Drifted,
         false,
         reason::IN_SYNC,
-        "a ManagedTailnet applies nothing to the tailnet",
+        "no managed settings drifted",
         generation,
         &now_time,
     );

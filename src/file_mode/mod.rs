@@ -17,6 +17,7 @@ pub mod device_tag_set;
 pub mod dns_config;
 pub mod key_rotation_policy;
 pub mod manifests;
+pub mod tailnet;
 pub mod tailnet_policy;
 pub mod tailscale_service;
 
@@ -31,7 +32,7 @@ use serde_json::Value;
 pub use manifests::{Document, FileModeError, Manifests, load, yaml_files};
 
 use crate::resources::conditions::Verdict;
-use crate::resources::{ChangeProposal, ManagedTailnet, ReconcileError};
+use crate::resources::{ChangeProposal, ReconcileError};
 use crate::snapshot::TailnetSnapshots;
 
 /// What a `plan` or `apply` found: the text to print and how to exit.
@@ -105,10 +106,6 @@ pub trait FileKind: Resource<DynamicType = ()> + DeserializeOwned + Send + Sync 
             .collect();
         async move { Ok(documents) }
     }
-}
-
-impl FileKind for ManagedTailnet {
-    const STEP: bool = false;
 }
 
 impl FileKind for ChangeProposal {

@@ -9,12 +9,14 @@
 //!   every `DeviceTagSet` of one tailnet together.
 //! - [`tailscale_service`]: a Tailscale Service, its host approvals and the grant it
 //!   contributes to the policy.
+//! - [`tailnet_settings`]: the tailnet settings a ManagedTailnet manages (one PATCH).
 //! - [`view`]: the tailnet as the access evaluator sees it, built from snapshots.
 //! - [`text_diff`]: a small unified line diff for plans and logs.
 pub mod device_tag_set;
 pub mod dns_config;
 pub mod key_rotation;
 pub mod tailnet_policy;
+pub mod tailnet_settings;
 pub mod tailscale_service;
 pub mod text_diff;
 pub mod view;

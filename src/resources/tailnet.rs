@@ -12,8 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CommonStatus, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, DurationError,
-    parse_duration,
+    CommonStatus, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, DriftPolicy,
+    DurationError, parse_duration,
 };
 
 /// The Tailscale API used when `spec.apiUrl` is not set.
@@ -123,6 +123,77 @@ pub struct ManagedTailnetSpec {
     /// Stop reconciling resources of this tailnet while `true`; status is still observed.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Tailnet settings managed by this resource. Only the fields set are managed (one PATCH
+    /// with the ones that differ); the others are left as the admin console has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SettingsSpec>,
+}
+
+/// Tailnet-wide settings. Each field left out is not managed. Each needs its own scope on the
+/// operator's credential: `httpsEnabled` needs `networking_settings`, `aclsExternallyManagedOn`
+/// and `aclsExternalLink` need `policy_file`, `networkFlowLoggingOn` needs `logs:network`, the
+/// others `feature_settings`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsSpec {
+    /// Lock the admin console's policy editor (the policy is managed here, in git).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acls_externally_managed_on: Option<bool>,
+    /// Where the locked editor links to (the git repository of the policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https://[^\s]+$"))]
+    pub acls_external_link: Option<String>,
+    /// New devices need an admin's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_approval_on: Option<bool>,
+    /// Clients update themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_auto_updates_on: Option<bool>,
+    /// Node-key lifetime in days, 1–180.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 180))]
+    pub devices_key_duration_days: Option<u32>,
+    /// New users need an admin's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_approval_on: Option<bool>,
+    /// Who may join other tailnets: `none`, `admin` or `member`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["none", "admin", "member"]))]
+    pub users_role_allowed_to_join_external_tailnets: Option<String>,
+    /// Network flow logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_flow_logging_on: Option<bool>,
+    /// Regional routing (high-availability subnet routers by region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regional_routing_on: Option<bool>,
+    /// Collect device posture identity (serial numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posture_identity_collection_on: Option<bool>,
+    /// HTTPS certificates (Funnel and `tailscale serve` over HTTPS need them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_enabled: Option<bool>,
+    /// `Correct` (default): a console change of a managed field is put back. `Report`: it is
+    /// shown (`Drifted=True`, `status.settings.drift`) and left.
+    #[serde(default)]
+    pub drift_policy: DriftPolicy,
+}
+
+/// What the operator last did with the managed settings.
+///
+/// Fields default to empty: server-side apply keeps a dropped field's parent as `{}`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SettingsStatus {
+    /// The managed fields as last applied (written, or found already in place).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<SettingsSpec>,
+    /// How the live settings differ from what was applied (console changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<super::drift::DriftDiff>,
+    /// Why the settings could not be applied, naming the fields and the scope they need.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Where an OAuth client's credentials are stored.
@@ -195,7 +266,8 @@ pub struct SecretKeyRef {
 }
 
 /// What the operator last observed about the tailnet. `Ready` means the credentials work and the
-/// API answers; `Drifted` is always False for a ManagedTailnet, which applies nothing.
+/// API answers; `Drifted` is True while managed settings (`spec.settings`) differ from what was
+/// applied under `driftPolicy: Report`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedTailnetStatus {
@@ -211,6 +283,9 @@ pub struct ManagedTailnetStatus {
     /// How the Tailscale API has been answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_health: Option<ApiHealth>,
+    /// The managed tailnet settings (`spec.settings`), as applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SettingsStatus>,
 }
 
 /// The result of checking the credentials (exchanging the OAuth client for a token, or a cheap
@@ -264,6 +339,7 @@ impl Default for ManagedTailnetSpec {
             resync_interval: default_resync_interval(),
             webhook: None,
             suspend: false,
+            settings: None,
         }
     }
 }

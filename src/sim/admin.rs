@@ -266,6 +266,25 @@ impl SimTailnet {
             .collect()
     }
 
+    /// Changes tailnet settings in the console: each field of `patch` (camelCase, as the API
+    /// names them) replaces the current value.
+    pub fn console_patch_settings(&self, patch: Value) -> Result<(), SimError> {
+        let mut state = self.inner.state();
+        let mut current = serde_json::to_value(&state.settings)
+            .map_err(|e| SimError::bad_request(e.to_string()))?;
+        for (k, v) in patch.as_object().into_iter().flatten() {
+            current[k] = v.clone();
+        }
+        state.settings = serde_json::from_value(current)
+            .map_err(|e| SimError::bad_request(format!("invalid settings: {e}")))?;
+        Ok(())
+    }
+
+    /// The tailnet settings as the API renders them.
+    pub fn settings(&self) -> Value {
+        serde_json::to_value(&self.inner.state().settings).unwrap_or(Value::Null)
+    }
+
     /// Expires every OAuth access token issued so far (clients must fetch a new one).
     pub fn console_expire_tokens(&self) {
         self.inner.tokens().expire_all();

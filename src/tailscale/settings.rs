@@ -32,7 +32,7 @@ pub struct TailnetSettings {
 /// scope (`httpsEnabled`: `networking_settings`; `acls*`: `policy_file`;
 /// `networkFlowLoggingOn`: `logs:network`; the rest: `feature_settings`), so patch only
 /// what you manage.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TailnetSettingsPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
