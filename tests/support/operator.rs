@@ -47,8 +47,14 @@ pub async fn start_manager(fake: &FakeKube, config: RunConfig) -> Manager {
 
 /// A Secret with the sim's API key and a ManagedTailnet using it.
 pub fn connect_tailnet(fake: &FakeKube, sim: &SimServer) {
+    connect_named(fake, sim, TAILNET, SECRET);
+}
+
+/// A ManagedTailnet `name` connected to `sim` through Secret `secret` (another tailnet of the
+/// same cluster).
+pub fn connect_named(fake: &FakeKube, sim: &SimServer, name: &str, secret_name: &str) {
     let mut secret = KubeSecret::default();
-    secret.metadata.name = Some(SECRET.to_owned());
+    secret.metadata.name = Some(secret_name.to_owned());
     secret.metadata.namespace = Some(NAMESPACE.to_owned());
     let key = sim.tailnet().credentials().api_key.expose().to_owned();
     secret.data = Some(BTreeMap::from([(
@@ -65,11 +71,11 @@ pub fn connect_tailnet(fake: &FakeKube, sim: &SimServer) {
         json!({
             "apiVersion": "tailnet.ops.dev/v1alpha1",
             "kind": "ManagedTailnet",
-            "metadata": {"name": TAILNET},
+            "metadata": {"name": name},
             "spec": {
                 "tailnet": "-",
                 "apiUrl": sim.base_url(),
-                "apiKeySecretRef": {"name": SECRET, "namespace": NAMESPACE, "key": "api_key"},
+                "apiKeySecretRef": {"name": secret_name, "namespace": NAMESPACE, "key": "api_key"},
                 "resyncInterval": "5m",
             },
         }),
