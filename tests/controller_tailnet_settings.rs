@@ -142,3 +142,37 @@ async fn three_managed_fields_one_patch_steady_state_and_drift() {
     assert_eq!(sim.tailnet().settings()["devicesKeyDurationDays"], 30);
     stop(manager).await;
 }
+
+/// The sharp edge of tailscale#21721: `fields=all` answers 404 on some tailnets with shared-in
+/// devices. The client lists the default fields instead and the ManagedTailnet says what is
+/// missing; the resources keep working.
+#[tokio::test]
+async fn a_404_to_fields_all_falls_back_to_the_default_fields_and_says_so() {
+    let (fake, sim) = (fake(), sim().await);
+    sim.tailnet().set_fields_all_not_found(true);
+    connect_tailnet(&fake, &sim);
+    let manager = start_manager(&fake, run_config()).await;
+    let message = fake
+        .wait_for("Ready", HANG_GUARD, |f| {
+            let status = f.get_as::<ManagedTailnet>(None, TAILNET)?.status?;
+            let ready = find(&status.common.conditions, ConditionType::Ready)?;
+            (ready.status == "True").then(|| ready.message.clone())
+        })
+        .await;
+    assert!(message.contains("29 devices"), "{message}");
+    assert!(
+        message.contains("without connectivity details") && message.contains("fields=all"),
+        "{message}"
+    );
+    // Once the API answers fields=all again, the note goes.
+    sim.tailnet().set_fields_all_not_found(false);
+    manager.snapshots().get(TAILNET).unwrap().invalidate_all();
+    reconcile_at(&fake, "again");
+    fake.wait_for("the note gone", HANG_GUARD, |f| {
+        let status = f.get_as::<ManagedTailnet>(None, TAILNET)?.status?;
+        let ready = find(&status.common.conditions, ConditionType::Ready)?;
+        (!ready.message.contains("without connectivity details")).then_some(())
+    })
+    .await;
+    stop(manager).await;
+}

@@ -401,6 +401,8 @@ pub struct Observation {
     /// When the devices snapshot was read (the check's time).
     pub fetched_at: DateTime<Utc>,
     pub resync_interval: Duration,
+    /// `GET /devices?fields=all` answered 404 and the default fields were listed instead.
+    pub devices_lack_details: bool,
 }
 
 async fn observe(
@@ -445,6 +447,7 @@ async fn observe(
         device_count: u32::try_from(devices.data.len()).unwrap_or(u32::MAX),
         fetched_at: devices.fetched_at_utc,
         resync_interval,
+        devices_lack_details: cache.client().devices_lack_details(),
     })
 }
 
@@ -523,10 +526,17 @@ pub fn desired_status(
     match observed {
         Ok(observation) => {
             let at = time_from(observation.fetched_at.trunc_subsecs(0));
-            let message = format!(
+            let mut message = format!(
                 "credentials accepted; {} devices in the tailnet",
                 observation.device_count
             );
+            if observation.devices_lack_details {
+                message.push_str(
+                    " (listed without connectivity details: GET /devices?fields=all answered \
+                     404, as reported for tailnets with shared-in devices; routes, endpoints \
+                     and posture data are missing until it answers again)",
+                );
+            }
             set(
                 &mut status,
                 ConditionType::Ready,
@@ -691,6 +701,7 @@ mod tests {
             device_count: devices,
             fetched_at: at(fetched),
             resync_interval: Duration::from_secs(300),
+            devices_lack_details: false,
         })
     }
 

@@ -266,6 +266,12 @@ impl SimTailnet {
             .collect()
     }
 
+    /// Makes `GET /devices?fields=all` answer 404 while the default fields work, as reported
+    /// for some tailnets with shared-in devices (tailscale#21721).
+    pub fn set_fields_all_not_found(&self, on: bool) {
+        self.inner.state().fields_all_not_found = on;
+    }
+
     /// Changes tailnet settings in the console: each field of `patch` (camelCase, as the API
     /// names them) replaces the current value.
     pub fn console_patch_settings(&self, patch: Value) -> Result<(), SimError> {

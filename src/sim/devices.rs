@@ -85,6 +85,9 @@ async fn list(
     let all = all_fields(fields)?;
     let state = sim.inner.state();
     check_tailnet(&state, &tailnet)?;
+    if all && state.fields_all_not_found {
+        return Err(SimError::not_found("not found"));
+    }
     let devices = state
         .devices
         .iter()

@@ -742,6 +742,9 @@ pub struct State {
     /// Devices advertising a service that is not defined (yet), by service name: they become
     /// its hosts when it is created, and again when it is deleted.
     pub pending_hosts: HashMap<String, Vec<String>>,
+    /// `GET /devices?fields=all` answers 404 while the default fields work (reported for
+    /// tailnets with shared-in devices, tailscale#21721).
+    pub fields_all_not_found: bool,
     pub settings: Settings,
     pub webhooks: Vec<Webhook>,
     pub ips: IpAllocator,
@@ -767,6 +770,7 @@ impl State {
             dns: DnsConfig::default(),
             services: Vec::new(),
             pending_hosts: HashMap::new(),
+            fields_all_not_found: false,
             settings: Settings::default(),
             webhooks: Vec::new(),
             ips: IpAllocator::default(),

@@ -44,6 +44,9 @@ struct Inner {
     auth: Auth,
     limiter: RateLimiter,
     retry: RetryPolicy,
+    /// Set when `GET /devices?fields=all` answered 404 and the default fields were used
+    /// instead (see [`TailscaleClient::devices_lack_details`]).
+    devices_without_details: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for TailscaleClient {
@@ -97,9 +100,25 @@ impl TailscaleClient {
                 auth: Auth::new(config.credentials, config.token_refresh_margin),
                 limiter: RateLimiter::new(config.rate_limit),
                 retry: config.retry,
+                devices_without_details: std::sync::atomic::AtomicBool::new(false),
             }),
             observer: None,
         })
+    }
+
+    /// Whether the last device list with `fields=all` fell back to the default fields (its 404
+    /// on some tailnets with shared-in devices): connectivity details (endpoints, latency,
+    /// client connectivity) are then missing from the devices.
+    pub fn devices_lack_details(&self) -> bool {
+        self.inner
+            .devices_without_details
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_devices_lack_details(&self, lacking: bool) {
+        self.inner
+            .devices_without_details
+            .store(lacking, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Reports every HTTP attempt of this handle (and clones made after this call) to `observer`.
