@@ -176,3 +176,31 @@ async fn a_404_to_fields_all_falls_back_to_the_default_fields_and_says_so() {
     .await;
     stop(manager).await;
 }
+
+/// What the credential can read is probed when it connects: a 403 on an area names the scope
+/// to add, before any resource of that area fails.
+#[tokio::test]
+async fn the_credential_s_access_is_probed_and_a_403_names_the_scope() {
+    let (fake, sim) = (fake(), sim().await);
+    sim.tailnet().set_fault(
+        tailnet_operator::sim::FaultRule::route("GET /api/v2/tailnet/{tailnet}/dns/configuration")
+            .server_error(403),
+    );
+    connect_tailnet(&fake, &sim);
+    let manager = start_manager(&fake, run_config()).await;
+    let access = fake
+        .wait_for("the access probed", HANG_GUARD, |f| {
+            let status = f.get_as::<ManagedTailnet>(None, TAILNET)?.status?;
+            (!status.access.is_empty()).then_some(status.access)
+        })
+        .await;
+    let area = |name: &str| access.iter().find(|a| a.area == name).unwrap().clone();
+    assert!(area("policy").readable && area("keys").readable && area("services").readable);
+    let dns = area("dns");
+    assert!(!dns.readable);
+    assert!(
+        dns.message.contains("dns:read") && dns.used_by.contains("DNSConfig"),
+        "{dns:?}"
+    );
+    stop(manager).await;
+}

@@ -42,7 +42,9 @@ use crate::error::Category;
 use crate::reconcile::tailnet_settings::{SettingsWrite, plan as plan_settings, scopes_of};
 use crate::resources::DriftDiff;
 use crate::resources::conditions::{self, reason, set_condition, time_from};
-use crate::resources::tailnet::{ApiHealth, CredentialCheck, SettingsSpec, SettingsStatus};
+use crate::resources::tailnet::{
+    ApiHealth, AreaAccess, CredentialCheck, SettingsSpec, SettingsStatus,
+};
 use crate::resources::{
     ConditionStatus, ConditionType, ManagedTailnet, ManagedTailnetStatus, ReconcileError,
 };
@@ -403,6 +405,74 @@ pub struct Observation {
     pub resync_interval: Duration,
     /// `GET /devices?fields=all` answered 404 and the default fields were listed instead.
     pub devices_lack_details: bool,
+    /// What the credential can read, when probed this pass (credentials changed).
+    pub access: Option<Vec<AreaAccess>>,
+}
+
+/// The areas probed when the credentials change, what uses each and the read scope it needs.
+const PROBED: [(Area, &str, &str, &str); 6] = [
+    (Area::Policy, "policy", "TailnetPolicy", "policy_file:read"),
+    (Area::Dns, "dns", "DNSConfig", "dns:read"),
+    (
+        Area::Keys,
+        "keys",
+        "KeyRotationPolicy, key-expiry metrics",
+        "auth_keys:read",
+    ),
+    (
+        Area::Services,
+        "services",
+        "TailscaleService",
+        "services:read",
+    ),
+    (
+        Area::Settings,
+        "settings",
+        "spec.settings",
+        "feature_settings:read",
+    ),
+    (
+        Area::Users,
+        "users",
+        "TailnetPolicy checks (roles)",
+        "users:read",
+    ),
+];
+
+/// Reads each area once (filling the shared snapshots) and records what the credential may
+/// read: a 403 names the scope to add; other failures are recorded as they are.
+async fn probe_access(cache: &TailnetSnapshots) -> Vec<AreaAccess> {
+    let mut access = vec![AreaAccess {
+        area: "devices".to_owned(),
+        used_by: "DeviceTagSet, every policy check".to_owned(),
+        readable: true,
+        message: String::new(),
+    }];
+    for (area, name, used_by, scope) in PROBED {
+        let read = match area {
+            Area::Policy => cache.policy().await.map(drop),
+            Area::Dns => cache.dns().await.map(drop),
+            Area::Keys => cache.keys().await.map(drop),
+            Area::Services => cache.services().await.map(drop),
+            Area::Settings => cache.settings().await.map(drop),
+            _ => cache.users().await.map(drop),
+        };
+        let message = match &read {
+            Ok(()) => String::new(),
+            Err(err) if err.status == Some(403) => format!(
+                "the credential may not read it (403): give the OAuth client the {scope} scope \
+                 (or the write scope) if you use {used_by}"
+            ),
+            Err(err) => format!("could not be read: {err}"),
+        };
+        access.push(AreaAccess {
+            area: name.to_owned(),
+            used_by: used_by.to_owned(),
+            readable: read.is_ok(),
+            message,
+        });
+    }
+    access
 }
 
 async fn observe(
@@ -419,6 +489,8 @@ async fn observe(
     ctx.shared
         .snapshots
         .set_suspended(&tailnet.name_any(), tailnet.spec.suspend);
+    // A new credential (or connection) is probed for what it can read.
+    let mut probe = tailnet.status.as_ref().is_none_or(|s| s.access.is_empty());
     let cache = {
         let name = tailnet.name_any();
         let fingerprint = fingerprint(tailnet, &credentials, resync_interval);
@@ -433,6 +505,7 @@ async fn observe(
                     .with_observer(ctx.shared.metrics.api_observer(&name));
                 let cache = ctx.shared.snapshots.insert(&name, client, resync_interval);
                 ctx.fingerprints().insert(name, fingerprint);
+                probe = true;
                 cache
             }
         }
@@ -448,6 +521,11 @@ async fn observe(
         fetched_at: devices.fetched_at_utc,
         resync_interval,
         devices_lack_details: cache.client().devices_lack_details(),
+        access: if probe {
+            Some(probe_access(&cache).await)
+        } else {
+            None
+        },
     })
 }
 
@@ -552,6 +630,9 @@ pub fn desired_status(
                 checked_at: at.clone(),
             });
             status.device_count = Some(observation.device_count);
+            if let Some(access) = &observation.access {
+                status.access = access.clone();
+            }
             status.common.last_sync_time = Some(at.clone());
             status
                 .api_health
@@ -702,6 +783,7 @@ mod tests {
             fetched_at: at(fetched),
             resync_interval: Duration::from_secs(300),
             devices_lack_details: false,
+            access: None,
         })
     }
 

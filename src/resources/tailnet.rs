@@ -286,6 +286,25 @@ pub struct ManagedTailnetStatus {
     /// The managed tailnet settings (`spec.settings`), as applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<SettingsStatus>,
+    /// What the credential can read, area by area, probed when the credentials change: a
+    /// missing scope shows here before a resource fails on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<AreaAccess>,
+}
+
+/// Whether the credential can read one area of the API, and which kinds need it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AreaAccess {
+    /// e.g. `policy`, `dns`, `keys`.
+    pub area: String,
+    /// What depends on it, e.g. `TailnetPolicy`.
+    pub used_by: String,
+    /// Whether the probe's read succeeded.
+    pub readable: bool,
+    /// Why not, and the scope to add (empty when readable).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// The result of checking the credentials (exchanging the OAuth client for a token, or a cheap
