@@ -186,9 +186,44 @@ async fn the_drift_gauge_goes_to_1_on_a_console_edit_and_back_to_0_after_correct
     manager.wait().await.expect("clean shutdown");
 }
 
-/// Metric names (ours: `tailnet_operator_*`, `tailscale_api_*`) used in the alert rules.
+/// The chart's Grafana dashboard.
+fn dashboard() -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("charts/tailnet-operator/files/grafana-dashboard.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard file"))
+        .expect("the dashboard is JSON")
+}
+
+#[test]
+fn every_dashboard_panel_queries_prometheus_through_the_datasource_variable() {
+    let dashboard = dashboard();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10, "{}", panels.len());
+    for panel in panels {
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{panel}");
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{panel}");
+        for target in targets {
+            assert!(
+                target["expr"].as_str().is_some_and(|e| !e.is_empty()),
+                "{panel}"
+            );
+        }
+    }
+}
+
+/// Metric names (ours: `tailnet_operator_*`, `tailscale_api_*`) used in the alert rules and
+/// the Grafana dashboard's queries.
 fn metrics_named_in_rules() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(rules_file()).expect("rules file");
+    let rules = std::fs::read_to_string(rules_file()).expect("rules file");
+    let queries: Vec<String> = dashboard()["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    let text = format!("{rules}\n{}", queries.join("\n"));
     let mut names = BTreeSet::new();
     for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
         if word.starts_with("tailnet_operator_") || word.starts_with("tailscale_api_") {
@@ -236,7 +271,7 @@ async fn every_metric_an_alert_names_is_exposed_with_bounded_labels() {
         .collect();
     assert!(
         missing.is_empty(),
-        "alerts name metrics not on /metrics: {missing:?}\n{text}"
+        "alerts or dashboard panels name metrics not on /metrics: {missing:?}\n{text}"
     );
 
     // The API metrics use the templated endpoint and the tailnet's resource name.

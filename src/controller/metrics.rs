@@ -373,10 +373,13 @@ impl Metrics {
         self.api_duration
             .with_label_values(&[tailnet, method, endpoint])
             .observe(event.elapsed.as_secs_f64());
+        // The series exists (at 0) from an endpoint's first attempt, so `rate()` and the
+        // dashboard see "no retries" rather than no data.
+        let retries = self
+            .api_retries
+            .with_label_values(&[tailnet, method, endpoint]);
         if event.attempt > 1 {
-            self.api_retries
-                .with_label_values(&[tailnet, method, endpoint])
-                .inc();
+            retries.inc();
         }
         let labels = [method.to_owned(), endpoint.to_owned(), code];
         let mut series = self.series();
