@@ -25,6 +25,7 @@
 //! | `POST /sim/console/devices/{deviceId}/connected` | `{"connected": bool}` | device goes on/offline |
 //! | `POST /sim/console/services/{serviceName}/hosts` | `{"nodeId": "..."}` | device starts hosting the service (kept until the service is created, if it is not defined yet) |
 //! | `POST /sim/console/expire-tokens` | | every OAuth access token expires |
+//! | `POST /sim/nodes/join` | `{"authKey": "...", "hostname": "..."}` | a node joins with an auth key (`tailscaled --authkey`): valid keys only, single-use keys consumed, the key's tags, authorized when pre-authorized |
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -272,6 +273,61 @@ impl SimTailnet {
         self.inner.state().fields_all_not_found = on;
     }
 
+    /// A node joins with an auth key, as `tailscaled --authkey` would: the key must be an
+    /// auth key that is valid (not revoked, not expired, not a used single-use key); the device
+    /// gets the key's tags (or, untagged, the key owner's identity), the hostname, and is
+    /// authorized when the key is pre-authorized or the tailnet needs no approval. A single-use
+    /// key is consumed. Returns the new device's nodeId.
+    pub fn node_join(&self, auth_key: &str, hostname: &str) -> Result<String, SimError> {
+        let hash = secret_hash(auth_key);
+        let now = self.inner.now();
+        let mut state = self.inner.state();
+        let Some(idx) = state
+            .keys
+            .iter()
+            .position(|k| k.secret_hash.as_deref() == Some(hash.as_str()))
+        else {
+            return Err(SimError::new(401, "invalid key: unknown auth key"));
+        };
+        let key = &state.keys[idx];
+        if key.is_invalid(now) {
+            return Err(SimError::new(
+                401,
+                format!(
+                    "invalid key: auth key {} is revoked, expired or used",
+                    key.id
+                ),
+            ));
+        }
+        let tags = key.create_tags();
+        let preauthorized = key.create_capability("preauthorized");
+        let ephemeral = key.create_capability("ephemeral");
+        let owner = key.user_id.clone();
+        let user = state
+            .users
+            .iter()
+            .find(|u| u.id == owner)
+            .map(|u| u.login_name.clone())
+            .unwrap_or_else(|| state.api_key_owner.clone());
+        let needs_approval = state.settings.devices_approval_on.unwrap_or(false);
+        let new = NewDevice {
+            hostname: hostname.to_owned(),
+            tags,
+            authorized: Some(preauthorized || !needs_approval),
+            ephemeral,
+            ..NewDevice::default()
+        };
+        let hostname = hostname.trim();
+        if hostname.is_empty() {
+            return Err(SimError::bad_request("hostname is required"));
+        }
+        let device = register(&mut state, &new, hostname, user);
+        let node_id = device.node_id.clone();
+        state.add_device(device);
+        state.keys[idx].used = true;
+        Ok(node_id)
+    }
+
     /// Changes tailnet settings in the console: each field of `patch` (camelCase, as the API
     /// names them) replaces the current value.
     pub fn console_patch_settings(&self, patch: Value) -> Result<(), SimError> {
@@ -455,6 +511,7 @@ pub(crate) fn routes(sim: SimTailnet) -> Router<SimTailnet> {
         )
         .route("/sim/console/dns", post(console_dns))
         .route("/sim/console/devices", post(console_add_device))
+        .route("/sim/nodes/join", post(node_join))
         .route(
             "/sim/console/devices/{deviceId}",
             delete(console_delete_device),
@@ -575,6 +632,29 @@ async fn console_policy_after_next_save(
 async fn console_dns(State(sim): State<SimTailnet>, body: Bytes) -> SimResult<Json<DnsConfig>> {
     sim.console_set_dns(parse_json(&body)?)?;
     Ok(Json(sim.dns()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinBody {
+    auth_key: String,
+    hostname: String,
+}
+
+async fn node_join(State(sim): State<SimTailnet>, body: Bytes) -> SimResult<Json<Value>> {
+    let body: JoinBody = parse_json(&body)?;
+    let node_id = sim.node_join(&body.auth_key, &body.hostname)?;
+    Ok(Json(json!({ "nodeId": node_id })))
+}
+
+/// SHA-256 (hex) of a key secret: what the sim keeps of an auth key, so a joining node can
+/// present it.
+pub(crate) fn secret_hash(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 async fn console_add_device(State(sim): State<SimTailnet>, body: Bytes) -> SimResult<Json<Value>> {

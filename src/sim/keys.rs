@@ -171,6 +171,8 @@ async fn create(
         subject: None,
         audience: None,
         custom_claim_rules: None,
+        secret_hash: None,
+        used: false,
     };
     let secret = match key_type.as_str() {
         "auth" => {
@@ -185,7 +187,9 @@ async fn create(
             key.expiry_seconds = Some(secs);
             key.expires = Some(now + Duration::seconds(secs));
             key.capabilities = Some(json!({"devices": {"create": create}}));
-            Some(format!("tskey-auth-{id}-{}", state.alnum(32)))
+            let secret = format!("tskey-auth-{id}-{}", state.alnum(32));
+            key.secret_hash = Some(super::admin::secret_hash(&secret));
+            Some(secret)
         }
         "client" | "federated" => {
             fill_trust_credential(&state, &caller, &mut key, &body)?;

@@ -541,6 +541,8 @@ fn auth_key(
         subject: None,
         audience: None,
         custom_claim_rules: None,
+        secret_hash: None,
+        used: false,
     }
 }
 
@@ -563,6 +565,8 @@ fn keys(state: &mut State, identity: &Identity, now: DateTime<Utc>) -> Vec<Key> 
         subject: None,
         audience: None,
         custom_claim_rules: None,
+        secret_hash: None,
+        used: false,
     };
     let mut api = trust(
         &identity.api_key_id,

@@ -410,11 +410,41 @@ pub struct Key {
     pub subject: Option<String>,
     pub audience: Option<String>,
     pub custom_claim_rules: Option<Value>,
+    /// Auth keys: SHA-256 (hex) of the secret, so a joining node can present it.
+    pub secret_hash: Option<String>,
+    /// A node joined with it (a single-use key is then invalid).
+    pub used: bool,
 }
 
 impl Key {
     pub fn is_invalid(&self, now: DateTime<Utc>) -> bool {
-        self.revoked.is_some() || self.expires.is_some_and(|e| e <= now)
+        self.revoked.is_some()
+            || self.expires.is_some_and(|e| e <= now)
+            || (self.used && !self.create_capability("reusable"))
+    }
+
+    /// A boolean of an auth key's `capabilities.devices.create` (false when absent).
+    pub fn create_capability(&self, name: &str) -> bool {
+        self.capabilities
+            .as_ref()
+            .and_then(|c| c.pointer(&format!("/devices/create/{name}")))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// An auth key's device tags.
+    pub fn create_tags(&self) -> Vec<String> {
+        self.capabilities
+            .as_ref()
+            .and_then(|c| c.pointer("/devices/create/tags"))
+            .and_then(Value::as_array)
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The key's metadata. The secret is never part of it: only the create response carries it.
