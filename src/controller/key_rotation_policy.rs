@@ -23,7 +23,7 @@ use kube::{Resource, ResourceExt};
 use super::skeleton::{self, CleanUpResult, KindReconciler, Next, Pass, PassResult};
 use super::{Context, Controlled, KindController, KindEvent, Metrics, Stop};
 use crate::reconcile::key_rotation::{
-    KeyInput, MintReason, Observed, RevokeReason, after_new_current, after_revoke, lifetimes, mint,
+    KeyInput, Observed, RevokeReason, after_mint, after_new_current, after_revoke, lifetimes, mint,
     next_wake, parse_time, plan, ready_verdict, revoke,
 };
 use crate::resources::common::FIELD_MANAGER;
@@ -174,16 +174,7 @@ async fn rotate(
         }
         let created = mint(snapshots, &input).await?;
         write_secret(&secrets, current, &input, &created).await?;
-        status = after_new_current(
-            &status,
-            &created.key.id,
-            Some(&created.key),
-            now,
-            &lifetimes,
-        );
-        if why == MintReason::RotateNow {
-            status.rotated_for = input.rotate_now.clone();
-        }
+        status = after_mint(&status, &created.key, why, &input, now, &lifetimes);
         status = record(pass, status).await?;
         events.push(KindEvent::new(
             false,

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FileKind, FileReport, Manifests, StepResult};
 use crate::reconcile::key_rotation::{
-    KeyInput, Observed, after_new_current, after_revoke, lifetimes, mint, plan, revoke,
+    KeyInput, Observed, after_mint, after_revoke, lifetimes, mint, plan, revoke,
 };
 use crate::resources::key_rotation_policy::{KeyRotationPolicyStatus, KeyType};
 use crate::resources::{KeyRotationPolicy, ReconcileError};
@@ -196,16 +196,7 @@ async fn run_with_file(
             status = after_revoke(&status, &older);
         }
         let created = mint(snapshots, &input).await?;
-        status = after_new_current(
-            &status,
-            &created.key.id,
-            Some(&created.key),
-            now,
-            &lifetimes,
-        );
-        if why == crate::reconcile::key_rotation::MintReason::RotateNow {
-            status.rotated_for = input.rotate_now.clone();
-        }
+        status = after_mint(&status, &created.key, why, &input, now, &lifetimes);
         file = CredentialFile {
             key_id: created.key.id.clone(),
             data: data_of(policy, &created),

@@ -203,7 +203,7 @@ pub fn plan(input: &KeyInput, observed: Observed<'_>) -> KeyPlan {
         && live(held).is_some_and(|k| k.description.starts_with(&input.marker))
     {
         plan.adopt = Some(held.to_owned());
-        status = after_adopt(&status, held, live(held), observed.now, &lifetimes);
+        status = after_new_current(&status, held, live(held), observed.now, &lifetimes);
     }
     let current = status.current_key_id.as_deref().and_then(live);
     plan.mint = match (status.current_key_id.as_deref(), current) {
@@ -322,14 +322,21 @@ pub fn after_new_current(
     next
 }
 
-fn after_adopt(
+/// Status after a credential minted for `why` became current; a `rotate-now` mint records the
+/// annotation value it acted on.
+pub fn after_mint(
     status: &KeyRotationPolicyStatus,
-    key_id: &str,
-    key: Option<&Key>,
+    minted: &Key,
+    why: MintReason,
+    input: &KeyInput,
     now: DateTime<Utc>,
     lifetimes: &Lifetimes,
 ) -> KeyRotationPolicyStatus {
-    after_new_current(status, key_id, key, now, lifetimes)
+    let mut next = after_new_current(status, &minted.id, Some(minted), now, lifetimes);
+    if why == MintReason::RotateNow {
+        next.rotated_for = input.rotate_now.clone();
+    }
+    next
 }
 
 /// Status after `key_id` was revoked.
