@@ -349,12 +349,6 @@ pub fn after_revoke(status: &KeyRotationPolicyStatus, key_id: &str) -> KeyRotati
     next
 }
 
-/// The previous credential still pending when a new one is minted: it is revoked at once
-/// (one previous credential at a time).
-pub fn superseded_previous(status: &KeyRotationPolicyStatus) -> Option<String> {
-    status.previous_key_id.clone()
-}
-
 /// When the next pass is due: the next rotation or revocation, at most `resync` away.
 pub fn next_wake(
     status: &KeyRotationPolicyStatus,
