@@ -9,8 +9,9 @@ Generic over whatever exists, so a new kind or manifest is checked without editi
 2. every custom resource of group tailnet.ops.dev under examples/ and deploy/ validates against
    its CRD's openAPIV3Schema (from crds/), unknown fields rejected as `kubectl apply` does;
 3. the Helm chart, with the real `helm` ($HELM): `helm lint --strict` with its default values
-   and with ci/all-flags-on-values.yaml; a wrong-typed and an unknown value are rejected by
-   Helm itself (values.schema.json); `helm template --include-crds` with both value sets, every
+   and with ci/all-flags-on-values.yaml and ci/workload-identity-values.yaml (the token projected
+   for the operator container only); a wrong-typed and an unknown value are rejected by
+   Helm itself (values.schema.json); `helm template --include-crds` with each value set, every
    rendered built-in object valid with kubernetes-validate (strict) for each version, every CRD
    under crds/ rendered, no ClusterRole granting anything on `secrets`, and RBAC subjects and
    namespaced objects in the release namespace (also for a namespace other than the default);
@@ -207,7 +208,10 @@ def helm_template(*extra: str, namespace: str = RELEASE_NAMESPACE) -> list[dict[
     return [d for d in yaml.safe_load_all(result.stdout) if isinstance(d, dict)]
 
 
-VALUE_SETS = (("default values", ()), ("all-flags-on values", ("-f", str(ALL_FLAGS))))
+WORKLOAD_IDENTITY = CHART / "ci" / "workload-identity-values.yaml"
+VALUE_SETS = (("default values", ()), ("all-flags-on values", ("-f", str(ALL_FLAGS))),
+              ("workload-identity values", ("-f", str(WORKLOAD_IDENTITY))))
+IDENTITY_MOUNT = "/var/run/secrets/tailscale/serviceaccount"
 
 
 def check_chart() -> None:
@@ -230,6 +234,47 @@ def check_chart() -> None:
                 ok(f"helm {verb} rejects {name}")
 
 
+def check_workload_identity() -> None:
+    """With workload identity the ManagedTailnet names the federated identity, the operator
+    container (only) gets a service-account token for its audience at the path the spec names,
+    and no Secret holds a Tailscale credential; two credentials at once fail to render."""
+    before = len(problems)
+    values = yaml.safe_load(WORKLOAD_IDENTITY.read_text())["tailnet"]["workloadIdentity"]
+    docs = helm_template("-f", str(WORKLOAD_IDENTITY))
+    tailnet = next(d for d in docs if d["kind"] == "ManagedTailnet")
+    identity = tailnet["spec"].get("workloadIdentity", {})
+    if identity.get("clientId") != values["clientId"] or identity.get("audience") != values["audience"]:
+        problem(f"workload identity: ManagedTailnet spec is {tailnet['spec']}")
+    if "oauthSecretRef" in tailnet["spec"] or "apiKeySecretRef" in tailnet["spec"]:
+        problem("workload identity: the ManagedTailnet also references a credential Secret")
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    volume = next((v for v in pod["volumes"] if v["name"] == "tailscale-identity"), None)
+    sources = (volume or {}).get("projected", {}).get("sources", [])
+    token = next((s["serviceAccountToken"] for s in sources if "serviceAccountToken" in s), {})
+    if token.get("audience") != values["audience"]:
+        problem(f"workload identity: projected token volume is {volume}")
+    mounts = {c["name"]: [m["mountPath"] for m in c.get("volumeMounts", [])]
+              for c in pod["containers"]}
+    if IDENTITY_MOUNT not in mounts.get("operator", []):
+        problem(f"workload identity: the operator container does not mount {IDENTITY_MOUNT}")
+    if any(IDENTITY_MOUNT in paths for name, paths in mounts.items() if name != "operator"):
+        problem("workload identity: a container other than the operator gets the token")
+    if identity.get("tokenPath", "").rsplit("/", 1)[0] != IDENTITY_MOUNT:
+        problem(f"workload identity: spec.tokenPath {identity.get('tokenPath')} is not under the mount")
+    both = helm("template", str(CHART), "-f", str(WORKLOAD_IDENTITY),
+                "--set", "tailnet.oauthSecret.name=ts-oauth")
+    if both.returncode == 0 or "set only one of" not in both.stderr:
+        problem(f"workload identity plus an OAuth Secret renders: {both.stderr.strip()}")
+    no_audience = helm("template", str(CHART), "-f", str(WORKLOAD_IDENTITY),
+                       "--set", "tailnet.workloadIdentity.audience=")
+    if no_audience.returncode == 0 or "audience" not in no_audience.stderr:
+        problem("workload identity without an audience renders")
+    if len(problems) == before:
+        ok("workload identity: federated identity in the ManagedTailnet, token projected with "
+           "its audience into the operator container only, conflicting or incomplete values "
+           "refused")
+
+
 def check_rendered() -> None:
     print("helm template: kubernetes-validate, CRDs, RBAC")
     shipped = {doc["metadata"]["name"] for path in yaml_files(ROOT / "crds")
@@ -246,6 +291,7 @@ def check_rendered() -> None:
             ok(f"helm template ({name}) renders the {len(shipped)} CRDs of crds/")
         check_no_cluster_secrets(docs, name)
     check_release_namespace("other-namespace")
+    check_workload_identity()
 
 
 def validate_builtin(docs: list[dict[str, Any]], source: str) -> int:

@@ -20,12 +20,21 @@ pub struct ConnectionArgs {
     /// Tailscale API access token (tskey-api-...).
     #[arg(long, env = "TS_API_KEY", hide_env_values = true, value_parser = parse_secret)]
     pub api_key: Option<Secret>,
-    /// OAuth client id (with --oauth-client-secret).
+    /// OAuth client id (with --oauth-client-secret), or a federated identity's client id (with
+    /// --id-token-file: workload identity).
     #[arg(long, env = "TS_OAUTH_CLIENT_ID")]
     pub oauth_client_id: Option<String>,
     /// OAuth client secret (tskey-client-...).
     #[arg(long, env = "TS_OAUTH_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub oauth_client_secret: Option<Secret>,
+    /// Workload identity: a file holding an OIDC ID token (a projected service-account token, a
+    /// CI job's token), exchanged for access tokens as the federated identity
+    /// --oauth-client-id. Re-read at every exchange, so a rotated file is picked up.
+    #[arg(long, env = "TS_ID_TOKEN_FILE")]
+    pub id_token_file: Option<std::path::PathBuf>,
+    /// With --id-token-file: the audience the token must carry (checked before sending).
+    #[arg(long, env = "TS_ID_TOKEN_AUDIENCE", requires = "id_token_file")]
+    pub id_token_audience: Option<String>,
     /// Tailnet id; `-` is the credential's default tailnet.
     #[arg(long, env = "TS_TAILNET", default_value = "-")]
     pub tailnet: String,
@@ -62,6 +71,8 @@ impl ConnectionArgs {
             api_key: None,
             oauth_client_id: None,
             oauth_client_secret: None,
+            id_token_file: None,
+            id_token_audience: None,
             tailnet: DEFAULT_TAILNET.to_owned(),
             api_url: None,
             request_timeout: std::time::Duration::from_secs(30),
@@ -94,11 +105,15 @@ impl Connection {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     #[error(
-        "both TS_API_KEY and TS_OAUTH_CLIENT_ID/TS_OAUTH_CLIENT_SECRET are set: set only one kind \
-         of credential (--api-key, or --oauth-client-id with --oauth-client-secret)"
+        "more than one kind of credential is set: set only one of TS_API_KEY, \
+         TS_OAUTH_CLIENT_ID with TS_OAUTH_CLIENT_SECRET (an OAuth client), or TS_OAUTH_CLIENT_ID \
+         with TS_ID_TOKEN_FILE (workload identity)"
     )]
     AmbiguousCredentials,
-    #[error("{present} is set but {missing} is not: OAuth needs both the client id and the secret")]
+    #[error(
+        "{present} is set but {missing} is not: OAuth needs the client id and either the secret \
+         or, for workload identity, TS_ID_TOKEN_FILE"
+    )]
     IncompleteOAuth {
         present: &'static str,
         missing: &'static str,
@@ -140,10 +155,12 @@ pub enum ConnectionError {
 
 /// The connection's environment variables: one set to an empty string is an error, never "not
 /// set" (an empty credential must not turn into the simulated tailnet).
-const SETTINGS: [&str; 5] = [
+const SETTINGS: [&str; 7] = [
     "TS_API_KEY",
     "TS_OAUTH_CLIENT_ID",
     "TS_OAUTH_CLIENT_SECRET",
+    "TS_ID_TOKEN_FILE",
+    "TS_ID_TOKEN_AUDIENCE",
     "TS_API_URL",
     "TS_TAILNET",
 ];
@@ -161,6 +178,12 @@ fn empty_setting(
         args.oauth_client_secret
             .as_ref()
             .is_some_and(|s| s.is_empty()),
+        args.id_token_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty()),
+        args.id_token_audience
+            .as_ref()
+            .is_some_and(|v| v.trim().is_empty()),
         args.api_url.as_ref().is_some_and(|v| v.trim().is_empty()),
         args.tailnet.trim().is_empty(),
     ];
@@ -196,25 +219,55 @@ fn simulated_allowed(
     }
 }
 
+/// What proves a client id: an OAuth client's secret or an ID token (workload identity).
+enum Proof {
+    Secret(Secret),
+    IdToken(std::path::PathBuf),
+}
+
 /// Which credentials the settings name, if any; `None` means "use the simulated tailnet".
 fn credentials(args: &ConnectionArgs) -> Result<Option<Credentials>, ConnectionError> {
     let api_key = args.api_key.clone().filter(|key| !key.is_empty());
     let client_id = args.oauth_client_id.clone().filter(|id| !id.is_empty());
     let client_secret = args.oauth_client_secret.clone().filter(|s| !s.is_empty());
-    match (api_key, client_id, client_secret) {
+    let token_file = args
+        .id_token_file
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty());
+    // A client id with a secret is an OAuth client, with a token file a federated identity.
+    let client_proof = match (client_secret, token_file) {
+        (Some(_), Some(_)) => return Err(ConnectionError::AmbiguousCredentials),
+        (Some(secret), None) => Some(Proof::Secret(secret)),
+        (None, Some(file)) => Some(Proof::IdToken(file)),
+        (None, None) => None,
+    };
+    match (api_key, client_id, client_proof) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ConnectionError::AmbiguousCredentials),
         (Some(key), None, None) => Ok(Some(Credentials::ApiKey(key))),
-        (None, Some(client_id), Some(client_secret)) => Ok(Some(Credentials::OAuth {
-            client_id,
-            client_secret,
-        })),
+        (None, Some(client_id), Some(Proof::Secret(client_secret))) => {
+            Ok(Some(Credentials::OAuth {
+                client_id,
+                client_secret,
+            }))
+        }
+        (None, Some(client_id), Some(Proof::IdToken(token_file))) => {
+            Ok(Some(Credentials::WorkloadIdentity {
+                client_id,
+                token_file,
+                audience: args.id_token_audience.clone(),
+            }))
+        }
         (None, Some(_), None) => Err(ConnectionError::IncompleteOAuth {
             present: "TS_OAUTH_CLIENT_ID",
             missing: "TS_OAUTH_CLIENT_SECRET",
         }),
-        (None, None, Some(_)) => Err(ConnectionError::IncompleteOAuth {
+        (None, None, Some(Proof::Secret(_))) => Err(ConnectionError::IncompleteOAuth {
             present: "TS_OAUTH_CLIENT_SECRET",
             missing: "TS_OAUTH_CLIENT_ID",
+        }),
+        (None, None, Some(Proof::IdToken(_))) => Err(ConnectionError::IncompleteOAuth {
+            present: "TS_ID_TOKEN_FILE",
+            missing: "TS_OAUTH_CLIENT_ID (the federated identity's client id)",
         }),
         (None, None, None) => {
             if let Some(url) = args.api_url.as_deref().filter(|url| !url.is_empty()) {
@@ -316,6 +369,19 @@ mod tests {
             credentials(&oauth).unwrap(),
             Some(Credentials::OAuth { .. })
         ));
+        let federated = ConnectionArgs {
+            oauth_client_id: Some("kFED1CNTRL".to_owned()),
+            id_token_file: Some("/var/run/secrets/tailscale/serviceaccount/token".into()),
+            id_token_audience: Some("api.tailscale.com/kFED1CNTRL".to_owned()),
+            ..args()
+        };
+        assert!(matches!(
+            credentials(&federated).unwrap(),
+            Some(Credentials::WorkloadIdentity {
+                audience: Some(_),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -336,6 +402,25 @@ mod tests {
             credentials(&both),
             Err(ConnectionError::AmbiguousCredentials)
         ));
+        let secret_and_token = ConnectionArgs {
+            oauth_client_id: Some("id".to_owned()),
+            oauth_client_secret: Some(Secret::new("tskey-client-x")),
+            id_token_file: Some("/token".into()),
+            ..args()
+        };
+        assert!(matches!(
+            credentials(&secret_and_token),
+            Err(ConnectionError::AmbiguousCredentials)
+        ));
+        let token_only = ConnectionArgs {
+            id_token_file: Some("/token".into()),
+            ..args()
+        };
+        let err = credentials(&token_only).unwrap_err().to_string();
+        assert!(
+            err.contains("TS_ID_TOKEN_FILE is set but TS_OAUTH_CLIENT_ID"),
+            "{err}"
+        );
 
         let url_only = ConnectionArgs {
             api_url: Some("http://127.0.0.1:4141".to_owned()),

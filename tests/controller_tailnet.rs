@@ -575,3 +575,76 @@ async fn an_oauth_client_secret_makes_the_tailnet_ready() {
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn workload_identity_makes_the_tailnet_ready_with_no_secret_and_a_wrong_audience_is_named() {
+    use tailnet_operator::sim::federation::TestIssuer;
+    let (fake, sim) = (fake(), sim().await);
+    let issuer = TestIssuer::new("https://oidc.cluster.example");
+    sim.tailnet().trust_issuer(issuer.issuer(), issuer.jwks());
+    let audience = "api.tailscale.com/tailnet-operator";
+    let client_id = sim.tailnet().add_federated_identity(
+        issuer.issuer(),
+        "system:serviceaccount:tailnet-system:*",
+        audience,
+        &["tag:k8s-operator"],
+    );
+    let dir = std::env::temp_dir().join(format!("tnop-wif-ctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_path = dir.join("token");
+    let subject = "system:serviceaccount:tailnet-system:tailnet-operator";
+    std::fs::write(
+        &token_path,
+        issuer.token(subject, "https://kubernetes.default.svc", 3600),
+    )
+    .unwrap();
+    fake.create(
+        &Gvr::of::<ManagedTailnet>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1",
+            "kind": "ManagedTailnet",
+            "metadata": {"name": TAILNET},
+            "spec": {
+                "apiUrl": sim.base_url(),
+                "workloadIdentity": {
+                    "clientId": client_id,
+                    "audience": audience,
+                    "tokenPath": token_path.display().to_string(),
+                },
+            },
+        }),
+    )
+    .unwrap();
+    let manager = start(&fake, "op-0").await;
+    // The kubelet projected the token with the API server's default audience: named, with the fix.
+    let message = wait_ready(&fake, "False", "Auth").await;
+    assert!(
+        message.contains("https://kubernetes.default.svc"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "project the service-account token with audience \"{audience}\""
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        sim.tailnet()
+            .calls()
+            .get("POST /api/v2/oauth/token-exchange"),
+        0
+    );
+
+    std::fs::write(&token_path, issuer.token(subject, audience, 3600)).unwrap();
+    annotate_reconcile_at(&fake, "fixed");
+    wait_ready(&fake, "True", "CredentialsValid").await;
+    assert_eq!(sim.tailnet().calls().get("POST /api/v2/oauth/token"), 0);
+    assert!(
+        sim.tailnet()
+            .calls()
+            .get("POST /api/v2/oauth/token-exchange")
+            >= 1
+    );
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}

@@ -595,18 +595,23 @@ fn tailnet_cel_rules_reject_what_they_describe() {
         TAILNET_OAUTH,
         json!({"spec": {"apiKeySecretRef": {"name": "k", "namespace": "ops"}}}),
     );
-    assert_cel_rejects(
-        TAILNETS,
-        &both,
-        None,
-        "set exactly one of spec.oauthSecretRef",
-    );
+    let one_of = "set exactly one of spec.workloadIdentity";
+    assert_cel_rejects(TAILNETS, &both, None, one_of);
     let neither = patched(TAILNET_OAUTH, json!({"spec": {"oauthSecretRef": null}}));
-    assert_cel_rejects(
-        TAILNETS,
-        &neither,
-        None,
-        "set exactly one of spec.oauthSecretRef",
+    assert_cel_rejects(TAILNETS, &neither, None, one_of);
+    let identity = json!({"clientId": "kFED1CNTRL", "audience": "api.tailscale.com/kFED1CNTRL"});
+    let oauth_and_identity = patched(
+        TAILNET_OAUTH,
+        json!({"spec": {"workloadIdentity": identity.clone()}}),
+    );
+    assert_cel_rejects(TAILNETS, &oauth_and_identity, None, one_of);
+    let identity_only = patched(
+        TAILNET_OAUTH,
+        json!({"spec": {"oauthSecretRef": null, "workloadIdentity": identity}}),
+    );
+    assert!(
+        cel_errors(TAILNETS, &identity_only, None).is_empty(),
+        "workload identity alone is a valid credential"
     );
     let too_often = patched(TAILNET_OAUTH, json!({"spec": {"resyncInterval": "10s"}}));
     assert_cel_rejects(

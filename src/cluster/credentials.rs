@@ -1,4 +1,5 @@
-//! A ManagedTailnet's credentials, read from the Secret it references: for the ManagedTailnet
+//! A ManagedTailnet's credentials, read from the Secret it references (or, for workload
+//! identity, where its token is mounted): for the ManagedTailnet
 //! controller and for the MCP server's standalone cluster source. Values are trimmed and held in
 //! the redacting [`Secret`]; errors name the Secret, the key and the field, never the value.
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
@@ -15,6 +16,13 @@ pub async fn read_credentials(
     client: &kube::Client,
 ) -> Result<Credentials, ReconcileError> {
     let spec = &tailnet.spec;
+    if let Some(identity) = &spec.workload_identity {
+        return Ok(Credentials::WorkloadIdentity {
+            client_id: identity.client_id.clone(),
+            token_file: identity.token_path.clone().into(),
+            audience: Some(identity.audience.clone()),
+        });
+    }
     if let Some(oauth) = &spec.oauth_secret_ref {
         let secret =
             get_secret(client, &oauth.namespace, &oauth.name, "spec.oauthSecretRef").await?;
@@ -33,8 +41,8 @@ pub async fn read_credentials(
     }
     Err(ReconcileError::invalid(
         "spec",
-        "set exactly one of spec.oauthSecretRef (an OAuth client, recommended) or \
-         spec.apiKeySecretRef (an API key)",
+        "set exactly one of spec.workloadIdentity (no secret in the cluster), \
+         spec.oauthSecretRef (an OAuth client) or spec.apiKeySecretRef (an API key)",
     ))
 }
 

@@ -568,12 +568,41 @@ fn fingerprint(tailnet: &ManagedTailnet, credentials: &Credentials, interval: Du
             hasher.update([0]);
             hasher.update(client_secret.expose().as_bytes());
         }
+        // The token file's content rotates under the client, which re-reads it: only where it
+        // is and what it is checked against rebuild the client.
+        Credentials::WorkloadIdentity {
+            client_id,
+            token_file,
+            audience,
+        } => {
+            hasher.update(b"workload-identity\0");
+            for part in [
+                client_id.as_str(),
+                &token_file.to_string_lossy(),
+                audience.as_deref().unwrap_or(""),
+            ] {
+                hasher.update(part.as_bytes());
+                hasher.update([0]);
+            }
+        }
     }
     hex::encode(hasher.finalize())
 }
 
 /// The condition message for a failure: the error plus what to do about it.
 pub fn failure_message(tailnet: &ManagedTailnet, err: &ReconcileError) -> String {
+    if let Some(identity) = &tailnet.spec.workload_identity {
+        return match err.category() {
+            Category::Auth => format!(
+                "{err}; the Tailscale API refused the workload identity {}: check that the \
+                 federated identity's issuer is this cluster's service-account issuer, its \
+                 subject matches system:serviceaccount:<namespace>:<service account> of the \
+                 operator, and its audience is {:?}",
+                identity.client_id, identity.audience
+            ),
+            _ => err.to_string(),
+        };
+    }
     let secret = secret_location(tailnet)
         .map(|(ns, name)| format!("Secret {ns}/{name}"))
         .unwrap_or_else(|| "the referenced Secret".to_owned());

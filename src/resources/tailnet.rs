@@ -40,7 +40,7 @@ pub const MIN_RESYNC_INTERVAL: &str = "30s";
     status = "ManagedTailnetStatus",
     derive = "PartialEq",
     derive = "Default",
-    doc = "A connection to a Tailscale tailnet (named ManagedTailnet so as not to clash with the Tailnet kind of Tailscale's own operator): the tailnet, the API URL, the credentials (an OAuth client or an API key, from a Secret) and the resync interval. Other tailnet.ops.dev resources refer to it by name in spec.tailnetRef.",
+    doc = "A connection to a Tailscale tailnet (named ManagedTailnet so as not to clash with the Tailnet kind of Tailscale's own operator): the tailnet, the API URL, the credentials (workload identity, or an OAuth client or API key from a Secret) and the resync interval. Other tailnet.ops.dev resources refer to it by name in spec.tailnetRef.",
     printcolumn(
         name = "Tailnet",
         type_ = "string",
@@ -80,8 +80,8 @@ pub const MIN_RESYNC_INTERVAL: &str = "30s";
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "has(self.oauthSecretRef) != has(self.apiKeySecretRef)",
-    "message": "set exactly one of spec.oauthSecretRef (an OAuth client, recommended) or spec.apiKeySecretRef (an API key)",
+    "rule": "(has(self.oauthSecretRef) ? 1 : 0) + (has(self.apiKeySecretRef) ? 1 : 0) + (has(self.workloadIdentity) ? 1 : 0) == 1",
+    "message": "set exactly one of spec.workloadIdentity (no secret in the cluster), spec.oauthSecretRef (an OAuth client) or spec.apiKeySecretRef (an API key)",
 }]))]
 pub struct ManagedTailnetSpec {
     /// The tailnet to manage: its id (as shown in the admin console's General settings, e.g.
@@ -95,15 +95,22 @@ pub struct ManagedTailnetSpec {
     #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
     pub api_url: String,
 
-    /// An OAuth client's id and secret, from a Secret (recommended: scoped and never expires).
-    /// Exactly one of oauthSecretRef and apiKeySecretRef must be set.
+    /// An OAuth client's id and secret, from a Secret (scoped and never expires). Exactly one of
+    /// workloadIdentity, oauthSecretRef and apiKeySecretRef must be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_secret_ref: Option<OAuthSecretRef>,
 
-    /// An API access token, from a Secret (expires after at most 90 days).
-    /// Exactly one of oauthSecretRef and apiKeySecretRef must be set.
+    /// An API access token, from a Secret (expires after at most 90 days). Exactly one of
+    /// workloadIdentity, oauthSecretRef and apiKeySecretRef must be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<ApiKeySecretRef>,
+
+    /// Workload identity federation (recommended): the operator exchanges its projected
+    /// service-account token for access tokens as a Tailscale federated identity, so no
+    /// long-lived credential exists in the cluster. Exactly one of workloadIdentity,
+    /// oauthSecretRef and apiKeySecretRef must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentity>,
 
     /// How often the tailnet is re-read to detect drift, e.g. `30s`, `5m`, `1h`. All resources of
     /// this tailnet share one read of each area per interval. At least 30s.
@@ -194,6 +201,31 @@ pub struct SettingsStatus {
     /// Why the settings could not be applied, naming the fields and the scope they need.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A Tailscale federated identity and the token the operator presents for it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentity {
+    /// The federated identity's client id (Settings → Trust credentials in the admin console).
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[^\s]+$"))]
+    pub client_id: String,
+    /// The audience the federated identity expects; the token must carry it in `aud` (the
+    /// chart projects the service-account token with this audience).
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^[^\s]+$"))]
+    pub audience: String,
+    /// Where the token is mounted in the operator's container. It is re-read at every
+    /// exchange, as the kubelet rotates it.
+    #[serde(default = "default_token_path")]
+    #[schemars(length(min = 2, max = 4096), regex(pattern = r"^/[^\s]*$"))]
+    pub token_path: String,
+}
+
+/// Where the chart mounts the projected token (the path Tailscale's own operator uses).
+pub const DEFAULT_TOKEN_PATH: &str = "/var/run/secrets/tailscale/serviceaccount/token";
+
+fn default_token_path() -> String {
+    DEFAULT_TOKEN_PATH.to_owned()
 }
 
 /// Where an OAuth client's credentials are stored.
@@ -355,6 +387,7 @@ impl Default for ManagedTailnetSpec {
             api_url: default_api_url(),
             oauth_secret_ref: None,
             api_key_secret_ref: None,
+            workload_identity: None,
             resync_interval: default_resync_interval(),
             webhook: None,
             suspend: false,

@@ -24,7 +24,7 @@ use super::state::random_alnum;
 pub enum Caller {
     /// The API access token, acting as its owner (the tailnet's owner).
     ApiKey { login: String },
-    /// An access token minted for the OAuth client.
+    /// An access token minted for the OAuth client or a federated identity.
     OAuth {
         client_id: String,
         tags: Vec<String>,
@@ -35,8 +35,23 @@ pub enum Caller {
 /// lookups do not compare secrets byte by byte).
 #[derive(Debug)]
 pub(crate) struct TokenStore {
-    tokens: HashMap<[u8; 32], Instant>,
+    tokens: HashMap<[u8; 32], Issued>,
     rng: fastrand::Rng,
+}
+
+#[derive(Debug)]
+struct Issued {
+    expiry: Instant,
+    client_id: String,
+    owner: TokenOwner,
+}
+
+/// Which grant minted a token: the caller's tags come from the OAuth client or from the
+/// federated identity (a key in the tailnet's key list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenOwner {
+    OAuthClient,
+    Federated,
 }
 
 impl TokenStore {
@@ -47,26 +62,40 @@ impl TokenStore {
         }
     }
 
-    fn issue(&mut self, client_id: &str, lifetime: Duration) -> String {
+    pub(crate) fn issue(
+        &mut self,
+        client_id: &str,
+        lifetime: Duration,
+        owner: TokenOwner,
+    ) -> String {
         let now = Instant::now();
-        self.tokens.retain(|_, expiry| *expiry > now);
+        self.tokens.retain(|_, issued| issued.expiry > now);
         let token = format!("tskey-api-{client_id}-{}", random_alnum(&mut self.rng, 40));
-        self.tokens.insert(digest(&token), now + lifetime);
+        let issued = Issued {
+            expiry: now + lifetime,
+            client_id: client_id.to_owned(),
+            owner,
+        };
+        self.tokens.insert(digest(&token), issued);
         token
     }
 
-    /// `Some(true)` valid, `Some(false)` expired, `None` unknown.
-    fn check(&self, token: &str) -> Option<bool> {
-        self.tokens
-            .get(&digest(token))
-            .map(|expiry| *expiry > Instant::now())
+    /// `Some((valid, client id, owner))`, or `None` for an unknown token.
+    fn check(&self, token: &str) -> Option<(bool, String, TokenOwner)> {
+        self.tokens.get(&digest(token)).map(|issued| {
+            (
+                issued.expiry > Instant::now(),
+                issued.client_id.clone(),
+                issued.owner,
+            )
+        })
     }
 
     /// Expires every issued token (a console "revoke sessions"), so clients must re-authenticate.
     pub fn expire_all(&mut self) {
         let past = Instant::now();
-        for expiry in self.tokens.values_mut() {
-            *expiry = past;
+        for issued in self.tokens.values_mut() {
+            issued.expiry = past;
         }
     }
 }
@@ -123,12 +152,26 @@ impl SimTailnet {
                 login: state.api_key_owner.clone(),
             });
         }
-        match self.inner.tokens().check(&token) {
-            Some(true) => Ok(Caller::OAuth {
-                client_id: identity.oauth_client_id.clone(),
+        let checked = self.inner.tokens().check(&token);
+        match checked {
+            Some((true, client_id, TokenOwner::OAuthClient)) => Ok(Caller::OAuth {
+                client_id,
                 tags: self.inner.state().oauth_client_tags.clone(),
             }),
-            Some(false) => Err(SimError::unauthorized("API token expired")),
+            // A federated identity acts with its own tags, and stops working when revoked.
+            Some((true, client_id, TokenOwner::Federated)) => {
+                let state = self.inner.state();
+                let key = state
+                    .keys
+                    .iter()
+                    .find(|k| k.id == client_id && k.revoked.is_none())
+                    .ok_or_else(|| SimError::unauthorized("API token invalid"))?;
+                Ok(Caller::OAuth {
+                    tags: key.tags.clone(),
+                    client_id,
+                })
+            }
+            Some((false, ..)) => Err(SimError::unauthorized("API token expired")),
             None => Err(SimError::unauthorized("API token invalid")),
         }
     }
@@ -204,7 +247,10 @@ pub(crate) async fn token(
         return Err(SimError::unauthorized("invalid client credentials"));
     }
     let lifetime = sim.inner.config.token_lifetime;
-    let access_token = sim.inner.tokens().issue(&client_id, lifetime);
+    let access_token = sim
+        .inner
+        .tokens()
+        .issue(&client_id, lifetime, TokenOwner::OAuthClient);
     let scope = form
         .get("scope")
         .filter(|s| !s.is_empty())

@@ -19,7 +19,7 @@
 //! ```
 //!
 //! HTTP surface: `/api/v2/...` (the API; counted, faultable, authenticated like the real one,
-//! plus `POST /api/v2/oauth/token`) and `/sim/...` (admin: calls, faults, exchanges, console
+//! plus `POST /api/v2/oauth/token` and `/oauth/token-exchange`) and `/sim/...` (admin: calls, faults, exchanges, console
 //! edits; needs the API key; never counted or faulted). See [`admin`] for the admin routes.
 pub mod admin;
 mod auth;
@@ -29,6 +29,7 @@ mod devices;
 mod dns;
 mod error;
 mod faults;
+pub mod federation;
 mod keys;
 mod policy;
 mod render;
@@ -248,6 +249,10 @@ impl SimTailnet {
             .layer(from_fn_with_state(self.clone(), auth::authenticate));
         let public = api
             .route("/api/v2/oauth/token", post(auth::token))
+            .route(
+                "/api/v2/oauth/token-exchange",
+                post(federation::token_exchange),
+            )
             .layer(from_fn(error::json_errors))
             .layer(from_fn_with_state(self.clone(), faults::inject))
             .layer(from_fn_with_state(self.clone(), calls::observe));

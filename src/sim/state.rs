@@ -784,6 +784,9 @@ pub struct State {
     pub api_key_owner: String,
     /// Tags of the OAuth client (what OAuth-derived tokens may apply).
     pub oauth_client_tags: Vec<String>,
+    /// JWKS documents of OIDC issuers, by issuer URL, for workload identity federation (the
+    /// real API fetches them; tests register them).
+    pub trusted_issuers: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl State {
@@ -807,6 +810,7 @@ impl State {
             rng: fastrand::Rng::with_seed(seed),
             api_key_owner: String::new(),
             oauth_client_tags: Vec::new(),
+            trusted_issuers: Default::default(),
         }
     }
 

@@ -1,6 +1,7 @@
-//! Credentials to bearer tokens. API keys are used as they are; OAuth clients are exchanged
-//! for short-lived access tokens (client-credentials grant), cached and refreshed before
-//! they expire, with at most one token request in flight per client.
+//! Credentials to bearer tokens. API keys are used as they are; OAuth clients (client-credentials
+//! grant) and federated identities (an ID token exchanged) get short-lived access tokens, cached
+//! and refreshed before they expire, with at most one token request in flight per client.
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use crate::error::Category;
 use crate::secret::Secret;
 
 const TOKEN_ENDPOINT: &str = "/oauth/token";
+const TOKEN_EXCHANGE_ENDPOINT: &str = "/oauth/token-exchange";
 /// Tokens from trust credentials live one hour; used when the response omits `expires_in`.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -30,14 +32,35 @@ impl Auth {
             Credentials::OAuth {
                 client_id,
                 client_secret,
-            } => Auth::OAuth(Box::new(OAuthTokens {
-                client_id,
-                client_secret,
+            } => Auth::tokens(
+                Grant::ClientCredentials {
+                    client_id,
+                    client_secret,
+                },
                 refresh_margin,
-                state: Mutex::new(TokenState::default()),
-                fetches: AtomicU64::new(0),
-            })),
+            ),
+            Credentials::WorkloadIdentity {
+                client_id,
+                token_file,
+                audience,
+            } => Auth::tokens(
+                Grant::TokenExchange {
+                    client_id,
+                    token_file,
+                    audience,
+                },
+                refresh_margin,
+            ),
         }
+    }
+
+    fn tokens(grant: Grant, refresh_margin: Duration) -> Self {
+        Auth::OAuth(Box::new(OAuthTokens {
+            grant,
+            refresh_margin,
+            state: Mutex::new(TokenState::default()),
+            fetches: AtomicU64::new(0),
+        }))
     }
 
     /// The token to send as `Authorization: Bearer`.
@@ -68,9 +91,24 @@ impl Auth {
     }
 }
 
+/// How an access token is obtained.
+enum Grant {
+    /// `POST /oauth/token` with the OAuth client's id and secret.
+    ClientCredentials {
+        client_id: String,
+        client_secret: Secret,
+    },
+    /// `POST /oauth/token-exchange` with the federated identity's id and the ID token read
+    /// from `token_file` at each exchange (the kubelet rewrites projected tokens in place).
+    TokenExchange {
+        client_id: String,
+        token_file: PathBuf,
+        audience: Option<String>,
+    },
+}
+
 pub(crate) struct OAuthTokens {
-    client_id: String,
-    client_secret: Secret,
+    grant: Grant,
     refresh_margin: Duration,
     /// Held across the token request: callers that find no fresh token queue here, and the
     /// first one fetches while the rest wait for its result.
@@ -134,25 +172,45 @@ impl OAuthTokens {
     }
 
     async fn fetch(&self, client: &TailscaleClient) -> Result<CachedToken> {
-        let request = ApiRequest::post(TOKEN_ENDPOINT)
-            .form(
-                vec![
-                    ("grant_type", "client_credentials".to_owned()),
-                    ("client_id", self.client_id.clone()),
-                ],
-                vec![("client_secret", self.client_secret.clone())],
-            )
-            .secret_in_response();
+        let (request, refused) = match &self.grant {
+            Grant::ClientCredentials {
+                client_id,
+                client_secret,
+            } => (
+                ApiRequest::post(TOKEN_ENDPOINT).form(
+                    vec![
+                        ("grant_type", "client_credentials".to_owned()),
+                        ("client_id", client_id.clone()),
+                    ],
+                    vec![("client_secret", client_secret.clone())],
+                ),
+                "OAuth client credentials rejected",
+            ),
+            Grant::TokenExchange {
+                client_id,
+                token_file,
+                audience,
+            } => {
+                let jwt = read_id_token(token_file, audience.as_deref()).await?;
+                (
+                    ApiRequest::post(TOKEN_EXCHANGE_ENDPOINT)
+                        .form(vec![("client_id", client_id.clone())], vec![("jwt", jwt)]),
+                    "workload identity token exchange refused (check the federated identity's \
+                     issuer, subject and audience against the token's iss, sub and aud)",
+                )
+            }
+        };
+        let request = request.secret_in_response();
         let endpoint = request.endpoint();
         let requested_at = Instant::now();
         let response = client
             .call_unauthenticated(&request)
             .await
             .map_err(|mut err| {
-                // The token endpoint says 400 or 401 for a wrong client id or secret.
+                // The token endpoints say 400 or 401 for a wrong client id, secret or ID token.
                 if matches!(err.status, Some(400 | 401 | 403)) {
                     err.category = Category::Auth;
-                    err.message = format!("OAuth client credentials rejected: {}", err.message);
+                    err.message = format!("{refused}: {}", err.message);
                 }
                 err
             })?;
@@ -171,13 +229,67 @@ impl OAuthTokens {
             .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
         debug!(
             lifetime_s = lifetime.as_secs(),
-            "fetched an OAuth access token"
+            endpoint = %endpoint,
+            "fetched an access token"
         );
         Ok(CachedToken {
             access_token: parsed.access_token,
             refresh_at: requested_at + refresh_after(lifetime, self.refresh_margin),
         })
     }
+}
+
+/// Reads the ID token the exchange presents, and checks what can be checked locally (shape,
+/// expiry, audience) so a stale mount or a wrong audience is named with the file, not relayed
+/// as the API's generic refusal. The claims are not trusted: the API verifies the signature.
+async fn read_id_token(path: &Path, audience: Option<&str>) -> Result<Secret> {
+    let fail = |message: String| {
+        Err(ApiError::new(
+            Category::Auth,
+            format!("POST {TOKEN_EXCHANGE_ENDPOINT}"),
+            message,
+        ))
+    };
+    // A small local file read once an hour: not worth a blocking-pool hop.
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => Secret::new(text.trim()),
+        Err(err) => {
+            return fail(format!(
+                "cannot read the workload identity token {}: {err}; mount a projected \
+                 service-account token there (the chart does with tailnet.workloadIdentity), \
+                 or point the token path at the file your platform writes",
+                path.display()
+            ));
+        }
+    };
+    let jwt = match super::jwt::Jwt::parse(text.expose()) {
+        Ok(jwt) => jwt,
+        Err(err) => return fail(format!("the token in {}: {err}", path.display())),
+    };
+    if let Some(exp) = jwt.time_claim("exp") {
+        if exp <= chrono::Utc::now().timestamp() {
+            return fail(format!(
+                "the token in {} expired at {}: whatever writes it (the kubelet for a projected \
+                 token) has stopped refreshing it",
+                path.display(),
+                chrono::DateTime::from_timestamp(exp, 0)
+                    .map_or(exp.to_string(), |t| t.to_rfc3339())
+            ));
+        }
+    }
+    if let Some(wanted) = audience {
+        let audiences = jwt.audiences();
+        if !audiences.contains(&wanted) {
+            return fail(format!(
+                "the token in {} is for audience {:?}, not {wanted:?}: project the \
+                 service-account token with audience {wanted:?} (the federated identity's \
+                 audience)",
+                path.display(),
+                audiences
+            ));
+        }
+    }
+    Ok(text)
 }
 
 /// How long after the token request to refresh. The margin is capped at half the lifetime:

@@ -63,6 +63,17 @@ pub enum Credentials {
         client_id: String,
         client_secret: Secret,
     },
+    /// Workload identity federation: a federated identity's client id, and an OIDC ID token
+    /// (a projected Kubernetes service-account token, a CI job's token) read from `token_file`
+    /// before every exchange at `POST /api/v2/oauth/token-exchange`, so a rotated file is
+    /// picked up. No long-lived secret exists.
+    WorkloadIdentity {
+        client_id: String,
+        token_file: std::path::PathBuf,
+        /// When set, the token's `aud` must contain it (checked before sending, to name the
+        /// mismatch instead of relaying the API's refusal).
+        audience: Option<String>,
+    },
 }
 
 /// Retries with exponential backoff and full jitter, for rate limits and transient failures.

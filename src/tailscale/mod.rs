@@ -4,8 +4,9 @@
 //! devices, the policy file (raw HuJSON with its ETag), DNS, auth keys, Services, tailnet
 //! settings, users and webhooks.
 //!
-//! - Authentication with an API key, or an OAuth client whose access tokens are cached and
-//!   refreshed before expiry (one refresh in flight at a time; a 401 refreshes once).
+//! - Authentication with an API key, an OAuth client, or a federated identity (workload
+//!   identity: an ID token exchanged); access tokens are cached and refreshed before expiry
+//!   (one refresh in flight at a time; a 401 refreshes once).
 //! - A token-bucket rate limit per client (one client is one tailnet); a 429 pauses it.
 //! - Retries with exponential backoff and full jitter on 429, 502, 503, 504, timeouts and
 //!   connection failures, honouring `Retry-After`.
@@ -21,6 +22,7 @@ mod config;
 mod devices;
 mod dns;
 mod error;
+pub mod jwt;
 mod keys;
 mod policy;
 mod ratelimit;
