@@ -811,7 +811,7 @@ async fn secrets_never_reach_debug_output_errors_or_logs() {
         "tailscale api request",
         DEVICES_ENDPOINT,
         "retrying Tailscale API call",
-        "fetched an OAuth access token",
+        "fetched an access token",
         "401 with a cached OAuth token; refreshing it",
     ] {
         assert!(

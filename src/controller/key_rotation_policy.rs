@@ -164,18 +164,22 @@ async fn rotate(
     if let Some(adopted) = &planned.adopt {
         let key = keys.data.iter().find(|k| &k.id == adopted);
         status = after_new_current(&status, adopted, key, now, &lifetimes);
-        status = record(pass, status).await?;
+        status = pass.record(status).await?;
     }
     if let Some(why) = planned.mint {
         if let Some(older) = status.previous_key_id.clone() {
             revoke(snapshots, &older).await?;
-            status = record(pass, after_revoke(&status, &older)).await?;
+            status = pass.record(after_revoke(&status, &older)).await?;
             events.push(revoked_event(&older, "superseded by a new rotation"));
         }
         let created = mint(snapshots, &input).await?;
-        write_secret(&secrets, current, &input, &created).await?;
+        let owner = current
+            .common()
+            .deletes_on_removal()
+            .then(|| owner_reference(current));
+        write_secret(&secrets, owner, &input, &created).await?;
         status = after_mint(&status, &created.key, why, &input, now, &lifetimes);
-        status = record(pass, status).await?;
+        status = pass.record(status).await?;
         events.push(KindEvent::new(
             false,
             ROTATED,
@@ -192,7 +196,7 @@ async fn rotate(
             continue;
         }
         revoke(snapshots, id).await?;
-        status = record(pass, after_revoke(&status, id)).await?;
+        status = pass.record(after_revoke(&status, id)).await?;
         let why = match why {
             RevokeReason::GraceOver => "its grace period is over",
             RevokeReason::Orphan => {
@@ -244,10 +248,10 @@ async fn held_key_id(
 }
 
 /// Writes the credential into the Secret (server-side apply), with its key id as annotation
-/// and, under `deletionPolicy: Delete`, an owner reference to the policy.
-async fn write_secret(
+/// and `owner` as owner reference (a policy under `deletionPolicy: Delete`, a FunnelExposure).
+pub(crate) async fn write_secret(
     secrets: &Api<KubeSecret>,
-    obj: &KeyRotationPolicy,
+    owner: Option<OwnerReference>,
     input: &KeyInput,
     created: &CreatedKey,
 ) -> Result<(), ReconcileError> {
@@ -263,14 +267,10 @@ async fn write_secret(
     };
     let mut annotations = input.spec.secret_annotations.clone();
     annotations.insert(KEY_ID_ANNOTATION.to_owned(), created.key.id.clone());
-    let owner = obj
-        .common()
-        .deletes_on_removal()
-        .then(|| owner_reference(obj));
     let secret = KubeSecret {
         metadata: ObjectMeta {
             name: Some(input.secret_name.clone()),
-            namespace: obj.namespace(),
+            namespace: secrets.namespace().map(str::to_owned),
             labels: Some(input.spec.secret_labels.clone()).filter(|l| !l.is_empty()),
             annotations: Some(annotations),
             owner_references: owner.map(|o| vec![o]),
@@ -294,10 +294,11 @@ async fn write_secret(
     Ok(())
 }
 
-fn owner_reference(obj: &KeyRotationPolicy) -> OwnerReference {
+/// `obj` as the controlling owner of what it creates (deleted with it by the garbage collector).
+pub(crate) fn owner_reference<K: Resource<DynamicType = ()>>(obj: &K) -> OwnerReference {
     OwnerReference {
-        api_version: KeyRotationPolicy::api_version(&()).into_owned(),
-        kind: KeyRotationPolicy::kind(&()).into_owned(),
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
         name: obj.name_any(),
         uid: obj.uid().unwrap_or_default(),
         controller: Some(true),
@@ -307,17 +308,6 @@ fn owner_reference(obj: &KeyRotationPolicy) -> OwnerReference {
 
 fn revoked_event(id: &str, why: &str) -> KindEvent {
     KindEvent::new(false, REVOKED, format!("credential {id} revoked: {why}"))
-}
-
-/// Writes `status` now (each step is recorded before the next one starts).
-async fn record(
-    pass: &Pass<'_, KeyRotationKind>,
-    status: KeyRotationPolicyStatus,
-) -> Result<KeyRotationPolicyStatus, ReconcileError> {
-    let current = &*pass.current;
-    let before = current.current_status();
-    pass.report(current, Some(&before), status, Vec::new())
-        .await
 }
 
 /// The pass's final status with `ready` (and `Synced=True`), and its events.

@@ -74,6 +74,8 @@ pub struct Metrics {
     key_expiry: GaugeVec,
     rotation_expiry: GaugeVec,
     rotation_next: GaugeVec,
+    funnel_since: GaugeVec,
+    funnel_expiry: GaugeVec,
     rotation_failures: IntCounterVec,
     proposals: IntGaugeVec,
     /// Per tailnet, the label values of its device and key-expiry series, so an observation
@@ -215,6 +217,24 @@ impl Metrics {
                 &["namespace", "name"],
             )
             .expect("static metric definition"),
+            funnel_since: GaugeVec::new(
+                Opts::new(
+                    "tailnet_operator_funnel_exposure_active_since_timestamp_seconds",
+                    "When each active FunnelExposure's proxy joined (the Service became public), \
+                     as a Unix timestamp. Only active exposures have a series.",
+                ),
+                &["namespace", "name"],
+            )
+            .expect("static metric definition"),
+            funnel_expiry: GaugeVec::new(
+                Opts::new(
+                    "tailnet_operator_funnel_exposure_expiry_timestamp_seconds",
+                    "When each active FunnelExposure ends, as a Unix timestamp; 0 when it has no \
+                     end (spec.expiresAt and spec.activeWindow unset).",
+                ),
+                &["namespace", "name"],
+            )
+            .expect("static metric definition"),
             rotation_failures: counter(
                 "tailnet_operator_key_rotation_failures_total",
                 "KeyRotationPolicy passes that failed (minting, writing the Secret, revoking).",
@@ -233,7 +253,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 21] = [
             Box::new(self.reconciles.clone()),
             Box::new(self.duration.clone()),
             Box::new(self.errors.clone()),
@@ -251,6 +271,8 @@ impl Metrics {
             Box::new(self.key_expiry.clone()),
             Box::new(self.rotation_expiry.clone()),
             Box::new(self.rotation_next.clone()),
+            Box::new(self.funnel_since.clone()),
+            Box::new(self.funnel_expiry.clone()),
             Box::new(self.rotation_failures.clone()),
             Box::new(self.proposals.clone()),
         ];
@@ -288,6 +310,21 @@ impl Metrics {
         self.rotation_next
             .with_label_values(&[namespace, name])
             .set(next);
+    }
+
+    /// An active FunnelExposure: since when, and until when (`None`: no end, exported as 0).
+    pub fn set_funnel_exposure(&self, namespace: &str, name: &str, since: f64, until: Option<f64>) {
+        let labels = [namespace, name];
+        self.funnel_since.with_label_values(&labels).set(since);
+        self.funnel_expiry
+            .with_label_values(&labels)
+            .set(until.unwrap_or(0.0));
+    }
+
+    /// Drops a FunnelExposure's series (it is not active any more, or deleted).
+    pub fn forget_funnel_exposure(&self, namespace: &str, name: &str) {
+        let _ = self.funnel_since.remove_label_values(&[namespace, name]);
+        let _ = self.funnel_expiry.remove_label_values(&[namespace, name]);
     }
 
     /// Counts a failed KeyRotationPolicy pass (the series starts at 0 on the first pass).

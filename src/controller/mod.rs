@@ -26,6 +26,7 @@ pub mod change_proposal;
 pub mod coordination;
 pub mod device_tag_set;
 pub mod dns_config;
+pub mod funnel_exposure;
 pub mod http;
 pub mod key_rotation_policy;
 pub mod manager;

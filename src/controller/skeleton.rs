@@ -385,6 +385,15 @@ impl<R: KindReconciler> Pass<'_, R> {
         Ok(status)
     }
 
+    /// Writes the current resource's `status` now, with no events: a multi-step pass records
+    /// each step before starting the next, so a crash resumes from what was done.
+    pub async fn record(&self, status: StatusOf<R>) -> Result<StatusOf<R>, ReconcileError> {
+        let current = &*self.current;
+        let before = current.current_status();
+        self.report(current, Some(&before), status, Vec::new())
+            .await
+    }
+
     /// What each of `members`' status is on the server, by name, for a pass that writes several
     /// (the store's copy lags behind the pass's own writes).
     pub fn statuses(&self, members: &[Arc<R::Object>]) -> HashMap<String, StatusOf<R>> {

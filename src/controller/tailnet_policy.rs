@@ -48,6 +48,7 @@ use super::skeleton::{
 use super::{Context, Controlled, KindController, KindEvent, Metrics, Stop};
 use crate::cluster::policy_sources::{ConfigMapCache, referencing, resolve_all};
 use crate::policy::compose::Contribution;
+use crate::reconcile::funnel;
 use crate::reconcile::tailnet_policy::{
     ApplyReason, ConfigMapRevisionStore, ExecuteResult, LeftOut, PolicyExecuted, execute,
     observe_and_plan,
@@ -56,7 +57,8 @@ use crate::reconcile::tailscale_service::tailnet_contributions;
 use crate::resources::conditions::reason;
 use crate::resources::tailnet_policy::PolicyRole;
 use crate::resources::{
-    ReconcileError, TailnetPolicy, TailnetPolicyStatus, TailnetScoped, TailscaleService,
+    FunnelExposure, ReconcileError, TailnetPolicy, TailnetPolicyStatus, TailnetScoped,
+    TailscaleService,
 };
 use crate::snapshot::{Area, TailnetSnapshots};
 
@@ -94,7 +96,7 @@ impl KindReconciler for TailnetPolicyKind {
     /// auto-approvers) is composed into the policy.
     fn extend(&self, with: Extension<'_, TailnetPolicy>) -> Controller<TailnetPolicy> {
         let (store, seen_maps) = (with.store.clone(), self.config_maps.clone());
-        let by_tailnet = with.store.clone();
+        let (by_tailnet, by_exposure) = (with.store.clone(), with.store.clone());
         with.controller
             .watches(
                 Api::<PartialObjectMeta<ConfigMap>>::all(with.client.clone()),
@@ -109,6 +111,17 @@ impl KindReconciler for TailnetPolicyKind {
                 watcher::Config::default(),
                 move |service: TailscaleService| {
                     of_tailnet(&by_tailnet, service.tailnet_ref())
+                        .iter()
+                        .map(|p| ObjectRef::from_obj(&**p))
+                        .collect::<Vec<_>>()
+                },
+            )
+            // A FunnelExposure's phase says whether it contributes its node attribute.
+            .watches(
+                Api::<FunnelExposure>::all(with.client.clone()),
+                watcher::Config::default(),
+                move |exposure: FunnelExposure| {
+                    of_tailnet(&by_exposure, exposure.tailnet_ref())
                         .iter()
                         .map(|p| ObjectRef::from_obj(&**p))
                         .collect::<Vec<_>>()
@@ -173,24 +186,36 @@ impl KindReconciler for TailnetPolicyKind {
 }
 
 /// What the other kinds of `tailnet` contribute to its policy (TailscaleService grants and
-/// auto-approvers), listed from the API so a policy pass never composes without a resource
-/// the cluster holds (a policy applied before a watch caught up would drop its grant). A
-/// cluster without the TailscaleService CRD (404) has nothing to contribute.
+/// auto-approvers, FunnelExposure node attributes), listed from the API so a policy pass never
+/// composes without a resource the cluster holds (a policy applied before a watch caught up
+/// would drop its grant). A cluster without one of those CRDs (404) has nothing from it.
 async fn contributions_of(
     client: &kube::Client,
     tailnet: &str,
 ) -> Result<Vec<Contribution>, ReconcileError> {
-    let listed = Api::<TailscaleService>::all(client.clone())
+    let services: Vec<TailscaleService> = list_all(client).await?;
+    let exposures: Vec<FunnelExposure> = list_all(client).await?;
+    let mut contributions =
+        tailnet_contributions(services.iter().filter(|s| s.tailnet_ref() == tailnet));
+    contributions.extend(funnel::tailnet_contributions(
+        exposures.iter().filter(|e| e.tailnet_ref() == tailnet),
+    ));
+    Ok(contributions)
+}
+
+/// Every object of kind `K` in the cluster; none when its CRD is not installed.
+async fn list_all<K>(client: &kube::Client) -> Result<Vec<K>, ReconcileError>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match Api::<K>::all(client.clone())
         .list(&ListParams::default())
-        .await;
-    let services = match listed {
-        Ok(list) => list.items,
-        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
-        Err(err) => return Err(err.into()),
-    };
-    Ok(tailnet_contributions(
-        services.iter().filter(|s| s.tailnet_ref() == tailnet),
-    ))
+        .await
+    {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// A Warning event on the Base for each contribution left out of the composition (the

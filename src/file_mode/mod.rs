@@ -15,6 +15,7 @@
 //!   a cluster, and file mode deletes nothing (a document removed from PATH is not seen).
 pub mod device_tag_set;
 pub mod dns_config;
+pub mod funnel_exposure;
 pub mod key_rotation_policy;
 pub mod manifests;
 pub mod tailnet;

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{PlannerReport, ProposalError, ProposalWorld, check, policy};
 use crate::resources::dns_config::DNSConfig;
 use crate::resources::{
-    ChangeProposal, DeviceTagSet, KeyRotationPolicy, ManagedTailnet, TailnetPolicy,
+    ChangeProposal, DeviceTagSet, FunnelExposure, KeyRotationPolicy, ManagedTailnet, TailnetPolicy,
     TailscaleService,
 };
 
@@ -104,6 +104,7 @@ impl ProposalTarget for DNSConfig {}
 impl ProposalTarget for DeviceTagSet {}
 impl ProposalTarget for TailscaleService {}
 impl ProposalTarget for KeyRotationPolicy {}
+impl ProposalTarget for FunnelExposure {}
 
 impl ProposalTarget for TailnetPolicy {
     fn entry() -> Option<KindEntry> {

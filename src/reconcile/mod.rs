@@ -5,6 +5,7 @@
 //! - [`tailnet_policy`]: the tailnet-wide policy file, computed over every `TailnetPolicy` of
 //!   one tailnet together.
 //! - [`key_rotation`]: a KeyRotationPolicy's credential: mint, adopt, revoke, sweep.
+//! - [`funnel`]: a FunnelExposure's window, prerequisites, node attribute, key and proxy.
 //! - [`device_tag_set`]: device tags, authorization, key expiry and routes, computed over
 //!   every `DeviceTagSet` of one tailnet together.
 //! - [`tailscale_service`]: a Tailscale Service, its host approvals and the grant it
@@ -14,6 +15,7 @@
 //! - [`text_diff`]: a small unified line diff for plans and logs.
 pub mod device_tag_set;
 pub mod dns_config;
+pub mod funnel;
 pub mod key_rotation;
 pub mod tailnet_policy;
 pub mod tailnet_settings;

@@ -8,7 +8,7 @@
 //! - [`kind`]: what every tailnet-scoped kind is to generic code ([`TailnetScoped`], [`KindStatus`]).
 //!
 //! One module per kind: [`tailnet`], [`tailnet_policy`], [`change_proposal`], [`dns_config`],
-//! [`device_tag_set`], [`tailscale_service`].
+//! [`device_tag_set`], [`tailscale_service`], [`key_rotation_policy`], [`funnel_exposure`].
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
@@ -21,6 +21,7 @@ pub mod device_tag_set;
 pub mod dns_config;
 pub mod drift;
 pub mod errors;
+pub mod funnel_exposure;
 pub mod key_rotation_policy;
 pub mod kind;
 pub mod tailnet;
@@ -34,6 +35,7 @@ pub use device_tag_set::{DeviceTagSet, DeviceTagSetSpec, DeviceTagSetStatus, Tag
 pub use dns_config::{DNSConfig, DNSConfigSpec, DNSConfigStatus, DnsSettings, Nameserver};
 pub use drift::{DriftDiff, DriftEntry};
 pub use errors::ReconcileError;
+pub use funnel_exposure::{FunnelExposure, FunnelExposureSpec, FunnelExposureStatus};
 pub use key_rotation_policy::{KeyRotationPolicy, KeyRotationPolicySpec, KeyRotationPolicyStatus};
 pub(crate) use kind::tailnet_scoped_kind;
 pub use kind::{KindStatus, TailnetScoped};
@@ -45,7 +47,8 @@ pub use tailscale_service::{TailscaleService, TailscaleServiceSpec, TailscaleSer
 /// module), in the order the operator runs them: the connection first; `TailnetPolicy` before
 /// `DeviceTagSet`, so the tags a set gives are owned in the policy before devices get them;
 /// `TailscaleService` after the policy too (its tags must be owned there, and the policy composes
-/// its grants); `ChangeProposal` last, since it only changes the others.
+/// its grants); `FunnelExposure` after the policy and beside key rotation (it contributes a node
+/// attribute and mints keys the same way); `ChangeProposal` last, since it only changes the others.
 ///
 /// Each layer maps the list to what it needs through a trait every kind implements there
 /// ([`KindInfo`] here; the controller, file mode and proposal layers have their own), so adding
@@ -58,6 +61,7 @@ macro_rules! for_each_kind {
             TailnetPolicy,
             TailscaleService,
             KeyRotationPolicy,
+            FunnelExposure,
             DeviceTagSet,
             DNSConfig,
             ChangeProposal
@@ -99,6 +103,7 @@ impl KindInfo for ManagedTailnet {}
 impl KindInfo for TailnetPolicy {}
 impl KindInfo for TailscaleService {}
 impl KindInfo for KeyRotationPolicy {}
+impl KindInfo for FunnelExposure {}
 impl KindInfo for DeviceTagSet {}
 impl KindInfo for DNSConfig {}
 impl KindInfo for ChangeProposal {

@@ -135,6 +135,31 @@ pub struct ManagedTailnetSpec {
     /// with the ones that differ); the others are left as the admin console has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<SettingsSpec>,
+
+    /// Which namespaces may put Services on the public internet through FunnelExposures of this
+    /// tailnet. Unset: any namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funnel: Option<FunnelAccess>,
+}
+
+/// Who may create FunnelExposures (public internet exposure) for a tailnet.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FunnelAccess {
+    /// The namespaces whose FunnelExposures are carried out; one elsewhere is refused
+    /// (`Ready=False`, reason `NotAllowed`) and nothing is created. Empty: none.
+    #[serde(default)]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 63)))]
+    pub allowed_namespaces: Vec<String>,
+}
+
+impl ManagedTailnetSpec {
+    /// Whether a FunnelExposure in `namespace` may expose a Service.
+    pub fn allows_funnel_in(&self, namespace: &str) -> bool {
+        self.funnel
+            .as_ref()
+            .is_none_or(|f| f.allowed_namespaces.iter().any(|n| n == namespace))
+    }
 }
 
 /// Tailnet-wide settings. Each field left out is not managed. Each needs its own scope on the
@@ -392,6 +417,7 @@ impl Default for ManagedTailnetSpec {
             webhook: None,
             suspend: false,
             settings: None,
+            funnel: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 -- Argo CD health of a tailnet.ops.dev resource that reports Ready / Synced / Drifted
--- conditions (ManagedTailnet, TailnetPolicy, DeviceTagSet, DNSConfig).
+-- conditions (every kind but ChangeProposal).
 --   Progressing: not reconciled yet, the spec's generation not observed yet, or waiting
---                (Pending, or its ManagedTailnet is not Ready yet);
+--                (Pending, its ManagedTailnet not Ready yet, a FunnelExposure setting up);
 --   Suspended:   spec.suspend (Synced=False, reason Suspended);
 --   Degraded:    Ready=False for any other reason (Auth, Invalid, Conflict, ...), or
 --                Drifted=True (the live tailnet differs from the desired state);
@@ -33,7 +33,9 @@ end
 if ready.status == "True" then
   return { status = "Healthy", message = ready.message or "Ready" }
 end
-local waiting = { Pending = true, TailnetNotReady = true, Reconciling = true }
+-- FunnelExposure: AwaitingPolicy / AwaitingDevice while its proxy is set up.
+local waiting = { Pending = true, TailnetNotReady = true, Reconciling = true,
+  AwaitingPolicy = true, AwaitingDevice = true }
 if ready.status ~= "False" or waiting[ready.reason] then
   hs.message = (ready.reason or "Unknown") .. ": " .. (ready.message or "")
   return hs

@@ -336,6 +336,15 @@ impl FakeKube {
     }
 
     /// All request counters.
+    /// Refuses the next `times` requests `"<verb> <resource>"` (e.g. `"patch deployments"`)
+    /// with 403, as an admission webhook or missing RBAC would.
+    pub fn refuse(&self, verb_and_resource: &str, times: u32) {
+        self.shared
+            .lock()
+            .refusals
+            .insert(verb_and_resource.to_owned(), times);
+    }
+
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         self.shared.lock().request_counts.clone()
     }

@@ -49,12 +49,19 @@ impl FakeKube {
             Err(status) => return status_response(&status),
         };
         let verb = verb_of(&parts.method, &target, &query);
-        *self
-            .shared
-            .lock()
-            .request_counts
-            .entry(format!("{verb} {}", target.resource_label()))
-            .or_default() += 1;
+        let label = format!("{verb} {}", target.resource_label());
+        {
+            let mut store = self.shared.lock();
+            *store.request_counts.entry(label.clone()).or_default() += 1;
+            if let Some(left) = store.refusals.get_mut(&label).filter(|left| **left > 0) {
+                *left -= 1;
+                return status_response(&ApiStatus::new(
+                    403,
+                    "Forbidden",
+                    format!("{label} refused (injected by the test)"),
+                ));
+            }
+        }
         let request = Incoming {
             target,
             query,

@@ -82,6 +82,8 @@ pub(crate) struct Store {
     pub kinds: BTreeMap<Gvr, String>,
     pub status_subresources: BTreeSet<(String, String)>,
     pub request_counts: BTreeMap<String, u64>,
+    /// `"verb resource"` → how many more such requests are refused (403), for failure tests.
+    pub refusals: BTreeMap<String, u32>,
     pub request_log: Vec<String>,
     pub watches_started: u64,
     uid_seq: u64,
@@ -101,6 +103,7 @@ impl Store {
             kinds: BTreeMap::new(),
             status_subresources: BTreeSet::new(),
             request_counts: BTreeMap::new(),
+            refusals: BTreeMap::new(),
             request_log: Vec::new(),
             watches_started: 0,
             uid_seq: 0,
