@@ -117,7 +117,7 @@ fn config_map_sources_resolve_and_foreign_kinds_are_handled() {
                 "apiVersion: tailnet.ops.dev/v1alpha1\nkind: TailnetPolicy\nmetadata:\n  name: base\n\
                  spec:\n  role: Base\n  policyFrom:\n    configMapKeyRef: {namespace: ops, name: acl, key: policy.hujson}\n\
                  ---\n\
-                 apiVersion: tailnet.ops.dev/v1alpha1\nkind: FunnelExposure\nmetadata:\n  name: web\n",
+                 apiVersion: tailnet.ops.dev/v1alpha1\nkind: WebhookEndpoint\nmetadata:\n  name: web\n",
             ),
             (
                 "nested/cm.yml",
@@ -130,7 +130,7 @@ fn config_map_sources_resolve_and_foreign_kinds_are_handled() {
     let resources = file_mode::tailnet_policy::inputs(&manifests);
     assert_eq!(resources[0].text.as_deref().unwrap(), "{\"groups\": {}}");
     assert_eq!(manifests.warnings.len(), 1);
-    assert!(manifests.warnings[0].contains("FunnelExposure is not supported yet"));
+    assert!(manifests.warnings[0].contains("WebhookEndpoint is not supported yet"));
 
     let missing = fixture(
         "missing-cm",
