@@ -14,7 +14,9 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use serde_json::{Value, json};
 use support::client::{LogCapture, api_key_client};
 use support::fake_kube::{FakeKube, Gvr};
-use support::kinds::{HANG_GUARD, calls, create, force_reconcile, object, status_writes, stop};
+use support::kinds::{
+    HANG_GUARD, calls, create, force_reconcile, object, status_writes, stop, wait_gone,
+};
 use support::operator::{NAMESPACE, TAILNET, connect_tailnet, run_config, sim, start_manager};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::policy::hujson::parse_strict;
@@ -484,5 +486,47 @@ async fn a_missing_prerequisite_stops_before_any_write_and_names_the_fix() {
     );
     let exposure = env.exposure();
     assert_eq!(exposure.tailnet_ref(), TAILNET);
+    stop(env.manager).await;
+}
+
+#[tokio::test]
+async fn deleting_an_active_exposure_tears_it_down_and_a_disallowed_namespace_gets_nothing() {
+    let env = start().await;
+    create::<FunnelExposure>(&env.fake, NAME, spec(&in_hours(&env.clock, 2)));
+    env.start_pod().await;
+    env.wait_phase(Phase::Active).await;
+    env.fake
+        .delete(&Gvr::of::<FunnelExposure>(), Some("apps"), "demo")
+        .unwrap();
+    wait_gone::<FunnelExposure>(&env.fake, NAME).await;
+    env.wait_policy(false).await;
+    assert!(env.proxy_objects().is_empty(), "{:?}", env.proxy_objects());
+    assert_eq!(env.sim.tailnet().device_id("demo"), None);
+    assert_eq!(env.live_keys().await, 0);
+
+    // The tailnet allows exposures from `web-team` only.
+    env.fake
+        .merge_patch(
+            &Gvr::of::<ManagedTailnet>(),
+            None,
+            TAILNET,
+            json!({"spec": {"funnel": {"allowedNamespaces": ["web-team"]}}}),
+        )
+        .unwrap();
+    let mints = calls(&env.sim, MINT);
+    create::<FunnelExposure>(&env.fake, NAME, spec(&in_hours(&env.clock, 2)));
+    env.fake
+        .wait_for("NotAllowed", HANG_GUARD, |_| {
+            env.ready_reason().starts_with("NotAllowed").then_some(())
+        })
+        .await;
+    assert!(env.ready_reason().contains("spec.funnel.allowedNamespaces"));
+    assert!(env.proxy_objects().is_empty());
+    assert_eq!(
+        calls(&env.sim, MINT),
+        mints,
+        "no key for a disallowed namespace"
+    );
+    assert!(!env.policy_grants_funnel());
     stop(env.manager).await;
 }

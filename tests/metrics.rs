@@ -14,6 +14,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret as KubeSecret, Service};
 use serde_json::json;
 use support::fake_kube::{FakeKube, Gvr};
 use support::kinds::HANG_GUARD;
@@ -21,7 +23,7 @@ use support::operator::{TAILNET, connect_tailnet, run_config, sim, start_manager
 use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::conditions::find;
 use tailnet_operator::resources::{
-    ConditionType, KeyRotationPolicy, ManagedTailnet, TailnetPolicy,
+    ConditionType, FunnelExposure, KeyRotationPolicy, ManagedTailnet, TailnetPolicy,
 };
 use tailnet_operator::sim::SimServer;
 
@@ -47,7 +49,8 @@ async fn start() -> (FakeKube, SimServer, Manager) {
     let fake = FakeKube::new()
         .with_status_subresource_for::<ManagedTailnet>()
         .with_status_subresource_for::<TailnetPolicy>()
-        .with_status_subresource_for::<KeyRotationPolicy>();
+        .with_status_subresource_for::<KeyRotationPolicy>()
+        .with_status_subresource_for::<FunnelExposure>();
     let sim = sim().await;
     connect_tailnet(&fake, &sim);
     fake.create(
@@ -233,6 +236,45 @@ fn metrics_named_in_rules() -> BTreeSet<String> {
     names
 }
 
+/// The sum of the `tailnet_operator_devices` series.
+fn device_total(text: &str) -> usize {
+    let total: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("tailnet_operator_devices{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    total as usize
+}
+
+/// A FunnelExposure of `apps/web`, its proxy "started" (joined with the key from its Secret)
+/// once the Deployment appears, for the active-exposure series.
+async fn expose_a_service(fake: &FakeKube, sim: &SimServer) {
+    fake.create(
+        &Gvr::of::<Service>(),
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "web", "namespace": "apps"},
+               "spec": {"ports": [{"port": 8080}]}}),
+    )
+    .unwrap();
+    let ends = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    support::kinds::create::<FunnelExposure>(
+        fake,
+        "apps/demo",
+        json!({"service": {"name": "web", "port": 8080}, "hostname": "demo",
+               "tags": ["tag:server"], "expiresAt": ends}),
+    );
+    let secret = fake
+        .wait_for("the proxy's key Secret and Deployment", HANG_GUARD, |f| {
+            f.get_as::<Deployment>(Some("apps"), "demo-funnel")?;
+            f.get_as::<KubeSecret>(Some("apps"), "demo-funnel-authkey")
+        })
+        .await;
+    let key = String::from_utf8(secret.data.unwrap()["authkey"].0.clone()).unwrap();
+    sim.tailnet()
+        .node_join(&key, "demo")
+        .expect("the proxy joins");
+}
+
 #[tokio::test]
 async fn every_metric_an_alert_names_is_exposed_with_bounded_labels() {
     let names = metrics_named_in_rules();
@@ -245,13 +287,27 @@ async fn every_metric_an_alert_names_is_exposed_with_bounded_labels() {
         json!({"reusable": true, "tags": ["tag:ci"], "expiry": "720h"}),
     );
     wait_applied(&fake).await;
-    // Ready, the policy applied, the ManagedTailnet's devices and keys observed, and the
-    // KeyRotationPolicy's credential minted.
+    // The devices are counted below against the sim's: the FunnelExposure's proxy joins first,
+    // and the ManagedTailnet observes the devices after it.
+    expose_a_service(&fake, &sim).await;
+    manager.snapshots().get(TAILNET).unwrap().invalidate_all();
+    fake.merge_patch(
+        &Gvr::of::<ManagedTailnet>(),
+        None,
+        TAILNET,
+        json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "after-join"}}}),
+    )
+    .unwrap();
+    let devices = sim.tailnet().device_count();
+    // Ready, the policy applied, the ManagedTailnet's devices and keys observed, the
+    // KeyRotationPolicy's credential minted and the FunnelExposure active.
     let text = scrape_until(&manager, "the policy applied and keys observed", |t| {
         drift(t) == Some(0.0)
             && t.contains("tailnet_operator_auth_key_expiry_timestamp_seconds{")
             && t.contains("tailnet_operator_devices{")
             && t.contains("tailnet_operator_key_rotation_next_timestamp_seconds{")
+            && t.contains("tailnet_operator_funnel_exposure_expiry_timestamp_seconds{")
+            && device_total(t) == devices
     })
     .await;
     assert!(
@@ -290,12 +346,7 @@ async fn every_metric_an_alert_names_is_exposed_with_bounded_labels() {
         "{text}"
     );
     // Devices are counted, never labelled by id or host name.
-    let total: f64 = text
-        .lines()
-        .filter(|l| l.starts_with("tailnet_operator_devices{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert_eq!(total as usize, sim.tailnet().device_count());
+    assert_eq!(device_total(&text), sim.tailnet().device_count());
     for line in text
         .lines()
         .filter(|l| l.starts_with("tailnet_operator_devices{"))
