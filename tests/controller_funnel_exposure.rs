@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use support::client::{LogCapture, api_key_client};
 use support::fake_kube::{FakeKube, Gvr};
 use support::kinds::{
-    HANG_GUARD, calls, create, force_reconcile, object, status_writes, stop, wait_gone,
+    HANG_GUARD, assert_no_leak, calls, create, force_reconcile, object, status_writes, stop,
+    wait_gone,
 };
 use support::operator::{NAMESPACE, TAILNET, connect_tailnet, run_config, sim, start_manager};
 use tailnet_operator::controller::Manager;
@@ -213,29 +214,7 @@ impl Env {
 
     fn assert_no_leak(&self) {
         let seen = self.seen.lock().unwrap().clone();
-        assert!(!seen.is_empty(), "the scan needs a key to look for");
-        let events = self
-            .fake
-            .list(&Gvr::new("events.k8s.io", "v1", "events"), None);
-        let exposures = self.fake.list(&Gvr::of::<FunnelExposure>(), None);
-        let places = [
-            ("logs", self.logs.text()),
-            ("events", serde_json::to_string(&events).unwrap()),
-            (
-                "FunnelExposures",
-                serde_json::to_string(&exposures).unwrap(),
-            ),
-            ("metrics", self.manager.metrics().encode()),
-        ];
-        for key in &seen {
-            for (place, text) in &places {
-                assert!(!text.contains(key.as_str()), "key material in the {place}");
-            }
-        }
-        assert!(
-            self.logs.text().contains("FunnelExposure"),
-            "logs were captured"
-        );
+        assert_no_leak::<FunnelExposure>(&self.fake, &self.manager, &self.logs.text(), &seen);
     }
 
     fn event_reasons(&self) -> Vec<String> {

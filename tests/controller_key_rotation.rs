@@ -14,7 +14,9 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::client::{LogCapture, api_key_client};
 use support::fake_kube::{FakeKube, Gvr};
-use support::kinds::{HANG_GUARD, calls, create, force_reconcile, object, stop, wait_reason};
+use support::kinds::{
+    HANG_GUARD, assert_no_leak, calls, create, force_reconcile, object, stop, wait_reason,
+};
 use support::operator::{NAMESPACE, TAILNET, connect_tailnet, run_config, sim, start_manager};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::reconcile::key_rotation::{description, marker};
@@ -114,32 +116,7 @@ impl Env {
     /// (status included) or the metrics.
     fn assert_no_leak(&self) {
         let seen = self.seen.lock().unwrap().clone();
-        assert!(!seen.is_empty(), "the scan needs secrets to look for");
-        let events = self
-            .fake
-            .list(&Gvr::new("events.k8s.io", "v1", "events"), None);
-        let policies = self.fake.list(&Gvr::of::<KeyRotationPolicy>(), None);
-        let places = [
-            ("logs", self.logs.text()),
-            ("events", serde_json::to_string(&events).unwrap()),
-            (
-                "KeyRotationPolicies",
-                serde_json::to_string(&policies).unwrap(),
-            ),
-            ("metrics", self.manager.metrics().encode()),
-        ];
-        for secret in &seen {
-            for (place, text) in &places {
-                assert!(
-                    !text.contains(secret.as_str()),
-                    "key material in the {place}"
-                );
-            }
-        }
-        assert!(
-            self.logs.text().contains("KeyRotationPolicy"),
-            "the logs were captured"
-        );
+        assert_no_leak::<KeyRotationPolicy>(&self.fake, &self.manager, &self.logs.text(), &seen);
     }
 
     /// The valid keys carrying `policy`'s marker.

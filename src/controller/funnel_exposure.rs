@@ -765,11 +765,10 @@ fn parse(text: &str) -> Option<DateTime<Utc>> {
 /// The pass's final status with `ready` (and `Synced=True`), and its events.
 async fn report(
     pass: &Pass<'_, FunnelKind>,
-    mut status: FunnelExposureStatus,
+    status: FunnelExposureStatus,
     ready: Verdict,
     events: Vec<KindEvent>,
 ) -> Result<FunnelExposureStatus, ReconcileError> {
-    let current = &*pass.current;
     let synced = Verdict::new(
         ConditionStatus::True,
         reason::RECONCILED,
@@ -780,11 +779,6 @@ async fn report(
         reason::IN_SYNC,
         "the proxy objects are re-applied when they change; the tailnet side is re-checked each pass",
     );
-    status.common.record(
-        [&ready, &synced, &drifted],
-        current.metadata.generation,
-        &pass.now,
-    );
-    let before = current.current_status();
-    pass.report(current, Some(&before), status, events).await
+    pass.conclude(status, [&ready, &synced, &drifted], events)
+        .await
 }

@@ -313,11 +313,10 @@ fn revoked_event(id: &str, why: &str) -> KindEvent {
 /// The pass's final status with `ready` (and `Synced=True`), and its events.
 async fn report(
     pass: &Pass<'_, KeyRotationKind>,
-    mut status: KeyRotationPolicyStatus,
+    status: KeyRotationPolicyStatus,
     ready: Verdict,
     events: Vec<KindEvent>,
 ) -> Result<KeyRotationPolicyStatus, ReconcileError> {
-    let current = &*pass.current;
     let synced = Verdict::new(
         ConditionStatus::True,
         reason::RECONCILED,
@@ -328,11 +327,6 @@ async fn report(
         reason::IN_SYNC,
         "a credential is replaced, never corrected",
     );
-    status.common.record(
-        [&ready, &synced, &drifted],
-        current.metadata.generation,
-        &pass.now,
-    );
-    let before = current.current_status();
-    pass.report(current, Some(&before), status, events).await
+    pass.conclude(status, [&ready, &synced, &drifted], events)
+        .await
 }

@@ -34,7 +34,7 @@ use super::{
     Context, KindContext, KindController, KindEvent, Stop, condition_events, controller_for,
     has_finalizer, instrumented, kind_controller, publish_event, set_finalizer, write_status,
 };
-use crate::resources::conditions::{self, ConditionType, failure_reason, time_from};
+use crate::resources::conditions::{self, ConditionType, Verdict, failure_reason, time_from};
 use crate::resources::{KindStatus, ManagedTailnet, ReconcileError, TailnetScoped};
 use crate::snapshot::{Area, TailnetSnapshots};
 
@@ -392,6 +392,22 @@ impl<R: KindReconciler> Pass<'_, R> {
         let before = current.current_status();
         self.report(current, Some(&before), status, Vec::new())
             .await
+    }
+
+    /// The current resource's final status for the pass: `Ready`, `Synced` and `Drifted` from
+    /// `verdicts` for its generation, written with `events`.
+    pub async fn conclude(
+        &self,
+        mut status: StatusOf<R>,
+        verdicts: [&Verdict; 3],
+        events: Vec<KindEvent>,
+    ) -> Result<StatusOf<R>, ReconcileError> {
+        let current = &*self.current;
+        status
+            .common_mut()
+            .record(verdicts, current.meta().generation, &self.now);
+        let before = current.current_status();
+        self.report(current, Some(&before), status, events).await
     }
 
     /// What each of `members`' status is on the server, by name, for a pass that writes several

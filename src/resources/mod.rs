@@ -267,7 +267,9 @@ mod tests {
     #[test]
     fn generated_descriptions_have_no_wrapped_lines() {
         for crd in crds() {
-            let yaml = serde_json::to_string(&crd).unwrap();
+            // Paragraph breaks stay (Kubernetes' own types, e.g. a FunnelExposure's proxy
+            // resources, have several); a single newline is a wrapped line.
+            let yaml = serde_json::to_string(&crd).unwrap().replace("\\n\\n", " ");
             assert!(!yaml.contains("\\n"), "{}", crd.metadata.name.unwrap());
         }
     }

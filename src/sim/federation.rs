@@ -217,24 +217,13 @@ impl SimTailnet {
         let mut state = self.inner.state();
         let id = format!("k{}CNTRL", state.alnum(7));
         state.keys.push(Key {
-            id: id.clone(),
-            key_type: "federated".into(),
             description: "workload identity".into(),
-            created: now,
-            updated: now,
-            expires: None,
-            revoked: None,
-            expiry_seconds: None,
-            capabilities: None,
             scopes: vec!["all".into()],
             tags: tags.iter().map(|t| t.to_string()).collect(),
-            user_id: String::new(),
             issuer: Some(issuer.to_owned()),
             subject: Some(subject.to_owned()),
             audience: Some(audience.to_owned()),
-            custom_claim_rules: None,
-            secret_hash: None,
-            used: false,
+            ..Key::new(id.clone(), "federated", now)
         });
         id
     }

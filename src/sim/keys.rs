@@ -155,24 +155,9 @@ async fn create(
     let now = sim.inner.now();
     let id = format!("k{}CNTRL", state.alnum(7));
     let mut key = Key {
-        id: id.clone(),
-        key_type: key_type.clone(),
         description,
-        created: now,
-        updated: now,
-        expires: None,
-        revoked: None,
-        expiry_seconds: None,
-        capabilities: None,
-        scopes: vec![],
-        tags: vec![],
         user_id: owner_user_id(&state, &caller),
-        issuer: None,
-        subject: None,
-        audience: None,
-        custom_claim_rules: None,
-        secret_hash: None,
-        used: false,
+        ..Key::new(id.clone(), &key_type, now)
     };
     let secret = match key_type.as_str() {
         "auth" => {

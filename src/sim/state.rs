@@ -417,6 +417,30 @@ pub struct Key {
 }
 
 impl Key {
+    /// A key of `key_type` created `now`, every optional field empty.
+    pub fn new(id: String, key_type: &str, now: DateTime<Utc>) -> Key {
+        Key {
+            id,
+            key_type: key_type.to_owned(),
+            description: String::new(),
+            created: now,
+            updated: now,
+            expires: None,
+            revoked: None,
+            expiry_seconds: None,
+            capabilities: None,
+            scopes: vec![],
+            tags: vec![],
+            user_id: String::new(),
+            issuer: None,
+            subject: None,
+            audience: None,
+            custom_claim_rules: None,
+            secret_hash: None,
+            used: false,
+        }
+    }
+
     pub fn is_invalid(&self, now: DateTime<Utc>) -> bool {
         self.revoked.is_some()
             || self.expires.is_some_and(|e| e <= now)

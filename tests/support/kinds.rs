@@ -195,3 +195,35 @@ pub async fn resync<K: TailnetScoped>(
     })
     .await;
 }
+
+/// Asserts that none of `secrets` (key material a test read from Secrets) appears in `logs`,
+/// the events, any object of kind `K` (status included) or the metrics.
+pub fn assert_no_leak<K: TailnetScoped>(
+    fake: &FakeKube,
+    manager: &Manager,
+    logs: &str,
+    secrets: &[String],
+) {
+    assert!(!secrets.is_empty(), "the scan needs secrets to look for");
+    let kind = K::kind(&()).into_owned();
+    let events = fake.list(&Gvr::new("events.k8s.io", "v1", "events"), None);
+    let objects = fake.list(&Gvr::of::<K>(), None);
+    let places = [
+        ("logs".to_owned(), logs.to_owned()),
+        ("events".to_owned(), serde_json::to_string(&events).unwrap()),
+        (
+            format!("{kind} objects"),
+            serde_json::to_string(&objects).unwrap(),
+        ),
+        ("metrics".to_owned(), manager.metrics().encode()),
+    ];
+    for secret in secrets {
+        for (place, text) in &places {
+            assert!(
+                !text.contains(secret.as_str()),
+                "key material in the {place}"
+            );
+        }
+    }
+    assert!(logs.contains(&kind), "the logs were captured");
+}
