@@ -525,48 +525,22 @@ fn auth_key(
 ) -> Key {
     let created = now - Duration::days(age_days);
     Key {
-        id: format!("k{}CNTRL", state.alnum(7)),
-        key_type: "auth".into(),
         description: description.into(),
-        created,
-        updated: created,
         expires: Some(created + Duration::days(expiry_days)),
-        revoked: None,
         expiry_seconds: Some(expiry_days * 86_400),
         capabilities: Some(json!({"devices": {"create": create}})),
-        scopes: vec![],
-        tags: vec![],
         user_id: user_id.into(),
-        issuer: None,
-        subject: None,
-        audience: None,
-        custom_claim_rules: None,
-        secret_hash: None,
-        used: false,
+        ..Key::new(format!("k{}CNTRL", state.alnum(7)), "auth", created)
     }
 }
 
 fn keys(state: &mut State, identity: &Identity, now: DateTime<Utc>) -> Vec<Key> {
     let alice = state.users[0].id.clone();
     let trust = |id: &str, key_type: &str, description: &str, scopes: Vec<String>, tags| Key {
-        id: id.into(),
-        key_type: key_type.into(),
         description: description.into(),
-        created: now - Duration::days(60),
-        updated: now - Duration::days(60),
-        expires: None,
-        revoked: None,
-        expiry_seconds: None,
-        capabilities: None,
         scopes,
         tags,
-        user_id: String::new(),
-        issuer: None,
-        subject: None,
-        audience: None,
-        custom_claim_rules: None,
-        secret_hash: None,
-        used: false,
+        ..Key::new(id.into(), key_type, now - Duration::days(60))
     };
     let mut api = trust(
         &identity.api_key_id,
