@@ -25,3 +25,4 @@ pub mod shutdown;
 pub mod sim;
 pub mod snapshot;
 pub mod tailscale;
+pub mod webhook;

@@ -48,6 +48,7 @@ async fn start(fake: &FakeKube, proposal_ttl: Duration) -> Manager {
         leader_election: None,
         proposal_ttl,
         clock: tailnet_operator::snapshot::WallClock::system(),
+        webhook_listen: None,
     };
     Manager::start(fake.client(), config)
         .await

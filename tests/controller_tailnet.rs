@@ -46,6 +46,7 @@ fn config(identity: &str, leader_election: Option<LeaseConfig>) -> RunConfig {
         leader_election,
         proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
         clock: tailnet_operator::snapshot::WallClock::system(),
+        webhook_listen: None,
     }
 }
 

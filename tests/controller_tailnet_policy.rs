@@ -45,6 +45,7 @@ async fn start(fake: &FakeKube) -> Manager {
         leader_election: None,
         proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
         clock: tailnet_operator::snapshot::WallClock::system(),
+        webhook_listen: None,
     };
     Manager::start(fake.client(), config)
         .await

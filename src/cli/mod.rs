@@ -95,6 +95,11 @@ pub struct RunArgs {
     /// they are deleted, e.g. `168h` (units ms, s, m, h).
     #[arg(long, default_value = "168h", value_parser = parse_ttl)]
     pub proposal_ttl: std::time::Duration,
+    /// Receive Tailscale webhooks on this address (`POST /webhooks/<ManagedTailnet>`, signed
+    /// with the secret `spec.webhook.secretRef` names), so console changes are found within
+    /// seconds. Its own listener: expose it (Ingress or a FunnelExposure), never the metrics.
+    #[arg(long)]
+    pub webhook_listen: Option<SocketAddr>,
 }
 
 fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
@@ -276,6 +281,7 @@ async fn run_manager(args: RunArgs) -> Result<(), CliError> {
             .then(crate::controller::LeaseConfig::default),
         proposal_ttl: args.proposal_ttl,
         clock: crate::snapshot::WallClock::system(),
+        webhook_listen: args.webhook_listen,
     };
     let Some(loopback) = args.loopback_listen else {
         crate::controller::run(client, config, shutdown_signal()).await?;

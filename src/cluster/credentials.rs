@@ -46,6 +46,25 @@ pub async fn read_credentials(
     ))
 }
 
+/// The webhook signing secret `spec.webhook.secretRef` names, when webhooks are enabled.
+pub async fn read_webhook_secret(
+    tailnet: &ManagedTailnet,
+    client: &kube::Client,
+) -> Result<Option<Secret>, ReconcileError> {
+    let Some(webhook) = tailnet.spec.webhook.as_ref().filter(|w| w.enabled) else {
+        return Ok(None);
+    };
+    let Some(r) = &webhook.secret_ref else {
+        return Err(ReconcileError::invalid(
+            "spec.webhook.secretRef",
+            "webhook.enabled needs the Secret holding the endpoint's signing secret",
+        ));
+    };
+    let field = "spec.webhook.secretRef";
+    let secret = get_secret(client, &r.namespace, &r.name, field).await?;
+    Ok(Some(secret_value(&secret, &r.key, field)?))
+}
+
 async fn get_secret(
     client: &kube::Client,
     namespace: &str,

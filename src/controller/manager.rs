@@ -40,6 +40,9 @@ pub struct RunConfig {
     pub proposal_ttl: std::time::Duration,
     /// Wall-clock time for time-driven decisions (key rotation); `WallClock::system()`.
     pub clock: crate::snapshot::WallClock,
+    /// Where to receive Tailscale webhooks (`POST /webhooks/<ManagedTailnet>`); `None`: no
+    /// receiver, drift is found at each resync.
+    pub webhook_listen: Option<SocketAddr>,
 }
 
 /// Leader election timings.
@@ -121,6 +124,7 @@ pub struct Manager {
     stop: Stop,
     metrics: Arc<Metrics>,
     snapshots: SnapshotRegistry,
+    webhook_addr: Option<SocketAddr>,
     task: JoinHandle<Result<(), ManagerError>>,
 }
 
@@ -154,6 +158,26 @@ impl Manager {
         ctx.proposal_ttl = config.proposal_ttl;
         ctx.clock = config.clock.clone();
         let ctx = Arc::new(ctx);
+        let webhook_addr = match config.webhook_listen {
+            Some(listen) => {
+                let listener =
+                    TcpListener::bind(listen)
+                        .await
+                        .map_err(|source| ManagerError::Listen {
+                            addr: listen,
+                            source,
+                        })?;
+                let bound = listener.local_addr().map_err(ManagerError::Http)?;
+                let (ctx, stopped) = (Arc::clone(&ctx), stop.wait());
+                tokio::spawn(async move {
+                    if let Err(err) = crate::webhook::serve(listener, ctx, stopped).await {
+                        tracing::error!("the webhook receiver stopped: {err}");
+                    }
+                });
+                Some(bound)
+            }
+            None => None,
+        };
         let snapshots = ctx.snapshots.clone();
         let task = tokio::spawn(supervise(ctx, config, stop.clone(), readiness, http_task));
         Ok(Manager {
@@ -161,8 +185,14 @@ impl Manager {
             stop,
             metrics,
             snapshots,
+            webhook_addr,
             task,
         })
+    }
+
+    /// Where the webhook receiver listens, when started with one.
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.webhook_addr
     }
 
     /// Where the HTTP endpoints listen.

@@ -75,6 +75,8 @@ pub struct Metrics {
     rotation_expiry: GaugeVec,
     rotation_next: GaugeVec,
     funnel_since: GaugeVec,
+    webhook_deliveries: IntCounterVec,
+    webhook_events: IntCounterVec,
     funnel_expiry: GaugeVec,
     rotation_failures: IntCounterVec,
     proposals: IntGaugeVec,
@@ -235,6 +237,19 @@ impl Metrics {
                 &["namespace", "name"],
             )
             .expect("static metric definition"),
+            webhook_deliveries: counter(
+                "tailnet_operator_webhook_deliveries_total",
+                "Tailscale webhook deliveries received, by tailnet and result (accepted, \
+                 unauthorized: a missing, malformed, stale or wrong signature, malformed body, \
+                 too_large, standby: not the leader, answered 503 so Tailscale retries).",
+                &["tailnet", "result"],
+            ),
+            webhook_events: counter(
+                "tailnet_operator_webhook_events_total",
+                "Events in accepted webhook deliveries, by tailnet and type (unknown types \
+                 counted as unknown and ignored).",
+                &["tailnet", "type"],
+            ),
             rotation_failures: counter(
                 "tailnet_operator_key_rotation_failures_total",
                 "KeyRotationPolicy passes that failed (minting, writing the Secret, revoking).",
@@ -253,7 +268,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 21] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 23] = [
             Box::new(self.reconciles.clone()),
             Box::new(self.duration.clone()),
             Box::new(self.errors.clone()),
@@ -273,6 +288,8 @@ impl Metrics {
             Box::new(self.rotation_next.clone()),
             Box::new(self.funnel_since.clone()),
             Box::new(self.funnel_expiry.clone()),
+            Box::new(self.webhook_deliveries.clone()),
+            Box::new(self.webhook_events.clone()),
             Box::new(self.rotation_failures.clone()),
             Box::new(self.proposals.clone()),
         ];
@@ -384,6 +401,26 @@ impl Metrics {
 
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// Whether this replica leads (runs the controllers).
+    pub fn is_leader(&self) -> bool {
+        self.leader.get() == 1
+    }
+
+    /// Counts one webhook delivery for `tailnet` (a ManagedTailnet's name, or `unknown`) by
+    /// result: `accepted`, `unauthorized`, `malformed`, `too_large`, `standby`.
+    pub fn record_webhook_delivery(&self, tailnet: &str, result: &str) {
+        self.webhook_deliveries
+            .with_label_values(&[tailnet, result])
+            .inc();
+    }
+
+    /// Counts one webhook event by type (`unknown` for types the operator does not know).
+    pub fn record_webhook_event(&self, tailnet: &str, event_type: &str) {
+        self.webhook_events
+            .with_label_values(&[tailnet, event_type])
+            .inc();
     }
 
     /// Sets how many ChangeProposals are in `phase` (the ChangeProposal controller sets every

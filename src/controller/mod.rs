@@ -87,6 +87,8 @@ pub struct Context {
     pub proposal_ttl: Duration,
     /// Wall-clock time of the passes (`Pass::now`); tests advance it.
     pub clock: crate::snapshot::WallClock,
+    /// Webhook signing secrets per tailnet, and the wake-ups webhooks send the controllers.
+    pub webhooks: Arc<crate::webhook::Webhooks>,
     /// Consecutive failures per object (`Kind/namespace/name`), reset by a success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -121,6 +123,7 @@ impl Context {
             identity: identity.to_owned(),
             proposal_ttl: change_proposal::DEFAULT_PROPOSAL_TTL,
             clock: crate::snapshot::WallClock::system(),
+            webhooks: Arc::default(),
             failures: Mutex::default(),
         }
     }

@@ -187,6 +187,15 @@ pub fn controller<R: KindReconciler>(ctx: Arc<Context>, stop: &Stop, kind: R) ->
     } else {
         controller
     };
+    // A webhook re-read this kind's area of a tailnet: the kind's resources there look again.
+    let woken = store.clone();
+    let controller = controller.reconcile_on(wakeups_of(&ctx, R::AREA).flat_map(move |tailnet| {
+        let refs: Vec<_> = of_tailnet(&woken, &tailnet)
+            .iter()
+            .map(|m| ObjectRef::from_obj(&**m))
+            .collect();
+        futures::stream::iter(refs)
+    }));
     let controller = kind
         .extend(Extension {
             controller,
@@ -202,6 +211,23 @@ pub fn controller<R: KindReconciler>(ctx: Arc<Context>, stop: &Stop, kind: R) ->
         kind,
     });
     kind_controller(kind_name::<R>(), controller, reconcile::<R>, runtime)
+}
+
+/// The tailnets whose `area` a webhook delivery just refreshed.
+fn wakeups_of(ctx: &Context, area: Area) -> impl futures::Stream<Item = String> + Send + use<> {
+    futures::stream::unfold(ctx.webhooks.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(wakeup) => return Some((wakeup, rx)),
+                // Missed wake-ups only delay: the resync still comes.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter_map(move |wakeup| {
+        futures::future::ready((wakeup.area == area).then_some(wakeup.tailnet))
+    })
 }
 
 /// The kind's name, e.g. `DNSConfig` (metrics label, log field).

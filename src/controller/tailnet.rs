@@ -37,7 +37,7 @@ use super::{
     Context, KindContext, KindController, Stop, controller_for, instrumented, kind_controller,
     write_status,
 };
-use crate::cluster::credentials::read_credentials;
+use crate::cluster::credentials::{read_credentials, read_webhook_secret};
 use crate::error::Category;
 use crate::reconcile::tailnet_settings::{SettingsWrite, plan as plan_settings, scopes_of};
 use crate::resources::DriftDiff;
@@ -179,6 +179,7 @@ async fn reconcile_inner(
     ctx: &TailnetContext,
 ) -> Result<Action, ReconcileError> {
     forget_deleted(ctx);
+    register_webhook(tailnet, ctx).await;
     let observed = observe(tailnet, ctx).await;
     let settings = match (&observed, &tailnet.spec.settings) {
         (Ok(_), Some(spec)) => Some(apply_settings(tailnet, spec, ctx).await),
@@ -260,6 +261,37 @@ async fn reconcile_inner(
         }
     }
 }
+
+/// Accepts webhook deliveries for this tailnet signed with the Secret `spec.webhook.secretRef`
+/// names (or stops accepting them). A Secret that cannot be read is a Warning event: webhooks
+/// only speed drift detection up, so the connection stays Ready and resyncs still find drift.
+async fn register_webhook(tailnet: &ManagedTailnet, ctx: &TailnetContext) {
+    let name = tailnet.name_any();
+    let webhooks = &ctx.shared.webhooks;
+    match read_webhook_secret(tailnet, &ctx.shared.client).await {
+        Ok(Some(secret)) => webhooks.set_secrets(&name, vec![secret]),
+        Ok(None) => webhooks.set_secrets(&name, Vec::new()),
+        Err(err) => {
+            webhooks.set_secrets(&name, Vec::new());
+            let note = format!(
+                "webhook deliveries for this tailnet are refused until the signing secret can be \
+                 read: {err}; drift is still found at each resync"
+            );
+            super::publish_event(
+                &ctx.shared,
+                tailnet,
+                true,
+                WEBHOOK_SECRET,
+                "Reconcile",
+                note,
+            )
+            .await;
+        }
+    }
+}
+
+/// Event reason when the webhook signing secret cannot be read.
+pub const WEBHOOK_SECRET: &str = "WebhookSecret";
 
 /// What a settings pass did.
 #[derive(Debug, Clone)]
@@ -392,6 +424,7 @@ fn forget_deleted(ctx: &TailnetContext) {
             ctx.shared.snapshots.remove(&name);
             ctx.fingerprints().remove(&name);
             ctx.shared.metrics.forget_tailnet(&name);
+            ctx.shared.webhooks.set_secrets(&name, Vec::new());
         }
     }
 }

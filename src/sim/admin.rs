@@ -76,7 +76,14 @@ impl SimTailnet {
     pub fn console_set_policy(&self, hujson: &str) -> Result<String, SimError> {
         let mut state = self.inner.state();
         store_policy(&mut state, hujson)?;
-        Ok(state.policy.etag.clone())
+        let etag = state.policy.etag.clone();
+        drop(state);
+        self.emit(
+            "policyUpdate",
+            "Tailnet policy file updated",
+            json!({"actor": "console"}),
+        );
+        Ok(etag)
     }
 
     /// Arms a one-shot console edit: the next successful `POST /acl` is immediately followed by
@@ -192,6 +199,11 @@ impl SimTailnet {
         let node_id = device.node_id.clone();
         state.add_device(device);
         drop(state);
+        self.emit(
+            "nodeCreated",
+            format!("Node {hostname} created"),
+            json!({"nodeID": node_id}),
+        );
         if !new.advertised_routes.is_empty() {
             self.console_advertise_routes(&node_id, new.advertised_routes)?;
         }
@@ -200,7 +212,9 @@ impl SimTailnet {
 
     /// Removes a device (it was deleted in the console or its ephemeral node went away).
     pub fn console_delete_device(&self, node_id: &str) -> Result<(), SimError> {
-        self.inner.state().remove_device(node_id).map(drop)
+        self.inner.state().remove_device(node_id)?;
+        self.emit("nodeDeleted", "Node deleted", json!({"nodeID": node_id}));
+        Ok(())
     }
 
     /// A device starts hosting (advertising) a service. A service not defined yet keeps the
@@ -325,6 +339,12 @@ impl SimTailnet {
         let node_id = device.node_id.clone();
         state.add_device(device);
         state.keys[idx].used = true;
+        drop(state);
+        self.emit(
+            "nodeCreated",
+            format!("Node {hostname} created"),
+            json!({"nodeID": node_id}),
+        );
         Ok(node_id)
     }
 

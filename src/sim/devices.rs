@@ -122,6 +122,12 @@ async fn delete(State(sim): State<SimTailnet>, Path(id): Path<String>) -> SimRes
         ));
     }
     state.remove_device(&id)?;
+    drop(state);
+    sim.emit(
+        "nodeDeleted",
+        "Node deleted",
+        serde_json::json!({"nodeID": id}),
+    );
     Ok(StatusCode::OK)
 }
 

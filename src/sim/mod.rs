@@ -115,6 +115,9 @@ pub(crate) struct Inner {
     tokens: Mutex<auth::TokenStore>,
     /// How far the sim's clock is ahead of real time ([`SimTailnet::advance_clock`]).
     clock_offset: Mutex<chrono::Duration>,
+    /// Webhook events waiting for the delivery worker, which `outbox_ready` wakes.
+    outbox: Mutex<webhooks::Outbox>,
+    pub(crate) outbox_ready: tokio::sync::Notify,
 }
 
 /// Locks a mutex, recovering from poisoning: a panicking test thread must not wedge the sim for
@@ -144,6 +147,9 @@ impl Inner {
     pub(crate) fn tokens(&self) -> MutexGuard<'_, auth::TokenStore> {
         lock(&self.tokens)
     }
+    pub(crate) fn outbox(&self) -> MutexGuard<'_, webhooks::Outbox> {
+        lock(&self.outbox)
+    }
 }
 
 impl SimTailnet {
@@ -161,6 +167,8 @@ impl SimTailnet {
                 calls: Mutex::new(CallCounts::default()),
                 exchanges: Mutex::new(calls::ExchangeLog::default()),
                 clock_offset: Mutex::new(chrono::Duration::zero()),
+                outbox: Mutex::default(),
+                outbox_ready: tokio::sync::Notify::new(),
             }),
         }
     }

@@ -101,10 +101,24 @@ async fn set_acl(
     // The caller's write succeeded and is what it gets back; an armed console edit lands right
     // after it, as if someone saved in the admin console a moment later.
     let response = policy_response(&state.policy, &headers);
-    if let Some(edit) = state.console_edit_after_next_save.take() {
+    let console_edit = state.console_edit_after_next_save.take();
+    if let Some(edit) = &console_edit {
         // Checked when armed; should the tailnet have changed so that its tests now fail, the
         // edit is dropped, as a console save that fails is not saved.
-        let _ = store_policy(&mut state, &edit);
+        let _ = store_policy(&mut state, edit);
+    }
+    drop(state);
+    sim.emit(
+        "policyUpdate",
+        "Tailnet policy file updated",
+        json!({"actor": "api"}),
+    );
+    if console_edit.is_some() {
+        sim.emit(
+            "policyUpdate",
+            "Tailnet policy file updated",
+            json!({"actor": "console"}),
+        );
     }
     Ok(response)
 }

@@ -134,6 +134,8 @@ pub struct SimServer {
     tailnet: SimTailnet,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// Delivers webhook events to the registered endpoints.
+    deliveries: JoinHandle<()>,
 }
 
 impl SimServer {
@@ -159,11 +161,13 @@ impl SimServer {
                 tracing::warn!(error = %e, "sim: server stopped with an error");
             }
         });
+        let deliveries = tokio::spawn(tailnet.clone().deliver_webhooks());
         Ok(SimServer {
             addr,
             tailnet,
             stop: Some(stop),
             task: Some(task),
+            deliveries,
         })
     }
 
@@ -204,5 +208,6 @@ impl Drop for SimServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        self.deliveries.abort();
     }
 }

@@ -188,3 +188,113 @@ async fn rotate(State(sim): State<SimTailnet>, Path(id): Path<String>) -> SimRes
     hook.last_modified = now();
     Ok(Json(hook.to_json(true)))
 }
+
+/// Events waiting for delivery, and the admin switches of the delivery worker.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pending: Vec<Value>,
+    /// Held before each batch is sent (events arriving meanwhile join the batch).
+    delay: std::time::Duration,
+    /// Sign with a wrong key (the receiver must refuse).
+    corrupt: bool,
+    /// `(endpointId, HTTP status or 0 for no answer)` per attempt, for tests.
+    attempts: Vec<(String, u16)>,
+}
+
+/// Attempts per batch and endpoint before it is dropped (Tailscale retries a bounded number
+/// of times too).
+const DELIVERY_ATTEMPTS: u32 = 5;
+
+impl SimTailnet {
+    /// Queues an event for the webhook endpoints subscribed to `event_type`.
+    pub(crate) fn emit(&self, event_type: &str, message: impl Into<String>, data: Value) {
+        let event = json!({
+            "timestamp": self.inner.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "version": 1,
+            "type": event_type,
+            "tailnet": self.inner.identity.tailnet_id,
+            "message": message.into(),
+            "data": data,
+        });
+        self.inner.outbox().pending.push(event);
+        self.inner.outbox_ready.notify_one();
+    }
+
+    /// How long the delivery worker waits before sending a batch (default none).
+    pub fn set_webhook_delay(&self, delay: std::time::Duration) {
+        self.inner.outbox().delay = delay;
+    }
+
+    /// Signs deliveries with a wrong key from now on (or again with the right one).
+    pub fn corrupt_webhook_signatures(&self, corrupt: bool) {
+        self.inner.outbox().corrupt = corrupt;
+    }
+
+    /// Every delivery attempt so far: `(endpointId, status)`, 0 when nothing answered.
+    pub fn webhook_attempts(&self) -> Vec<(String, u16)> {
+        self.inner.outbox().attempts.clone()
+    }
+
+    /// Delivers queued events until the tailnet is dropped: batched, signed with each
+    /// endpoint's secret, retried with back-off on a non-2xx answer.
+    pub(crate) async fn deliver_webhooks(self) {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .expect("a plain HTTP client");
+        loop {
+            self.inner.outbox_ready.notified().await;
+            let delay = self.inner.outbox().delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let batch = std::mem::take(&mut self.inner.outbox().pending);
+            if batch.is_empty() {
+                continue;
+            }
+            let hooks: Vec<Webhook> = self.inner.state().webhooks.clone();
+            for hook in hooks {
+                let events: Vec<&Value> = batch
+                    .iter()
+                    .filter(|e| {
+                        let kind = e["type"].as_str().unwrap_or_default();
+                        hook.subscriptions.iter().any(|s| s == kind)
+                    })
+                    .collect();
+                if !events.is_empty() {
+                    self.deliver(&client, &hook, &events).await;
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, client: &reqwest::Client, hook: &Webhook, events: &[&Value]) {
+        let body = serde_json::to_vec(events).unwrap_or_default();
+        for attempt in 0..DELIVERY_ATTEMPTS {
+            let corrupt = self.inner.outbox().corrupt;
+            let secret = if corrupt {
+                Secret::new("not-the-endpoint-secret")
+            } else {
+                hook.secret.clone()
+            };
+            let signature =
+                crate::webhook::signature::sign(&secret, self.inner.now().timestamp(), &body);
+            let answer = client
+                .post(&hook.endpoint_url)
+                .header("Content-Type", "application/json")
+                .header(crate::webhook::signature::HEADER, signature)
+                .body(body.clone())
+                .send()
+                .await;
+            let status = answer.map(|r| r.status().as_u16()).unwrap_or(0);
+            self.inner
+                .outbox()
+                .attempts
+                .push((hook.endpoint_id.clone(), status));
+            if (200..300).contains(&status) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+        }
+    }
+}

@@ -36,6 +36,7 @@ pub fn run_config() -> RunConfig {
         proposal_ttl: DEFAULT_PROPOSAL_TTL,
         clock: tailnet_operator::snapshot::WallClock::system(),
         leader_election: None,
+        webhook_listen: None,
     }
 }
 
