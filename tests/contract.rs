@@ -112,6 +112,11 @@ const CLIENT_OPERATIONS: &[(&str, &str)] = &[
     ("list_users", "GET /tailnet/{tailnet}/users"),
     ("list_users_filtered", "GET /tailnet/{tailnet}/users"),
     ("get_user", "GET /users/{userId}"),
+    // configuration audit log
+    (
+        "list_configuration_logs",
+        "GET /tailnet/{tailnet}/logging/configuration",
+    ),
     // webhooks
     ("list_webhooks", "GET /tailnet/{tailnet}/webhooks"),
     ("create_webhook", "POST /tailnet/{tailnet}/webhooks"),
@@ -806,6 +811,20 @@ async fn client_requests_and_sim_responses_match_the_spec() {
     t.call("get_user", client.get_user(&user.id))
         .await
         .expect("get user");
+
+    // --- configuration audit log (the policy writes above were recorded)
+    let now = chrono::Utc::now();
+    let logs = t
+        .call(
+            "list_configuration_logs",
+            client.list_configuration_logs(now - chrono::Duration::hours(1), now),
+        )
+        .await
+        .expect("list configuration logs");
+    assert!(
+        logs.iter().any(|e| e.target.property == "ACL" && e.origin == "CONFIG_API"),
+        "{logs:?}"
+    );
 
     // --- webhooks
     let hook = t

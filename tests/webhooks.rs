@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::json;
 use support::fake_kube::{FakeKube, Gvr};
-use support::kinds::{HANG_GUARD, condition, create, stop};
+use support::kinds::{HANG_GUARD, condition, create, object, stop};
 use support::operator::{NAMESPACE, TAILNET, connect_tailnet, run_config, sim, start_manager};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::resources::{ConditionType, ManagedTailnet, TailnetPolicy};
@@ -132,12 +132,38 @@ async fn a_console_edit_is_found_through_the_webhook_within_seconds() {
     let env = start().await;
     assert!(!drifted(&env.fake));
     let reads = env.sim.tailnet().calls().get(GET_POLICY);
+    env.sim
+        .tailnet()
+        .set_console_actor("carol@example.com", "Carol");
     env.sim.tailnet().console_set_policy(CONSOLE_EDIT).unwrap();
     env.fake
         .wait_for("Drifted=True through the webhook", HANG_GUARD, |f| {
             drifted(f).then_some(())
         })
         .await;
+    // Who did it, from the configuration audit log: in status and in the Drifted event.
+    let drift = object::<TailnetPolicy>(&env.fake, "base")
+        .unwrap()
+        .status
+        .unwrap()
+        .drift
+        .unwrap();
+    let who = drift.changed_by.unwrap();
+    assert!(
+        who.starts_with("carol@example.com (Carol) in the admin console at "),
+        "{who}"
+    );
+    assert!(
+        who.ends_with("UPDATE ACL of ") || who.contains(": UPDATE ACL"),
+        "{who}"
+    );
+    let events = env.fake.events_for("TailnetPolicy", "base");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "Drifted" && e.note.contains("changed by carol@example.com")),
+        "{events:?}"
+    );
     assert!(
         env.sim.tailnet().calls().get(GET_POLICY) > reads,
         "the policy was re-read"
@@ -211,5 +237,32 @@ async fn wrong_stale_unsigned_or_oversized_deliveries_are_refused_and_counted() 
     assert!(!drifted(&env.fake));
     let text = env.manager.metrics().encode();
     assert!(!text.contains(env.secret.expose()));
+    stop(env.manager).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_audit_log_says_actor_unknown_and_why_without_failing() {
+    let env = start().await;
+    env.sim.tailnet().set_fault(
+        tailnet_operator::sim::FaultRule::route(
+            "GET /api/v2/tailnet/{tailnet}/logging/configuration",
+        )
+        .server_error(403)
+        .times(100),
+    );
+    env.sim.tailnet().console_set_policy(CONSOLE_EDIT).unwrap();
+    let who = env
+        .fake
+        .wait_for("an attributed drift", HANG_GUARD, |f| {
+            let status = f.get_as::<TailnetPolicy>(None, "base")?.status?;
+            status.drift?.changed_by
+        })
+        .await;
+    assert_eq!(
+        who,
+        "actor unknown (the credential lacks the logs:configuration:read scope)"
+    );
+    let ready = condition::<TailnetPolicy>(&env.fake, "base", ConditionType::Ready).unwrap();
+    assert_eq!(ready.0, "True", "attribution never fails the reconcile");
     stop(env.manager).await;
 }

@@ -34,6 +34,7 @@ use super::{
     Context, KindContext, KindController, KindEvent, Stop, condition_events, controller_for,
     has_finalizer, instrumented, kind_controller, publish_event, set_finalizer, write_status,
 };
+use crate::reconcile::attribution;
 use crate::resources::conditions::{self, ConditionType, Verdict, failure_reason, time_from};
 use crate::resources::{KindStatus, ManagedTailnet, ReconcileError, TailnetScoped};
 use crate::snapshot::{Area, TailnetSnapshots};
@@ -387,6 +388,7 @@ impl<R: KindReconciler> Pass<'_, R> {
         status: StatusOf<R>,
         events: Vec<KindEvent>,
     ) -> Result<StatusOf<R>, ReconcileError> {
+        let status = self.attributed(before, status).await;
         write_status(&self.api(obj), obj, before, &status).await?;
         let common = status.common();
         let drifted = conditions::is_true(&common.conditions, ConditionType::Drifted);
@@ -434,6 +436,55 @@ impl<R: KindReconciler> Pass<'_, R> {
             .record(verdicts, current.meta().generation, &self.now);
         let before = current.current_status();
         self.report(current, Some(&before), status, events).await
+    }
+
+    /// `status` with its drift attributed (who made it, from the configuration audit log) when
+    /// it shows a drift not attributed yet: the same differences as `before` keep `before`'s
+    /// attribution; new ones are looked up once. Never fails: an unreadable log says why.
+    async fn attributed(
+        &self,
+        before: Option<&StatusOf<R>>,
+        mut status: StatusOf<R>,
+    ) -> StatusOf<R> {
+        let drifted = conditions::is_true(&status.common().conditions, ConditionType::Drifted);
+        let since = before.and_then(|b| b.common().last_sync_time.clone());
+        let earlier = before.and_then(|b| b.drift()).cloned();
+        let Some(drift) = status.drift_mut().filter(|d| drifted && !d.is_empty()) else {
+            return status;
+        };
+        if drift.changed_by.is_some() {
+            return status;
+        }
+        if let Some(earlier) = earlier.filter(|e| e.same_differences(drift)) {
+            drift.changed_by = earlier.changed_by;
+            return status;
+        }
+        let (Some(filter), Some(snapshots)) = (
+            attribution::filter_for(R::AREA),
+            self.rt.shared.snapshots.get(&self.tailnet),
+        ) else {
+            return status;
+        };
+        let now = self.rt.shared.clock.now();
+        // Since the last sync (a little before, for clock skew), at most a day back.
+        let since = since
+            .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second() - 60, 0))
+            .unwrap_or(now - chrono::Duration::hours(1))
+            .max(now - chrono::Duration::days(1));
+        let who = match snapshots.client().list_configuration_logs(since, now).await {
+            Ok(entries) => attribution::describe(&entries, filter).unwrap_or_else(|| {
+                attribution::unknown("no matching change in the configuration audit log")
+            }),
+            Err(err) if err.status == Some(403) => {
+                attribution::unknown("the credential lacks the logs:configuration:read scope")
+            }
+            Err(err) if err.status == Some(404) => {
+                attribution::unknown("configuration audit logs are not available for this tailnet")
+            }
+            Err(err) => attribution::unknown(&format!("audit log unreadable: {err}")),
+        };
+        drift.changed_by = Some(who);
+        status
     }
 
     /// What each of `members`' status is on the server, by name, for a pass that writes several

@@ -1,6 +1,7 @@
 //! Reconcilers: pure planners in the middle, I/O at the edges (`docs/architecture.md`). Each kind has its
 //! own module; nothing here talks to Kubernetes except the optional ConfigMap revision store.
 //!
+//! - [`attribution`]: who made a drift, from the configuration audit log.
 //! - [`dns_config`]: the tailnet's DNS, one `DNSConfig` per tailnet.
 //! - [`tailnet_policy`]: the tailnet-wide policy file, computed over every `TailnetPolicy` of
 //!   one tailnet together.
@@ -13,6 +14,7 @@
 //! - [`tailnet_settings`]: the tailnet settings a ManagedTailnet manages (one PATCH).
 //! - [`view`]: the tailnet as the access evaluator sees it, built from snapshots.
 //! - [`text_diff`]: a small unified line diff for plans and logs.
+pub mod attribution;
 pub mod device_tag_set;
 pub mod dns_config;
 pub mod funnel;

@@ -30,6 +30,10 @@ pub struct DriftDiff {
     /// How many further differences were found but not listed, to keep the status small.
     #[serde(default)]
     pub truncated: u32,
+    /// Who made the change, from the tailnet's configuration audit log: the login or display
+    /// name (for an API client, its key id), where, when and what; or `actor unknown` and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
 }
 
 /// One difference.
@@ -122,7 +126,15 @@ impl DriftDiff {
                 summary.push_str(&format!(" and {rest} more"));
             }
         }
+        if let Some(who) = &self.changed_by {
+            summary.push_str(&format!("; changed by {who}"));
+        }
         summary
+    }
+
+    /// The same differences (attribution aside).
+    pub fn same_differences(&self, other: &DriftDiff) -> bool {
+        self.entries == other.entries && self.truncated == other.truncated
     }
 }
 

@@ -92,6 +92,7 @@ pub trait KindStatus:
     fn common_mut(&mut self) -> &mut CommonStatus;
     /// The structured drift diff last recorded, if any.
     fn drift(&self) -> Option<&DriftDiff>;
+    fn drift_mut(&mut self) -> Option<&mut DriftDiff>;
 
     /// Reads away what server-side apply leaves behind (empty objects for dropped fields).
     fn normalized(self) -> Self {
@@ -143,6 +144,10 @@ macro_rules! tailnet_scoped_kind {
 
             fn drift(&self) -> Option<&$crate::resources::DriftDiff> {
                 self.drift.as_ref()
+            }
+
+            fn drift_mut(&mut self) -> Option<&mut $crate::resources::DriftDiff> {
+                self.drift.as_mut()
             }
 
             $(fn normalized(self) -> Self {

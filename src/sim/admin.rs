@@ -78,6 +78,7 @@ impl SimTailnet {
         store_policy(&mut state, hujson)?;
         let etag = state.policy.etag.clone();
         drop(state);
+        self.audit_console(self.tailnet_target(), "ACL", "UPDATE");
         self.emit(
             "policyUpdate",
             "Tailnet policy file updated",
@@ -110,7 +111,11 @@ impl SimTailnet {
         let mut state = self.inner.state();
         managed(&mut state, node_id)?;
         check_tags(&state, None, &tags)?;
-        state.device_mut(node_id)?.tags = tags;
+        let device = state.device_mut(node_id)?;
+        device.tags = tags;
+        let target = json!({"id": device.node_id, "name": device.name, "type": "NODE"});
+        drop(state);
+        self.audit_console(target, "ACL_TAGS", "UPDATE");
         Ok(())
     }
 
@@ -175,6 +180,7 @@ impl SimTailnet {
     pub fn console_set_dns(&self, config: DnsConfig) -> Result<(), SimError> {
         check_config(&config)?;
         self.inner.state().dns = config;
+        self.audit_console(self.tailnet_target(), "DNS_CONFIG", "UPDATE");
         Ok(())
     }
 
@@ -359,6 +365,8 @@ impl SimTailnet {
         }
         state.settings = serde_json::from_value(current)
             .map_err(|e| SimError::bad_request(format!("invalid settings: {e}")))?;
+        drop(state);
+        self.audit_console(self.tailnet_target(), "FEATURE", "UPDATE");
         Ok(())
     }
 

@@ -22,6 +22,7 @@
 //! plus `POST /api/v2/oauth/token` and `/oauth/token-exchange`) and `/sim/...` (admin: calls, faults, exchanges, console
 //! edits; needs the API key; never counted or faulted). See [`admin`] for the admin routes.
 pub mod admin;
+mod audit;
 mod auth;
 mod calls;
 mod codec;
@@ -254,6 +255,7 @@ impl SimTailnet {
             .merge(settings::routes())
             .merge(users::routes())
             .merge(webhooks::routes())
+            .merge(audit::routes())
             .layer(from_fn_with_state(self.clone(), auth::authenticate));
         let public = api
             .route("/api/v2/oauth/token", post(auth::token))

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -86,6 +86,7 @@ async fn get_acl(
 
 async fn set_acl(
     State(sim): State<SimTailnet>,
+    Extension(caller): Extension<Caller>,
     Path(tailnet): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -108,12 +109,14 @@ async fn set_acl(
         let _ = store_policy(&mut state, edit);
     }
     drop(state);
+    sim.audit_api(&caller, sim.tailnet_target(), "ACL", "UPDATE");
     sim.emit(
         "policyUpdate",
         "Tailnet policy file updated",
         json!({"actor": "api"}),
     );
     if console_edit.is_some() {
+        sim.audit_console(sim.tailnet_target(), "ACL", "UPDATE");
         sim.emit(
             "policyUpdate",
             "Tailnet policy file updated",

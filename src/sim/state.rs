@@ -791,6 +791,10 @@ pub struct State {
     ///
     /// [`SimTailnet::console_edit_after_next_save`]: super::SimTailnet::console_edit_after_next_save
     pub console_edit_after_next_save: Option<String>,
+    /// The configuration audit log (entries as the API renders them).
+    pub audit_log: Vec<serde_json::Value>,
+    /// Who makes console edits (`None`: the tailnet's owner).
+    pub console_actor: Option<super::audit::ConsoleActor>,
     pub dns: DnsConfig,
     pub services: Vec<Service>,
     /// Devices advertising a service that is not defined (yet), by service name: they become
@@ -824,6 +828,8 @@ impl State {
             keys: Vec::new(),
             policy,
             console_edit_after_next_save: None,
+            audit_log: Vec::new(),
+            console_actor: None,
             dns: DnsConfig::default(),
             services: Vec::new(),
             pending_hosts: HashMap::new(),

@@ -24,6 +24,7 @@ mod dns;
 mod error;
 pub mod jwt;
 mod keys;
+mod logging;
 mod policy;
 mod ratelimit;
 mod retry;
@@ -50,6 +51,7 @@ pub use keys::{
     CreateAuthKeyRequest, CreateOAuthClientRequest, CreatedKey, DeviceCapabilities,
     DeviceCreateCapabilities, Key, KeyCapabilities,
 };
+pub use logging::{AuditActor, AuditLogEntry, AuditTarget};
 pub use policy::{
     ETag, PolicyFile, PolicyPreview, PreviewMatch, PreviewType, TestFailureData, ValidationOutcome,
 };

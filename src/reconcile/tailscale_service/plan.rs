@@ -431,7 +431,7 @@ fn drift_of(resource: &ServiceInput, live: Option<&Service>) -> Option<DriftDiff
                 desired: Some(Value::String(applied.service_name.clone())),
                 live: None,
             }],
-            truncated: 0,
+            ..DriftDiff::default()
         });
     };
     let live_view = service_view(
