@@ -822,7 +822,8 @@ async fn client_requests_and_sim_responses_match_the_spec() {
         .await
         .expect("list configuration logs");
     assert!(
-        logs.iter().any(|e| e.target.property == "ACL" && e.origin == "CONFIG_API"),
+        logs.iter()
+            .any(|e| e.target.property == "ACL" && e.origin == "CONFIG_API"),
         "{logs:?}"
     );
 
