@@ -523,9 +523,9 @@ fn every_cel_rule_compiles_uses_only_crd_variables_and_fits_the_cost_budget() {
         }
     }
     // tailnetRef (immutable), credentials (exactly one), resyncInterval (minimum), webhook
-    // (secret needed), policy source (exactly one).
+    // (a URL or a secret needed; not both), policy source (exactly one).
     assert_eq!(
-        total, 5,
+        total, 6,
         "a rule was added or lost; extend the CEL tests below"
     );
 }
@@ -633,7 +633,26 @@ fn tailnet_cel_rules_reject_what_they_describe() {
         TAILNETS,
         &unsigned,
         None,
-        "webhook.enabled needs webhook.secretRef",
+        "webhook.enabled needs webhook.url",
+    );
+    let both = patched(
+        TAILNET_OAUTH,
+        json!({"spec": {"webhook": {"url": "https://hooks.example.com/webhooks/default"}}}),
+    );
+    assert_cel_rejects(
+        TAILNETS,
+        &both,
+        None,
+        "set webhook.url or webhook.secretRef, not both",
+    );
+    let managed = patched(
+        TAILNET_OAUTH,
+        json!({"spec": {"webhook": {"secretRef": null,
+            "url": "https://hooks.example.com/webhooks/default"}}}),
+    );
+    assert!(
+        cel_errors(TAILNETS, &managed, None).is_empty(),
+        "a managed endpoint is valid"
     );
 }
 

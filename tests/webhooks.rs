@@ -266,3 +266,117 @@ async fn an_unreadable_audit_log_says_actor_unknown_and_why_without_failing() {
     assert_eq!(ready.0, "True", "attribution never fails the reconcile");
     stop(env.manager).await;
 }
+
+#[tokio::test]
+async fn a_managed_endpoint_is_created_rotated_with_overlap_and_deleted_with_the_tailnet() {
+    let fake = FakeKube::new()
+        .with_status_subresource_for::<ManagedTailnet>()
+        .with_status_subresource_for::<TailnetPolicy>();
+    let sim = sim().await;
+    connect_tailnet(&fake, &sim);
+    let mut config = run_config();
+    config.webhook_listen = Some("127.0.0.1:0".parse().unwrap());
+    let manager = start_manager(&fake, config).await;
+    let url = format!(
+        "http://{}/webhooks/{TAILNET}",
+        manager.webhook_addr().unwrap()
+    );
+    fake.merge_patch(
+        &Gvr::of::<ManagedTailnet>(),
+        None,
+        TAILNET,
+        json!({"spec": {"webhook": {"enabled": true, "url": url}}}),
+    )
+    .unwrap();
+    let secret_of = |fake: &FakeKube, key: &str| -> Option<Secret> {
+        let secret = fake.get(
+            &Gvr::new("", "v1", "secrets"),
+            Some(NAMESPACE),
+            "home-webhook",
+        )?;
+        let encoded = secret["data"][key].as_str()?.to_owned();
+        let bytes = base64_decode(&encoded);
+        Some(Secret::new(String::from_utf8(bytes).unwrap()))
+    };
+    let first = fake
+        .wait_for("the endpoint's Secret", HANG_GUARD, |f| {
+            secret_of(f, "secret")
+        })
+        .await;
+    let ours = |hooks: Vec<tailnet_operator::tailscale::Webhook>| -> Vec<_> {
+        hooks
+            .into_iter()
+            .filter(|h| h.endpoint_url == url)
+            .collect()
+    };
+    let hooks = ours(admin(&sim).list_webhooks().await.unwrap());
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert!(hooks[0].subscriptions.contains(&"policyUpdate".to_owned()));
+    let finalizers = fake
+        .get_as::<ManagedTailnet>(None, TAILNET)
+        .unwrap()
+        .metadata
+        .finalizers;
+    assert_eq!(finalizers, Some(vec!["tailnet.ops.dev/cleanup".to_owned()]));
+    let now = chrono::Utc::now().timestamp();
+    let signed = |secret: &Secret| signature::sign(secret, now, b"[]");
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    while post(&url, b"[]", Some(signed(&first))).await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never accepted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Rotation: a new secret, the previous one still accepted during the overlap.
+    fake.merge_patch(
+        &Gvr::of::<ManagedTailnet>(),
+        None,
+        TAILNET,
+        json!({"metadata": {"annotations": {"tailnet.ops.dev/rotate-now": "1"}}}),
+    )
+    .unwrap();
+    let second = fake
+        .wait_for("the rotated secret", HANG_GUARD, |f| {
+            secret_of(f, "secret").filter(|s| s.expose() != first.expose())
+        })
+        .await;
+    assert_eq!(
+        secret_of(&fake, "previous").unwrap().expose(),
+        first.expose()
+    );
+    while post(&url, b"[]", Some(signed(&second))).await != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new secret never accepted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        post(&url, b"[]", Some(signed(&first))).await,
+        200,
+        "overlap"
+    );
+    assert_eq!(
+        ours(admin(&sim).list_webhooks().await.unwrap()).len(),
+        1,
+        "rotated, not recreated"
+    );
+
+    // Deleting the ManagedTailnet deletes the endpoint, then the finalizer goes.
+    fake.delete(&Gvr::of::<ManagedTailnet>(), None, TAILNET)
+        .unwrap();
+    fake.wait_for("the ManagedTailnet gone", HANG_GUARD, |f| {
+        f.get_as::<ManagedTailnet>(None, TAILNET)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(ours(admin(&sim).list_webhooks().await.unwrap()).is_empty());
+    stop(manager).await;
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}

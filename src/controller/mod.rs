@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod skeleton;
 pub mod tailnet;
 pub mod tailnet_policy;
+pub mod tailnet_webhook;
 pub mod tailscale_service;
 
 use std::collections::HashMap;

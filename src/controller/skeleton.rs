@@ -471,7 +471,13 @@ impl<R: KindReconciler> Pass<'_, R> {
             .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second() - 60, 0))
             .unwrap_or(now - chrono::Duration::hours(1))
             .max(now - chrono::Duration::days(1));
-        let who = match snapshots.client().list_configuration_logs(since, now).await {
+        // The query takes whole seconds: the end rounds up so a change this second is in.
+        let until = now + chrono::Duration::seconds(1);
+        let who = match snapshots
+            .client()
+            .list_configuration_logs(since, until)
+            .await
+        {
             Ok(entries) => attribution::describe(&entries, filter).unwrap_or_else(|| {
                 attribution::unknown("no matching change in the configuration audit log")
             }),

@@ -15,8 +15,9 @@
 //! from the keys snapshot (one more read per resync; skipped quietly without the
 //! `auth_keys:read` scope), and the client's `RequestObserver` feeds the `tailscale_api_*` ones.
 //!
-//! A `ManagedTailnet` has no finalizer: it owns nothing in the tailnet. Its cache is dropped from the
-//! registry when the watch sees it deleted (and, should a delete event be missed across a
+//! A `ManagedTailnet` has a finalizer only while it manages a webhook endpoint
+//! (`spec.webhook.url`, [`super::tailnet_webhook`]): the endpoint is deleted before it goes.
+//! Its cache is dropped from the registry when the watch sees it deleted (and, should a delete event be missed across a
 //! re-list, at the next ManagedTailnet reconcile).
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,10 +34,12 @@ use kube::runtime::watcher;
 use sha2::{Digest, Sha256};
 
 use super::coordination::lock_unpoisoned;
+use super::tailnet_webhook;
 use super::{
     Context, KindContext, KindController, Stop, controller_for, instrumented, kind_controller,
     write_status,
 };
+use super::{has_finalizer, set_finalizer};
 use crate::cluster::credentials::{read_credentials, read_webhook_secret};
 use crate::error::Category;
 use crate::reconcile::tailnet_settings::{SettingsWrite, plan as plan_settings, scopes_of};
@@ -179,8 +182,17 @@ async fn reconcile_inner(
     ctx: &TailnetContext,
 ) -> Result<Action, ReconcileError> {
     forget_deleted(ctx);
-    register_webhook(tailnet, ctx).await;
+    let api = Api::<ManagedTailnet>::all(ctx.shared.client.clone());
+    if tailnet.metadata.deletion_timestamp.is_some() {
+        return finalize(tailnet, &api, ctx).await;
+    }
+    // Only a managed webhook endpoint lives in the tailnet on this resource's behalf.
+    let wants_finalizer = tailnet_webhook::managed_url(tailnet).is_some();
+    if wants_finalizer != has_finalizer(tailnet) {
+        set_finalizer(&api, tailnet, wants_finalizer).await?;
+    }
     let observed = observe(tailnet, ctx).await;
+    register_webhook(tailnet, ctx).await;
     let settings = match (&observed, &tailnet.spec.settings) {
         (Ok(_), Some(spec)) => Some(apply_settings(tailnet, spec, ctx).await),
         _ => None,
@@ -189,7 +201,6 @@ async fn reconcile_inner(
     if let Some(outcome) = &settings {
         record_settings(&mut desired, tailnet, outcome, Utc::now());
     }
-    let api = Api::<ManagedTailnet>::all(ctx.shared.client.clone());
     let was_ready = tailnet
         .status
         .as_ref()
@@ -262,20 +273,47 @@ async fn reconcile_inner(
     }
 }
 
-/// Accepts webhook deliveries for this tailnet signed with the Secret `spec.webhook.secretRef`
-/// names (or stops accepting them). A Secret that cannot be read is a Warning event: webhooks
-/// only speed drift detection up, so the connection stays Ready and resyncs still find drift.
+/// Accepts webhook deliveries for this tailnet signed with its endpoint's secret: the one
+/// `spec.webhook.secretRef` names, or the managed endpoint's (created, recreated or rotated
+/// here). A failure is a Warning event: webhooks only speed drift detection up, so the
+/// connection stays Ready and resyncs still find drift.
 async fn register_webhook(tailnet: &ManagedTailnet, ctx: &TailnetContext) {
     let name = tailnet.name_any();
     let webhooks = &ctx.shared.webhooks;
-    match read_webhook_secret(tailnet, &ctx.shared.client).await {
-        Ok(Some(secret)) => webhooks.set_secrets(&name, vec![secret]),
-        Ok(None) => webhooks.set_secrets(&name, Vec::new()),
+    let secrets = match tailnet_webhook::managed_url(tailnet) {
+        Some(url) => match ctx.shared.snapshots.get(&name) {
+            Some(snapshots) => {
+                tailnet_webhook::ensure(tailnet, url, snapshots.client(), &ctx.shared)
+                    .await
+                    .map(|(secrets, change)| (secrets, change.map(|c| endpoint_note(&c, url))))
+            }
+            // Not connected: the connection's own condition says why.
+            None => return,
+        },
+        None => read_webhook_secret(tailnet, &ctx.shared.client)
+            .await
+            .map(|secret| (secret.into_iter().collect(), None)),
+    };
+    match secrets {
+        Ok((secrets, note)) => {
+            webhooks.set_secrets(&name, secrets);
+            if let Some(note) = note {
+                super::publish_event(
+                    &ctx.shared,
+                    tailnet,
+                    false,
+                    WEBHOOK_ENDPOINT,
+                    "Reconcile",
+                    note,
+                )
+                .await;
+            }
+        }
         Err(err) => {
             webhooks.set_secrets(&name, Vec::new());
             let note = format!(
-                "webhook deliveries for this tailnet are refused until the signing secret can be \
-                 read: {err}; drift is still found at each resync"
+                "webhook deliveries for this tailnet are refused until its endpoint's signing \
+                 secret is known: {err}; drift is still found at each resync"
             );
             super::publish_event(
                 &ctx.shared,
@@ -289,6 +327,45 @@ async fn register_webhook(tailnet: &ManagedTailnet, ctx: &TailnetContext) {
         }
     }
 }
+
+fn endpoint_note(change: &tailnet_webhook::EndpointChange, url: &str) -> String {
+    use tailnet_webhook::EndpointChange::*;
+    match change {
+        Created(id) => format!("created webhook endpoint {id} at {url}"),
+        Recreated(id) => format!("webhook endpoint was gone or moved; created {id} at {url}"),
+        Rotated(id) => format!(
+            "rotated the signing secret of webhook endpoint {id}; the previous one is accepted \
+             for {} more minutes",
+            tailnet_webhook::ROTATION_OVERLAP.as_secs() / 60
+        ),
+    }
+}
+
+/// The ManagedTailnet is being deleted: its managed webhook endpoint goes first.
+async fn finalize(
+    tailnet: &ManagedTailnet,
+    api: &Api<ManagedTailnet>,
+    ctx: &TailnetContext,
+) -> Result<Action, ReconcileError> {
+    if !has_finalizer(tailnet) {
+        return Ok(Action::await_change());
+    }
+    let name = tailnet.name_any();
+    let snapshots = ctx.shared.snapshots.get(&name).ok_or_else(|| {
+        ReconcileError::not_found(
+            format!("ManagedTailnet {name} (Ready)"),
+            "its managed webhook endpoint cannot be deleted while its credentials fail; fix \
+             them, or remove spec.webhook.url to leave the endpoint",
+        )
+    })?;
+    tailnet_webhook::remove(tailnet, snapshots.client(), &ctx.shared).await?;
+    ctx.shared.webhooks.set_secrets(&name, Vec::new());
+    set_finalizer(api, tailnet, false).await?;
+    Ok(Action::await_change())
+}
+
+/// Event reason when the managed webhook endpoint was created, recreated or rotated.
+pub const WEBHOOK_ENDPOINT: &str = "WebhookEndpoint";
 
 /// Event reason when the webhook signing secret cannot be read.
 pub const WEBHOOK_SECRET: &str = "WebhookSecret";

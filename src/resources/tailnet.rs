@@ -293,8 +293,11 @@ pub struct ApiKeySecretRef {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "!self.enabled || has(self.secretRef)",
-    "message": "webhook.enabled needs webhook.secretRef: the Secret holding the webhook's signing secret",
+    "rule": "!self.enabled || has(self.secretRef) || has(self.url)",
+    "message": "webhook.enabled needs webhook.url (the operator creates the endpoint) or webhook.secretRef (the Secret holding the signing secret of an endpoint you created)",
+}, {
+    "rule": "!(has(self.secretRef) && has(self.url))",
+    "message": "set webhook.url or webhook.secretRef, not both",
 }]))]
 pub struct WebhookSpec {
     /// Accept Tailscale webhooks for this tailnet and check their signatures.
@@ -304,6 +307,13 @@ pub struct WebhookSpec {
     /// created in the admin console).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
+    /// The public URL Tailscale posts to (`https://…/webhooks/<this ManagedTailnet's name>`):
+    /// the operator creates the endpoint there, keeps its secret in the Secret
+    /// `<name>-webhook` of its namespace, rotates it on a new value of the annotation
+    /// tailnet.ops.dev/rotate-now and deletes it with this ManagedTailnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: Option<String>,
 }
 
 /// A key in a Secret.

@@ -252,8 +252,18 @@ impl SimTailnet {
             if batch.is_empty() {
                 continue;
             }
-            let hooks: Vec<Webhook> = self.inner.state().webhooks.clone();
-            for hook in hooks {
+            // Chat integrations (Slack, ...) get formatted messages from Tailscale, not these
+            // signed JSON events: the sim does not model them.
+            let hooks: Vec<Webhook> = self
+                .inner
+                .state()
+                .webhooks
+                .iter()
+                .filter(|h| h.provider_type.is_none())
+                .cloned()
+                .collect();
+            // Endpoints are independent: a slow one does not hold up the others.
+            let deliveries = hooks.iter().map(|hook| {
                 let events: Vec<&Value> = batch
                     .iter()
                     .filter(|e| {
@@ -261,10 +271,14 @@ impl SimTailnet {
                         hook.subscriptions.iter().any(|s| s == kind)
                     })
                     .collect();
-                if !events.is_empty() {
-                    self.deliver(&client, &hook, &events).await;
+                let (sim, client) = (self.clone(), client.clone());
+                async move {
+                    if !events.is_empty() {
+                        sim.deliver(&client, hook, &events).await;
+                    }
                 }
-            }
+            });
+            futures::future::join_all(deliveries).await;
         }
     }
 
