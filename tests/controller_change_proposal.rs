@@ -49,6 +49,7 @@ async fn start(fake: &FakeKube, proposal_ttl: Duration) -> Manager {
         proposal_ttl,
         clock: tailnet_operator::snapshot::WallClock::system(),
         webhook_listen: None,
+        webhook_tolerance: tailnet_operator::webhook::DEFAULT_TOLERANCE,
     };
     Manager::start(fake.client(), config)
         .await

@@ -47,6 +47,7 @@ fn config(identity: &str, leader_election: Option<LeaseConfig>) -> RunConfig {
         proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
         clock: tailnet_operator::snapshot::WallClock::system(),
         webhook_listen: None,
+        webhook_tolerance: tailnet_operator::webhook::DEFAULT_TOLERANCE,
     }
 }
 

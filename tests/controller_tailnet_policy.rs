@@ -46,6 +46,7 @@ async fn start(fake: &FakeKube) -> Manager {
         proposal_ttl: tailnet_operator::controller::change_proposal::DEFAULT_PROPOSAL_TTL,
         clock: tailnet_operator::snapshot::WallClock::system(),
         webhook_listen: None,
+        webhook_tolerance: tailnet_operator::webhook::DEFAULT_TOLERANCE,
     };
     Manager::start(fake.client(), config)
         .await

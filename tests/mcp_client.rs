@@ -506,6 +506,10 @@ async fn adopt_drift_keeps_the_console_edit_and_clears_drift() {
         r#""group:sre": ["bob@example.com", "dave@example.com"],"#,
         r#""group:sre": ["bob@example.com", "dave@example.com", "erin@example.com"],"#,
     );
+    cluster
+        .sim
+        .tailnet()
+        .set_console_actor("erin.admin@example.com", "Erin");
     cluster.sim.tailnet().console_set_policy(&edited).unwrap();
     // Make the controller look now rather than at its next resync.
     cluster
@@ -533,8 +537,26 @@ async fn adopt_drift_keeps_the_console_edit_and_clears_drift() {
         "the drift diff is shown: {}",
         steps[0]
     );
+    assert!(
+        steps[0]["structured"]["drift"]["changedBy"]
+            .as_str()
+            .is_some_and(
+                |who| who.starts_with("erin.admin@example.com (Erin) in the admin console")
+            ),
+        "get_resource shows who made the drift: {}",
+        steps[0]
+    );
     assert_eq!(steps[1]["isError"], false, "{}", steps[1]);
     let name = steps[1]["structured"]["name"].as_str().unwrap().to_owned();
+    let proposal = cluster
+        .fake
+        .get(&Gvr::of::<ChangeProposal>(), Some(NAMESPACE), &name)
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    assert!(
+        proposal.contains("the edit: erin.admin@example.com (Erin)"),
+        "the proposal names whose edit it keeps: {proposal}"
+    );
     assert!(
         steps[1]["structured"]["yamlDiff"]
             .as_str()

@@ -100,6 +100,10 @@ pub struct RunArgs {
     /// seconds. Its own listener: expose it (Ingress or a FunnelExposure), never the metrics.
     #[arg(long)]
     pub webhook_listen: Option<SocketAddr>,
+    /// How far a webhook signature's timestamp may be from now before the delivery is refused
+    /// as a replay, e.g. `5m`.
+    #[arg(long, default_value = "5m", value_parser = parse_ttl)]
+    pub webhook_tolerance: std::time::Duration,
 }
 
 fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
@@ -282,6 +286,7 @@ async fn run_manager(args: RunArgs) -> Result<(), CliError> {
         proposal_ttl: args.proposal_ttl,
         clock: crate::snapshot::WallClock::system(),
         webhook_listen: args.webhook_listen,
+        webhook_tolerance: args.webhook_tolerance,
     };
     let Some(loopback) = args.loopback_listen else {
         crate::controller::run(client, config, shutdown_signal()).await?;

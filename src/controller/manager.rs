@@ -43,6 +43,8 @@ pub struct RunConfig {
     /// Where to receive Tailscale webhooks (`POST /webhooks/<ManagedTailnet>`); `None`: no
     /// receiver, drift is found at each resync.
     pub webhook_listen: Option<SocketAddr>,
+    /// How far a webhook signature's timestamp may be from now (replay protection).
+    pub webhook_tolerance: std::time::Duration,
 }
 
 /// Leader election timings.
@@ -157,6 +159,9 @@ impl Manager {
         );
         ctx.proposal_ttl = config.proposal_ttl;
         ctx.clock = config.clock.clone();
+        ctx.webhooks = Arc::new(crate::webhook::Webhooks::with_tolerance(
+            config.webhook_tolerance,
+        ));
         let ctx = Arc::new(ctx);
         let webhook_addr = match config.webhook_listen {
             Some(listen) => {

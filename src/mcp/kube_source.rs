@@ -237,6 +237,11 @@ impl KubeSource {
                 .map(str::to_owned),
         };
         let world = self.world(tailnet).await?;
+        // Adopting a drift: say whose edit is kept (from the audit log, as status recorded it).
+        let summary = match (&patch, target.pointer("/status/drift/changedBy")) {
+            (None, Some(Value::String(who))) => format!("{summary}; the edit: {who}"),
+            _ => summary,
+        };
         let patch = match patch {
             Some(patch) => patch,
             None => proposal::adopt_drift_patch(&target, &world)

@@ -66,6 +66,14 @@ impl Default for Webhooks {
 }
 
 impl Webhooks {
+    /// Refusing signatures whose timestamp is further than `tolerance` from now.
+    pub fn with_tolerance(tolerance: Duration) -> Webhooks {
+        Webhooks {
+            tolerance,
+            ..Webhooks::default()
+        }
+    }
+
     /// The secrets deliveries for `tailnet` may be signed with (several while a rotation
     /// overlaps); empty stops accepting them.
     pub fn set_secrets(&self, tailnet: &str, secrets: Vec<Secret>) {

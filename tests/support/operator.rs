@@ -37,6 +37,7 @@ pub fn run_config() -> RunConfig {
         clock: tailnet_operator::snapshot::WallClock::system(),
         leader_election: None,
         webhook_listen: None,
+        webhook_tolerance: tailnet_operator::webhook::DEFAULT_TOLERANCE,
     }
 }
 
