@@ -257,7 +257,11 @@ async fn set_tags(
     let mut state = sim.inner.state();
     manageable(&mut state, &id)?;
     check_tags(&state, Some(&caller), &tags)?;
-    state.device_mut(&id)?.tags = tags;
+    let device = state.device_mut(&id)?;
+    device.tags = tags;
+    let target = serde_json::json!({"id": device.node_id, "name": device.name, "type": "NODE"});
+    drop(state);
+    sim.audit_api(&caller, target, "ACL_TAGS", "UPDATE");
     Ok(StatusCode::OK)
 }
 

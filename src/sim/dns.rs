@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::Caller;
 use super::error::{SimError, SimResult, parse_json};
 use super::state::{DnsConfig, DnsResolver};
 use super::{SimTailnet, check_tailnet};
@@ -96,6 +97,7 @@ async fn get_configuration(
 /// value, so a body without `preferences.magicDNS` turns MagicDNS off, like the real endpoint.
 async fn set_configuration(
     State(sim): State<SimTailnet>,
+    Extension(caller): Extension<Caller>,
     Path(tailnet): Path<String>,
     body: Bytes,
 ) -> SimResult<Json<DnsConfig>> {
@@ -104,7 +106,10 @@ async fn set_configuration(
     let mut state = sim.inner.state();
     check_tailnet(&state, &tailnet)?;
     state.dns = config;
-    Ok(Json(state.dns.clone()))
+    let written = state.dns.clone();
+    drop(state);
+    sim.audit_api(&caller, sim.tailnet_target(), "DNS_CONFIG", "UPDATE");
+    Ok(Json(written))
 }
 
 /// Keeps `useWithExitNode` of addresses that stay; new ones start off.

@@ -1,9 +1,10 @@
 //! Tailnet settings: GET and partial PATCH.
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use super::auth::Caller;
 use super::error::{SimResult, parse_json};
 use super::state::Settings;
 use super::{SimTailnet, check_tailnet};
@@ -27,6 +28,7 @@ async fn get_settings(
 /// Only the fields present in the body change; the response is the whole settings object.
 async fn patch_settings(
     State(sim): State<SimTailnet>,
+    Extension(caller): Extension<Caller>,
     Path(tailnet): Path<String>,
     body: Bytes,
 ) -> SimResult<Json<Settings>> {
@@ -36,5 +38,8 @@ async fn patch_settings(
     let mut updated = state.settings.clone();
     updated.apply(patch)?;
     state.settings = updated;
-    Ok(Json(state.settings.clone()))
+    let written = state.settings.clone();
+    drop(state);
+    sim.audit_api(&caller, sim.tailnet_target(), "FEATURE", "UPDATE");
+    Ok(Json(written))
 }
