@@ -380,3 +380,49 @@ fn base64_decode(text: &str) -> Vec<u8> {
         .decode(text)
         .unwrap()
 }
+
+#[tokio::test]
+async fn an_ip_forwarding_warning_is_an_event_and_a_condition_on_the_tailnet() {
+    let env = start().await;
+    let body = br#"[{"timestamp":"2026-12-06T12:00:00Z","version":1,"type":"exitNodeIPForwardingNotEnabled","tailnet":"example.com","message":"Exit node exit-1 has IP forwarding disabled","data":{}}]"#;
+    let signed = signature::sign(&env.secret, chrono::Utc::now().timestamp(), body);
+    assert_eq!(post(&env.receiver, body, Some(signed)).await, 200);
+    let events = env
+        .fake
+        .wait_for("the warning event", HANG_GUARD, |f| {
+            let events = f.events_for("ManagedTailnet", TAILNET);
+            events
+                .iter()
+                .any(|e| e.reason == "IPForwardingNotEnabled" && e.type_ == "Warning")
+                .then_some(events)
+        })
+        .await;
+    assert!(
+        events.iter().any(|e| e.note.contains("exit-1")),
+        "{events:?}"
+    );
+    // The condition appears at the ManagedTailnet's next reconcile.
+    fake_reconcile(&env.fake);
+    env.fake
+        .wait_for("IPForwardingNotEnabled=True", HANG_GUARD, |f| {
+            let status = f.get_as::<ManagedTailnet>(None, TAILNET)?.status?;
+            status
+                .common
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "IPForwardingNotEnabled" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+    stop(env.manager).await;
+}
+
+fn fake_reconcile(fake: &FakeKube) {
+    fake.merge_patch(
+        &Gvr::of::<ManagedTailnet>(),
+        None,
+        TAILNET,
+        json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "forwarding"}}}),
+    )
+    .unwrap();
+}

@@ -198,6 +198,13 @@ async fn reconcile_inner(
         _ => None,
     };
     let mut desired = desired_status(tailnet, &observed, Utc::now());
+    let warning = ctx.shared.webhooks.forwarding_warning(&tailnet.name_any());
+    record_forwarding(
+        &mut desired,
+        tailnet,
+        warning.as_ref(),
+        ctx.shared.clock.now(),
+    );
     if let Some(outcome) = &settings {
         record_settings(&mut desired, tailnet, outcome, Utc::now());
     }
@@ -699,6 +706,40 @@ fn fingerprint(tailnet: &ManagedTailnet, credentials: &Credentials, interval: Du
     hex::encode(hasher.finalize())
 }
 
+/// How long a webhook's IP-forwarding warning shows as a condition: no event says when the
+/// device was fixed, so the warning ages out.
+pub const FORWARDING_WARNING_FOR: chrono::Duration = chrono::Duration::hours(24);
+
+/// `IPForwardingNotEnabled`: True with the latest warning's message for
+/// [`FORWARDING_WARNING_FOR`] after a webhook delivered one, then False. Never added to a
+/// tailnet that had no warning (pure).
+pub fn record_forwarding(
+    status: &mut ManagedTailnetStatus,
+    tailnet: &ManagedTailnet,
+    warning: Option<&(DateTime<Utc>, String)>,
+    now: DateTime<Utc>,
+) {
+    let Some((at, message)) = warning else {
+        return;
+    };
+    let aged_out = *at + FORWARDING_WARNING_FOR;
+    let (state, why, message, since) = if now < aged_out {
+        (true, "WebhookWarning", message.clone(), *at)
+    } else {
+        let message = format!("no IP-forwarding warning since {}", at.to_rfc3339());
+        (false, "NoRecentWarning", message, aged_out)
+    };
+    set(
+        status,
+        ConditionType::IpForwardingNotEnabled,
+        state,
+        why,
+        &message,
+        tailnet.metadata.generation,
+        &time_from(since.trunc_subsecs(0)),
+    );
+}
+
 /// The condition message for a failure: the error plus what to do about it.
 pub fn failure_message(tailnet: &ManagedTailnet, err: &ReconcileError) -> String {
     if let Some(identity) = &tailnet.spec.workload_identity {
@@ -1018,6 +1059,46 @@ mod tests {
                 && message.contains("Secret ops/ts-key")
                 && message.contains("create the Secret in tailnet-operator"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_forwarding_warning_shows_for_a_day_and_only_after_one_came() {
+        let t = tailnet();
+        let mut status = desired_status(&t, &ok(7, 0), at(5));
+        record_forwarding(&mut status, &t, None, at(5));
+        assert!(
+            crate::resources::conditions::find(
+                &status.common.conditions,
+                ConditionType::IpForwardingNotEnabled
+            )
+            .is_none()
+        );
+        let warning = (at(5), "exit node x forwards nothing".to_owned());
+        record_forwarding(&mut status, &t, Some(&warning), at(6));
+        let c = crate::resources::conditions::find(
+            &status.common.conditions,
+            ConditionType::IpForwardingNotEnabled,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.message.as_str()),
+            ("True", "exit node x forwards nothing")
+        );
+        record_forwarding(
+            &mut status,
+            &t,
+            Some(&warning),
+            at(5) + FORWARDING_WARNING_FOR,
+        );
+        let c = crate::resources::conditions::find(
+            &status.common.conditions,
+            ConditionType::IpForwardingNotEnabled,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "NoRecentWarning")
         );
     }
 }

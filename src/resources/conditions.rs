@@ -21,6 +21,9 @@ pub enum ConditionType {
     Synced,
     /// The live tailnet differs from what this operator last applied.
     Drifted,
+    /// ManagedTailnet only: a webhook warned within the last day that a subnet router or exit
+    /// node does not forward IP traffic.
+    IpForwardingNotEnabled,
 }
 
 impl ConditionType {
@@ -35,6 +38,7 @@ impl ConditionType {
             ConditionType::Ready => "Ready",
             ConditionType::Synced => "Synced",
             ConditionType::Drifted => "Drifted",
+            ConditionType::IpForwardingNotEnabled => "IPForwardingNotEnabled",
         }
     }
 }

@@ -25,26 +25,8 @@ pub(crate) fn routes() -> Router<SimTailnet> {
         .route("/api/v2/webhooks/{endpointId}/rotate", post(rotate))
 }
 
-pub const EVENTS: &[&str] = &[
-    "nodeCreated",
-    "nodeNeedsApproval",
-    "nodeApproved",
-    "nodeKeyExpiringInOneDay",
-    "nodeKeyExpired",
-    "nodeDeleted",
-    "nodeSigned",
-    "nodeNeedsSignature",
-    "policyUpdate",
-    "userCreated",
-    "userNeedsApproval",
-    "userSuspended",
-    "userRestored",
-    "userDeleted",
-    "userApproved",
-    "userRoleUpdated",
-    "subnetIPForwardingNotEnabled",
-    "exitNodeIPForwardingNotEnabled",
-];
+/// The event types an endpoint may subscribe to (the operator's receiver knows the same list).
+pub const EVENTS: &[&str] = crate::webhook::events::KNOWN;
 
 const PROVIDERS: &[&str] = &["slack", "mattermost", "googlechat", "discord"];
 

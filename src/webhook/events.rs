@@ -35,7 +35,8 @@ pub enum Effect {
     Unknown,
 }
 
-/// The event types the operator knows (their metric label; anything else is `unknown`).
+/// The event types Tailscale sends (reference §8), which the operator knows (their metric
+/// label; anything else is `unknown`).
 pub const KNOWN: &[&str] = &[
     "policyUpdate",
     "nodeCreated",

@@ -51,6 +51,8 @@ pub struct Wakeup {
 #[derive(Debug)]
 pub struct Webhooks {
     secrets: RwLock<HashMap<String, Vec<Secret>>>,
+    /// The latest IP-forwarding warning per tailnet: when, and its message.
+    forwarding: RwLock<HashMap<String, (chrono::DateTime<chrono::Utc>, String)>>,
     wakeups: broadcast::Sender<Wakeup>,
     pub tolerance: Duration,
 }
@@ -59,6 +61,7 @@ impl Default for Webhooks {
     fn default() -> Self {
         Webhooks {
             secrets: RwLock::default(),
+            forwarding: RwLock::default(),
             wakeups: broadcast::channel(1024).0,
             tolerance: DEFAULT_TOLERANCE,
         }
@@ -87,6 +90,15 @@ impl Webhooks {
 
     fn secrets_of(&self, tailnet: &str) -> Option<Vec<Secret>> {
         let map = self.secrets.read().unwrap_or_else(|e| e.into_inner());
+        map.get(tailnet).cloned()
+    }
+
+    /// The latest IP-forwarding warning a webhook delivered for `tailnet`.
+    pub fn forwarding_warning(
+        &self,
+        tailnet: &str,
+    ) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+        let map = self.forwarding.read().unwrap_or_else(|e| e.into_inner());
         map.get(tailnet).cloned()
     }
 
@@ -211,7 +223,9 @@ fn happened_at(
     now.checked_sub(ago).unwrap_or(now)
 }
 
-/// A Warning event on the ManagedTailnet naming the device that routes without forwarding.
+/// A Warning event on the ManagedTailnet naming the device that routes without forwarding; the
+/// ManagedTailnet's `IPForwardingNotEnabled` condition shows it for a day from its next
+/// reconcile.
 async fn forwarding_warning(ctx: &Context, tailnet: &str, event: &events::Event) {
     let Ok(Some(object)) = Api::<ManagedTailnet>::all(ctx.client.clone())
         .get_opt(tailnet)
@@ -223,5 +237,10 @@ async fn forwarding_warning(ctx: &Context, tailnet: &str, event: &events::Event)
         "{} ({}): enable IP forwarding on the device (https://tailscale.com/kb/1019/subnets)",
         event.message, event.type_
     );
+    ctx.webhooks
+        .forwarding
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(tailnet.to_owned(), (ctx.clock.now(), note.clone()));
     publish_event(ctx, &object, true, FORWARDING_WARNING, "Webhook", note).await;
 }
