@@ -509,3 +509,35 @@ async fn deleting_an_active_exposure_tears_it_down_and_a_disallowed_namespace_ge
     assert!(!env.policy_grants_funnel());
     stop(env.manager).await;
 }
+
+#[tokio::test]
+async fn orphan_leaves_the_device_and_says_so() {
+    let env = start().await;
+    let mut orphan = spec(&in_hours(&env.clock, 2));
+    orphan["deletionPolicy"] = json!("Orphan");
+    create::<FunnelExposure>(&env.fake, NAME, orphan);
+    env.start_pod().await;
+    env.wait_phase(Phase::Active).await;
+    env.fake
+        .delete(&Gvr::of::<FunnelExposure>(), Some("apps"), "demo")
+        .unwrap();
+    wait_gone::<FunnelExposure>(&env.fake, NAME).await;
+    assert!(
+        env.sim.tailnet().device_id("demo").is_some(),
+        "the device stays"
+    );
+    assert_eq!(calls(&env.sim, DELETE_DEVICE), 0);
+    let notes: Vec<String> = env
+        .fake
+        .events_for("FunnelExposure", "demo")
+        .into_iter()
+        .map(|e| e.note)
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("deletionPolicy: Orphan: device demo.")),
+        "{notes:?}"
+    );
+    stop(env.manager).await;
+}

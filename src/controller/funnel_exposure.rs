@@ -96,6 +96,8 @@ impl KindReconciler for FunnelKind {
     type Object = FunnelExposure;
     const AREA: Area = Area::Devices;
     const WAITING: &'static str = "the Service is exposed";
+    // `Orphan` says what it leaves behind before the exposure goes.
+    const FINALIZE_ORPHANS: bool = true;
 
     /// A TailnetPolicy change (the node attribute applied, or refused) wakes the exposures of
     /// its tailnet.
@@ -141,6 +143,21 @@ impl KindReconciler for FunnelKind {
                 .forget_funnel_exposure(&namespace, &obj.name_any()),
         }
         Ok(next)
+    }
+
+    /// `deletionPolicy: Orphan`: the tailnet side stays (the device, its spent key); the proxy
+    /// objects go with the exposure (owner references) and so does its node attribute.
+    async fn orphan(&self, pass: &Pass<'_, Self>) -> CleanUpResult {
+        let status = pass.current.current_status();
+        let device = status.device.as_ref().map_or("no device".to_owned(), |d| {
+            format!("device {} ({})", d.name, d.id)
+        });
+        let note = format!(
+            "deletionPolicy: Orphan: {device} stays in the tailnet; the proxy objects are \
+             garbage-collected with the exposure and its funnel node attribute is withdrawn"
+        );
+        pass.publish_clean_up(ENDED, note).await;
+        Ok(())
     }
 
     async fn clean_up(&self, pass: &Pass<'_, Self>) -> CleanUpResult {
