@@ -541,3 +541,37 @@ async fn orphan_leaves_the_device_and_says_so() {
     );
     stop(env.manager).await;
 }
+
+#[tokio::test]
+async fn a_key_that_lapses_before_the_pod_joins_is_replaced_and_the_pod_rolled() {
+    let env = start().await;
+    create::<FunnelExposure>(&env.fake, NAME, spec(&in_hours(&env.clock, 6)));
+    let key_on_template = |env: &Env| -> Option<String> {
+        let deployment = env.get::<Deployment>("demo-funnel")?;
+        let annotations = deployment.spec?.template.metadata?.annotations?;
+        annotations.get("tailnet.ops.dev/key-id").cloned()
+    };
+    let first = env
+        .fake
+        .wait_for("the proxy with its key", HANG_GUARD, |_| {
+            key_on_template(&env).filter(|k| !k.is_empty())
+        })
+        .await;
+    // The pod stays Pending past the key's hour.
+    env.advance(2, "key-lapsed");
+    let second = env
+        .fake
+        .wait_for("a new key on the pod template", HANG_GUARD, |_| {
+            key_on_template(&env).filter(|k| *k != first)
+        })
+        .await;
+    assert_eq!(calls(&env.sim, MINT), 2);
+    assert_eq!(
+        env.exposure().status.unwrap().key_id.as_deref(),
+        Some(second.as_str())
+    );
+    env.start_pod().await;
+    env.wait_phase(Phase::Active).await;
+    assert_eq!(calls(&env.sim, MINT), 2, "no key after the join");
+    stop(env.manager).await;
+}

@@ -372,16 +372,11 @@ async fn provision(
         name: d.name.clone(),
     });
     let owner = owner_reference(obj);
-    let owner_json = serde_json::to_value(&owner).unwrap_or(Value::Null);
-    let objects = proxy_objects(obj, &owner_json);
-    let wanted = digest(&objects);
-    let in_place = status.proxy_digest.as_deref() == Some(wanted.as_str())
-        && Api::<Deployment>::namespaced(client.clone(), namespace)
-            .get_opt(&n.proxy)
-            .await
-            .map_err(|e| ("reading the proxy Deployment", e.into()))?
-            .is_some();
-    if device.is_none() && !in_place && !key_usable(snapshots, status).await {
+    // Until the proxy joined it needs a key it can still use: none yet, or the last one
+    // expired (a pod pending for over an hour) or revoked. A new key rolls the Deployment
+    // (the key id is on its pod template), so the pod starts again with it.
+    let now = pass.shared().clock.now();
+    if device.is_none() && key_lapsed(snapshots, status, now).await {
         let input = key_input(obj, &scope(pass));
         sweep_keys(snapshots, &input.marker)
             .await
@@ -399,6 +394,15 @@ async fn provision(
             .await
             .map_err(|e| ("recording the key", e))?;
     }
+    let owner_json = serde_json::to_value(&owner).unwrap_or(Value::Null);
+    let objects = proxy_objects(obj, &owner_json, status.key_id.as_deref());
+    let wanted = digest(&objects);
+    let in_place = status.proxy_digest.as_deref() == Some(wanted.as_str())
+        && Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get_opt(&n.proxy)
+            .await
+            .map_err(|e| ("reading the proxy Deployment", e.into()))?
+            .is_some();
     if !in_place {
         for object in &objects {
             apply(&client, namespace, object)
@@ -529,7 +533,7 @@ async fn teardown(
     let namespace = obj.namespace().unwrap_or_else(|| "default".to_owned());
     let owner = serde_json::to_value(owner_reference(obj)).unwrap_or(Value::Null);
     let mut deleted = 0;
-    for object in proxy_objects(obj, &owner).iter().rev() {
+    for object in proxy_objects(obj, &owner, None).iter().rev() {
         deleted += usize::from(delete(&client, &namespace, object).await?);
     }
     let auth = names(obj).auth_secret;
@@ -586,17 +590,25 @@ async fn sweep_keys(snapshots: &TailnetSnapshots, marker: &str) -> Result<usize,
     Ok(live.len())
 }
 
-/// Whether the key recorded in status can still register the proxy.
-async fn key_usable(snapshots: &TailnetSnapshots, status: &FunnelExposureStatus) -> bool {
+/// Whether the proxy lacks a key it could still join with: none recorded, or the recorded one
+/// is gone, revoked or past its expiry. A key that is only spent (single-use, used) has not
+/// lapsed: the proxy joined with it and its device is about to show.
+async fn key_lapsed(
+    snapshots: &TailnetSnapshots,
+    status: &FunnelExposureStatus,
+    now: DateTime<Utc>,
+) -> bool {
     let Some(id) = &status.key_id else {
-        return false;
+        return true;
     };
+    snapshots.invalidate(Area::Keys);
     let Ok(keys) = snapshots.keys().await else {
         return false;
     };
     keys.data
         .iter()
-        .any(|k| &k.id == id && !k.invalid && k.revoked.is_none())
+        .find(|k| &k.id == id)
+        .is_none_or(|k| k.revoked.is_some() || k.expires.is_some_and(|expires| expires <= now))
 }
 
 /// The Service and its port, as a prerequisite.

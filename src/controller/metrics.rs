@@ -240,8 +240,9 @@ impl Metrics {
             webhook_deliveries: counter(
                 "tailnet_operator_webhook_deliveries_total",
                 "Tailscale webhook deliveries received, by tailnet and result (accepted, \
-                 unauthorized: a missing, malformed, stale or wrong signature, malformed body, \
-                 too_large, standby: not the leader, answered 503 so Tailscale retries).",
+                 unauthorized: a missing, malformed, stale or wrong signature, malformed: not a \
+                 JSON array of events, standby: not the leader, answered 503 so Tailscale \
+                 retries). Bodies over 1 MiB are refused (413) before they are counted.",
                 &["tailnet", "result"],
             ),
             webhook_events: counter(
@@ -409,7 +410,7 @@ impl Metrics {
     }
 
     /// Counts one webhook delivery for `tailnet` (a ManagedTailnet's name, or `unknown`) by
-    /// result: `accepted`, `unauthorized`, `malformed`, `too_large`, `standby`.
+    /// result: `accepted`, `unauthorized`, `malformed`, `standby`.
     pub fn record_webhook_delivery(&self, tailnet: &str, result: &str) {
         self.webhook_deliveries
             .with_label_values(&[tailnet, result])

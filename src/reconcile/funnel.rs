@@ -13,7 +13,7 @@ use crate::policy::compose::Contribution;
 use crate::resources::funnel_exposure::{
     DEFAULT_PROXY_IMAGE, FunnelExposure, Phase, Prerequisite, ProxyDevice, Window,
 };
-use crate::resources::key_rotation_policy::{KeyRotationPolicySpec, KeyType};
+use crate::resources::key_rotation_policy::{KEY_ID_ANNOTATION, KeyRotationPolicySpec, KeyType};
 use crate::resources::{ManagedTailnet, TailnetScoped};
 use crate::tailscale::{Device, DnsPreferences, TailnetSettings};
 
@@ -287,8 +287,9 @@ pub fn serve_config(obj: &FunnelExposure) -> Value {
 }
 
 /// Every object of the proxy, as server-side-apply manifests owned by the exposure, in the
-/// order they are applied (the Deployment last, once what it mounts exists).
-pub fn proxy_objects(obj: &FunnelExposure, owner: &Value) -> Vec<Value> {
+/// order they are applied (the Deployment last, once what it mounts exists). `key_id` goes on
+/// the pod template: a new key restarts the pod, which reads the key at start.
+pub fn proxy_objects(obj: &FunnelExposure, owner: &Value, key_id: Option<&str>) -> Vec<Value> {
     let n = names(obj);
     let namespace = obj.metadata.namespace.clone().unwrap_or("default".into());
     let meta = |name: &str| {
@@ -371,7 +372,13 @@ pub fn proxy_objects(obj: &FunnelExposure, owner: &Value) -> Vec<Value> {
                 "replicas": 1,
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": selector},
-                "template": {"metadata": {"labels": selector}, "spec": pod_spec},
+                "template": {
+                    "metadata": {
+                        "labels": selector,
+                        "annotations": {KEY_ID_ANNOTATION: key_id.unwrap_or_default()},
+                    },
+                    "spec": pod_spec,
+                },
             },
         }),
     ]
@@ -522,7 +529,7 @@ mod tests {
     fn the_proxy_keeps_its_state_runs_restricted_and_is_owned() {
         let e = exposure(json!({"proxy": {"nodeSelector": {"pool": "edge"}}}));
         let owner = json!({"kind": "FunnelExposure", "name": "demo"});
-        let objects = proxy_objects(&e, &owner);
+        let objects = proxy_objects(&e, &owner, Some("kKEY1CNTRL"));
         let kinds: Vec<&str> = objects
             .iter()
             .map(|o| o["kind"].as_str().unwrap())
@@ -562,6 +569,12 @@ mod tests {
         let role = &objects[2]["rules"][0];
         assert_eq!(role["resourceNames"], json!(["demo-funnel-state"]));
         assert_ne!(digest(&objects), digest(&objects[..5]));
+        let template = &deployment["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(
+            template[KEY_ID_ANNOTATION],
+            json!("kKEY1CNTRL"),
+            "a new key rolls the pod"
+        );
     }
 
     #[test]
