@@ -67,7 +67,7 @@ impl FindingKind {
     }
 
     /// Words for the summary line, e.g. "3 stale".
-    fn summary_words(self) -> &'static str {
+    pub fn summary_words(self) -> &'static str {
         match self {
             FindingKind::Unauthorized => "unauthorized",
             FindingKind::NodeKeyExpired => "node keys expired",

@@ -19,6 +19,7 @@ pub mod mcp;
 pub mod policy;
 pub mod proposal;
 pub mod reconcile;
+pub mod report;
 pub mod resources;
 pub mod secret;
 pub mod shutdown;

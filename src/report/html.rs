@@ -1,0 +1,223 @@
+//! The report as one self-contained HTML page: inline CSS, charts as inline SVG drawn here, no
+//! script, font, image or stylesheet from anywhere (readable offline and without JavaScript).
+use std::fmt::Write as _;
+
+use super::{Bucket, Report, Router};
+
+/// Renders `report`. Every text is escaped.
+pub fn render_html(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Tailnet report</title><style>{STYLE}</style></head><body>\
+         <h1>Tailnet report</h1><p class=\"meta\">{} &middot; generated {}</p>",
+        escape(&report.source),
+        escape(&report.generated_at)
+    );
+    let d = &report.devices;
+    section(&mut out, "devices", "Devices", |out| {
+        facts(
+            out,
+            &[
+                ("devices", d.total.to_string()),
+                ("connected", d.connected.to_string()),
+                ("update available", d.update_available.to_string()),
+                ("unauthorized", d.unauthorized.to_string()),
+                (
+                    "newest client",
+                    d.newest_client.clone().unwrap_or("-".into()),
+                ),
+            ],
+        );
+        chart(out, "By operating system", &d.by_os);
+        chart(out, "By client version", &d.by_client_version);
+        chart(out, "Disconnected, by days since last seen", &d.last_seen);
+        chart(
+            out,
+            "Node keys expiring, next 13 weeks",
+            &d.key_expiry_weeks,
+        );
+    });
+    let r = &report.routing;
+    section(&mut out, "routing", "Routing", |out| {
+        chart(
+            out,
+            "Routers",
+            &[
+                bucket("subnet routers", r.subnet_router_count),
+                bucket("exit nodes", r.exit_node_count),
+                bucket("routes awaiting approval", r.routes_awaiting_approval),
+            ],
+        );
+        routers(
+            out,
+            "Subnet routers",
+            &r.subnet_routers,
+            r.subnet_router_count,
+        );
+        routers(out, "Exit nodes", &r.exit_nodes, r.exit_node_count);
+    });
+    let n = &report.dns;
+    section(&mut out, "dns", "DNS", |out| {
+        facts(
+            out,
+            &[
+                (
+                    "MagicDNS",
+                    if n.magic_dns { "on" } else { "off" }.to_owned(),
+                ),
+                ("nameservers", n.nameservers.join(", ")),
+                ("search paths", n.search_paths.join(", ")),
+            ],
+        );
+        let split: Vec<Bucket> = n
+            .split_dns
+            .iter()
+            .map(|(domain, resolvers)| bucket(domain, resolvers.len()))
+            .collect();
+        chart(out, "Split DNS: resolvers per domain", &split);
+    });
+    let p = &report.policy;
+    section(&mut out, "policy", "Policy", |out| {
+        chart(out, "Entries per section", &p.sections);
+        chart(out, "Members per group", &p.groups);
+        chart(out, "Owners per tag", &p.tags);
+    });
+    let k = &report.keys;
+    section(&mut out, "keys", "Keys", |out| {
+        chart(out, "Live keys by type", &k.by_type);
+        chart(out, "Live keys by expiry", &k.by_expiry);
+    });
+    let a = &report.audit;
+    section(&mut out, "audit", "Audit findings", |out| {
+        let _ = write!(out, "<p>{}</p>", escape(&a.summary));
+        chart(out, "Findings by kind", &a.by_kind);
+    });
+    out.push_str("</body></html>\n");
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#1d2330;max-width:70rem}\
+h1{margin-bottom:.2rem}.meta{color:#5b6475}section{margin:2rem 0;border-top:1px solid #dde2ea}\
+h3{font-size:1rem;margin:1.2rem 0 .4rem}dl{display:grid;grid-template-columns:max-content auto;\
+gap:.2rem 1rem}dt{color:#5b6475}dd{margin:0}table{border-collapse:collapse}\
+td,th{padding:.2rem .6rem;border-bottom:1px solid #eef1f5;text-align:left}\
+svg text{font-size:12px;fill:#1d2330}";
+
+fn bucket(label: &str, count: usize) -> Bucket {
+    Bucket {
+        label: label.to_owned(),
+        count,
+    }
+}
+
+fn section(out: &mut String, id: &str, title: &str, body: impl FnOnce(&mut String)) {
+    let _ = write!(out, "<section id=\"{id}\"><h2>{}</h2>", escape(title));
+    body(out);
+    out.push_str("</section>");
+}
+
+fn facts(out: &mut String, rows: &[(&str, String)]) {
+    out.push_str("<dl>");
+    for (name, value) in rows {
+        let value = if value.is_empty() { "-" } else { value };
+        let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", escape(name), escape(value));
+    }
+    out.push_str("</dl>");
+}
+
+/// A horizontal bar chart; an empty one says so instead of drawing nothing.
+fn chart(out: &mut String, title: &str, buckets: &[Bucket]) {
+    let _ = write!(out, "<h3>{}</h3>", escape(title));
+    if buckets.is_empty() {
+        out.push_str("<p class=\"meta\">none</p>");
+        return;
+    }
+    let (label_width, bar_width, row) = (200.0, 420.0, 22.0);
+    let max = buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1) as f64;
+    let height = row * buckets.len() as f64 + 4.0;
+    let _ = write!(
+        out,
+        "<svg class=\"chart\" role=\"img\" aria-label=\"{}\" width=\"{}\" height=\"{height}\" \
+         viewBox=\"0 0 {} {height}\">",
+        escape(title),
+        label_width + bar_width + 60.0,
+        label_width + bar_width + 60.0
+    );
+    for (i, b) in buckets.iter().enumerate() {
+        let y = i as f64 * row;
+        let width = (b.count as f64 / max * bar_width).max(if b.count > 0 { 2.0 } else { 0.0 });
+        let _ = write!(
+            out,
+            "<text x=\"0\" y=\"{}\">{}</text><rect x=\"{label_width}\" y=\"{}\" width=\"{width:.1}\" \
+             height=\"{}\" fill=\"#3b6fd8\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            y + 15.0,
+            escape(&shorten(&b.label, 30)),
+            y + 3.0,
+            row - 6.0,
+            label_width + width + 6.0,
+            y + 15.0,
+            b.count
+        );
+    }
+    out.push_str("</svg>");
+}
+
+fn routers(out: &mut String, title: &str, rows: &[Router], total: usize) {
+    let _ = write!(out, "<h3>{} ({total})</h3>", escape(title));
+    if rows.is_empty() {
+        out.push_str("<p class=\"meta\">none</p>");
+        return;
+    }
+    out.push_str("<table><tr><th>device</th><th>advertised</th><th>enabled</th></tr>");
+    for r in rows {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&r.name),
+            escape(&r.advertised.join(", ")),
+            escape(&r.enabled.join(", "))
+        );
+    }
+    out.push_str("</table>");
+    if total > rows.len() {
+        let _ = write!(out, "<p class=\"meta\">and {} more</p>", total - rows.len());
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut short: String = text.chars().take(max - 1).collect();
+    short.push('…');
+    short
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_and_empty_charts_say_none() {
+        let mut out = String::new();
+        chart(&mut out, "<b>", &[]);
+        assert!(out.contains("&lt;b&gt;") && out.contains("none"), "{out}");
+        let mut out = String::new();
+        chart(&mut out, "t", &[bucket("a\"<x>", 3), bucket("b", 0)]);
+        assert!(out.contains("a&quot;&lt;x&gt;"), "{out}");
+        assert!(
+            out.contains("width=\"420.0\""),
+            "the largest bar is full width: {out}"
+        );
+    }
+}
