@@ -175,8 +175,13 @@ fn tally<'a>(labels: impl IntoIterator<Item = &'a str>) -> Vec<Bucket> {
             count,
         })
         .collect();
-    buckets.sort_by(|a, b| b.count.cmp(&a.count).then(a.label.cmp(&b.label)));
+    most_first(&mut buckets);
     buckets
+}
+
+/// Largest count first, ties by label (charts read top-down).
+fn most_first(buckets: &mut [Bucket]) {
+    buckets.sort_by(|a, b| b.count.cmp(&a.count).then(a.label.cmp(&b.label)));
 }
 
 fn devices(devices: &[Device], now: DateTime<Utc>) -> DeviceSection {
@@ -351,7 +356,7 @@ fn policy(policy: &Value) -> PolicySection {
                     .collect()
             })
             .unwrap_or_default();
-        buckets.sort_by(|a, b| b.count.cmp(&a.count).then(a.label.cmp(&b.label)));
+        most_first(&mut buckets);
         buckets.truncate(MAX_LISTED);
         buckets
     };
