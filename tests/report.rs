@@ -138,8 +138,16 @@ fn the_html_report_has_every_section_with_a_chart_and_nothing_external() {
             .unwrap_or_else(|| panic!("section {section} missing"));
         let end = start + html[start..].find("</section>").unwrap();
         let body = &html[start..end];
+        // A drawn bar: a rect wider than zero (an all-zero chart draws only empty rects).
+        let drawn = body.split("<rect").skip(1).any(|rect| {
+            rect.split("width=\"")
+                .nth(1)
+                .and_then(|w| w.split('"').next())
+                .and_then(|w| w.parse::<f64>().ok())
+                .is_some_and(|w| w > 0.0)
+        });
         assert!(
-            body.contains("<svg") && body.contains("<rect"),
+            body.contains("<svg") && drawn,
             "section {section} has no drawn chart"
         );
     }

@@ -13,7 +13,9 @@ use crate::policy::compose::Contribution;
 use crate::resources::funnel_exposure::{
     DEFAULT_PROXY_IMAGE, FunnelExposure, Phase, Prerequisite, ProxyDevice, Window,
 };
-use crate::resources::key_rotation_policy::{KEY_ID_ANNOTATION, KeyRotationPolicySpec, KeyType};
+use crate::resources::key_rotation_policy::{
+    KEY_ID_ANNOTATION, KeyRotationPolicySpec, KeyType, SecretKeys,
+};
 use crate::resources::{ManagedTailnet, TailnetScoped};
 use crate::tailscale::{Device, DnsPreferences, TailnetSettings};
 
@@ -212,6 +214,11 @@ pub fn key_input(obj: &FunnelExposure, scope: &str) -> KeyInput {
             preauthorized: true,
             tags: obj.proxy_tags(),
             expiry: Some(KEY_EXPIRY.to_owned()),
+            // The Secret key the proxy's TS_AUTHKEY reads (proxy_objects).
+            secret_keys: SecretKeys {
+                auth_key: AUTH_KEY_FIELD.to_owned(),
+                ..SecretKeys::default()
+            },
             ..serde_json::from_value(json!({})).expect("an empty spec deserializes")
         },
         status: Default::default(),
@@ -589,6 +596,10 @@ mod tests {
             key_input(&exposure(json!({})), "ops/other").marker
         );
         assert_eq!(input.secret_name, "demo-funnel-authkey");
+        assert_eq!(
+            input.spec.secret_keys.auth_key, AUTH_KEY_FIELD,
+            "where TS_AUTHKEY reads"
+        );
     }
 
     #[test]

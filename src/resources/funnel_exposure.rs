@@ -195,16 +195,6 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Scheduled => "Scheduled",
-            Phase::Provisioning => "Provisioning",
-            Phase::Active => "Active",
-            Phase::Expired => "Expired",
-            Phase::Failed => "Failed",
-        }
-    }
-
     /// Whether the tailnet side is (being) set up: the policy then carries the node attribute.
     pub fn exposes(self) -> bool {
         matches!(self, Phase::Provisioning | Phase::Active)
