@@ -5,6 +5,7 @@ pub mod file_mode;
 pub mod kindgen;
 mod policy;
 pub mod proposal;
+mod report;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -53,7 +54,7 @@ pub enum Command {
     Audit(AuditArgs),
     /// The tailnet's state as one self-contained HTML page (inline SVG charts) or JSON
     /// (schema: docs/report.schema.json): devices, routing, DNS, policy, keys, audit findings.
-    Report(ReportArgs),
+    Report(report::ReportArgs),
     /// Offline policy tools: run a policy file's tests, diff the access of two policy files.
     Policy(PolicyArgs),
     /// Write the CustomResourceDefinitions as YAML (`--check`: fail if the files are stale).
@@ -146,27 +147,6 @@ pub struct AuditArgs {
     /// Clients more than this many minor versions behind the newest client are outdated.
     #[arg(long, default_value_t = 6)]
     pub outdated_minors: u32,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ReportArgs {
-    #[command(flatten)]
-    pub connection: ConnectionArgs,
-    /// `html` (one self-contained page) or `json`.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
-    pub format: ReportFormat,
-    /// Write to this file instead of stdout.
-    #[arg(short = 'o', long)]
-    pub output: Option<std::path::PathBuf>,
-    /// Print the report's JSON Schema and exit (what docs/report.schema.json holds).
-    #[arg(long)]
-    pub schema: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReportFormat {
-    Html,
-    Json,
 }
 
 fn parse_client_version(text: &str) -> Result<ClientVersion, String> {
@@ -274,7 +254,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Sim(args) => run_sim(args).await.map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => run_audit(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Report(args) => run_report(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Report(args) => report::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Policy(args) => policy::run(&args),
         Command::Crdgen(args) => crdgen::execute(&args)
             .map(|()| ExitCode::SUCCESS)
@@ -379,57 +359,6 @@ async fn run_audit(args: AuditArgs) -> Result<(), CliError> {
         eprintln!("{}", report.summary_line());
     }
     Ok(())
-}
-
-async fn run_report(args: ReportArgs) -> Result<(), CliError> {
-    if args.schema {
-        let text = serde_json::to_string_pretty(&crate::report::schema()).unwrap_or_default();
-        return write_stdout(&format!("{text}\n"));
-    }
-    let connection = connect(&args.connection).await?;
-    let client = &connection.client;
-    // One read of each area, whatever the size of the tailnet (devices with their routes).
-    let all_fields = DeviceListOptions {
-        all_fields: true,
-        ..DeviceListOptions::default()
-    };
-    let read = async {
-        let devices = client.list_devices(&all_fields).await?;
-        let keys = client.list_keys(true).await?;
-        let dns = client.get_dns_configuration().await?;
-        let policy = client.get_policy().await?;
-        Ok((devices, keys, dns, policy))
-    };
-    let (devices, keys, dns, policy) =
-        within_deadline(args.connection.deadline, connection.describe(), read).await?;
-    let policy = crate::policy::hujson::parse_strict(&policy.hujson).unwrap_or_default();
-    let now = Utc::now();
-    let audit = audit::audit(&devices, &keys, now, &AuditOptions::default());
-    let report = crate::report::build(&crate::report::Inputs {
-        source: connection.describe().to_owned(),
-        devices: &devices,
-        keys: &keys,
-        dns: &dns,
-        policy: &policy,
-        audit: &audit,
-        now,
-    });
-    let text = match args.format {
-        ReportFormat::Html => crate::report::render_html(&report),
-        ReportFormat::Json => {
-            format!(
-                "{}\n",
-                serde_json::to_string_pretty(&report).unwrap_or_default()
-            )
-        }
-    };
-    match &args.output {
-        Some(path) => std::fs::write(path, text).map_err(|source| CliError::Io {
-            context: format!("could not write {}", path.display()),
-            source,
-        }),
-        None => write_stdout(&text),
-    }
 }
 
 async fn run_sim(args: SimArgs) -> Result<(), CliError> {

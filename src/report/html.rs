@@ -2,7 +2,7 @@
 //! script, font, image or stylesheet from anywhere (readable offline and without JavaScript).
 use std::fmt::Write as _;
 
-use super::{Bucket, Report, Router};
+use super::{AccessMap, Bucket, DesiredSection, Report, Router};
 
 /// Renders `report`. Every text is escaped.
 pub fn render_html(report: &Report) -> String {
@@ -84,6 +84,15 @@ pub fn render_html(report: &Report) -> String {
         chart(out, "Entries per section", &p.sections);
         chart(out, "Members per group", &p.groups);
         chart(out, "Owners per tag", &p.tags);
+        let _ = write!(
+            out,
+            "<h3>Policy tests</h3><p>{} of {} failing</p>",
+            p.tests.failing, p.tests.total
+        );
+        if !p.tests.failures.is_empty() {
+            list(out, &p.tests.failures);
+        }
+        heatmap(out, &p.access);
     });
     let k = &report.keys;
     section(&mut out, "keys", "Keys", |out| {
@@ -95,6 +104,11 @@ pub fn render_html(report: &Report) -> String {
         let _ = write!(out, "<p>{}</p>", escape(&a.summary));
         chart(out, "Findings by kind", &a.by_kind);
     });
+    if let Some(desired) = &report.desired {
+        section(&mut out, "desired", "Desired vs live", |out| {
+            desired_section(out, desired)
+        });
+    }
     out.push_str("</body></html>\n");
     out
 }
@@ -104,7 +118,8 @@ h1{margin-bottom:.2rem}.meta{color:#5b6475}section{margin:2rem 0;border-top:1px 
 h3{font-size:1rem;margin:1.2rem 0 .4rem}dl{display:grid;grid-template-columns:max-content auto;\
 gap:.2rem 1rem}dt{color:#5b6475}dd{margin:0}table{border-collapse:collapse}\
 td,th{padding:.2rem .6rem;border-bottom:1px solid #eef1f5;text-align:left}\
-svg text{font-size:12px;fill:#1d2330}";
+svg text{font-size:12px;fill:#1d2330}.swatch{display:inline-block;width:.8rem;height:.8rem;\
+margin:0 .3rem 0 .6rem;vertical-align:middle}td ul{margin:0;padding-left:1rem}";
 
 fn bucket(label: &str, count: usize) -> Bucket {
     Bucket {
@@ -163,6 +178,172 @@ fn chart(out: &mut String, title: &str, buckets: &[Bucket]) {
         );
     }
     out.push_str("</svg>");
+}
+
+/// Colour of a heatmap cell: darker reaches more.
+fn shade(ports: Option<u64>) -> &'static str {
+    match ports {
+        None => "#1f3f8f",
+        Some(n) if n > 1000 => "#3b6fd8",
+        Some(n) if n > 10 => "#7fa3ea",
+        Some(_) => "#c3d4f7",
+    }
+}
+
+const SHADES: [(&str, Option<u64>); 4] = [
+    ("up to 10 ports", Some(1)),
+    ("11 to 1000 ports", Some(11)),
+    ("more than 1000 ports", Some(1001)),
+    ("all protocols", None),
+];
+
+/// The access heatmap: identities down, destinations across, a cell per pair with access, its
+/// protocols and ports in a tooltip and in the table under it.
+fn heatmap(out: &mut String, map: &AccessMap) {
+    out.push_str("<h3>Access heatmap (who reaches what)</h3>");
+    if let Some(why) = &map.unavailable {
+        let _ = write!(out, "<p class=\"meta\">{}</p>", escape(why));
+        return;
+    }
+    if map.rows.is_empty() || map.columns.is_empty() {
+        out.push_str("<p class=\"meta\">none: no devices</p>");
+        return;
+    }
+    let (label_width, head, size) = (190.0, 150.0, 20.0);
+    let width = label_width + size * map.columns.len() as f64 + 10.0;
+    let height = head + size * map.rows.len() as f64 + 4.0;
+    let _ = write!(
+        out,
+        "<svg class=\"chart heatmap\" role=\"img\" aria-label=\"access heatmap\" width=\"{width}\" \
+         height=\"{height}\" viewBox=\"0 0 {width} {height}\">"
+    );
+    let axis_label = |a: &super::AccessAxis| match a.devices {
+        Some(n) => format!("{} ({n})", shorten(&a.label, 24)),
+        None => shorten(&a.label, 28),
+    };
+    for (j, column) in map.columns.iter().enumerate() {
+        let x = label_width + size * j as f64 + size / 2.0 + 4.0;
+        let _ = write!(
+            out,
+            "<text transform=\"translate({x},{}) rotate(-55)\">{}</text>",
+            head - 6.0,
+            escape(&axis_label(column))
+        );
+    }
+    for (i, row) in map.rows.iter().enumerate() {
+        let y = head + size * i as f64;
+        let _ = write!(
+            out,
+            "<text x=\"0\" y=\"{}\">{}</text>",
+            y + 14.0,
+            escape(&axis_label(row))
+        );
+        for j in 0..map.columns.len() {
+            let _ = write!(
+                out,
+                "<rect x=\"{}\" y=\"{y}\" width=\"{}\" height=\"{}\" fill=\"#f3f5f8\"/>",
+                label_width + size * j as f64,
+                size - 2.0,
+                size - 2.0
+            );
+        }
+    }
+    for cell in &map.cells {
+        let (row, column) = (&map.rows[cell.row], &map.columns[cell.column]);
+        let _ = write!(
+            out,
+            "<rect class=\"cell\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\">\
+             <title>{} -&gt; {}: {}</title></rect>",
+            label_width + size * cell.column as f64,
+            head + size * cell.row as f64,
+            size - 2.0,
+            size - 2.0,
+            shade(cell.ports),
+            escape(&row.label),
+            escape(&column.label),
+            escape(&cell.access)
+        );
+    }
+    out.push_str("</svg><p class=\"meta\">");
+    for (label, ports) in SHADES {
+        let _ = write!(
+            out,
+            "<span class=\"swatch\" style=\"background:{}\"></span>{label} ",
+            shade(ports)
+        );
+    }
+    out.push_str(
+        "&middot; a cell: some device of the row reaches some destination of the column \
+         (devices in brackets)</p>",
+    );
+    if map.omitted_rows + map.omitted_columns > 0 {
+        let _ = write!(
+            out,
+            "<p class=\"meta\">{} rows and {} columns with the fewest devices left out</p>",
+            map.omitted_rows, map.omitted_columns
+        );
+    }
+    out.push_str("<details><summary>Every cell</summary><table><tr><th>from</th><th>to</th><th>access</th></tr>");
+    for cell in &map.cells {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&map.rows[cell.row].label),
+            escape(&map.columns[cell.column].label),
+            escape(&cell.access)
+        );
+    }
+    out.push_str("</table></details>");
+}
+
+fn desired_section(out: &mut String, desired: &DesiredSection) {
+    let _ = write!(
+        out,
+        "<p class=\"meta\">manifests: {}</p>",
+        escape(&desired.path)
+    );
+    chart(out, "Resources by state", &desired.by_state);
+    out.push_str(
+        "<table><tr><th>resource</th><th>state</th><th>conditions</th><th>drift</th></tr>",
+    );
+    for r in &desired.resources {
+        let conditions: Vec<String> = r
+            .conditions
+            .iter()
+            .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+            .collect();
+        let _ = write!(
+            out,
+            "<tr><td>{}/{}</td><td>{}</td><td>",
+            escape(&r.kind),
+            escape(&r.name),
+            escape(&r.state)
+        );
+        list(out, &conditions);
+        out.push_str("</td><td>");
+        list(out, &r.drift);
+        out.push_str("</td></tr>");
+    }
+    out.push_str("</table>");
+    if !desired.plan.is_empty() {
+        let _ = write!(
+            out,
+            "<details><summary>What applying would change</summary><pre>{}</pre></details>",
+            escape(&desired.plan)
+        );
+    }
+}
+
+fn list(out: &mut String, items: &[String]) {
+    if items.is_empty() {
+        out.push('-');
+        return;
+    }
+    out.push_str("<ul>");
+    for item in items {
+        let _ = write!(out, "<li>{}</li>", escape(item));
+    }
+    out.push_str("</ul>");
 }
 
 fn routers(out: &mut String, title: &str, rows: &[Router], total: usize) {

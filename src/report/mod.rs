@@ -3,7 +3,9 @@
 //! (`docs/report.schema.json`, generated from [`Report`]). Built from one read of each area;
 //! large tailnets are aggregated (counts, histograms, capped lists), never listed in full.
 //!
-//! Sections: devices, routing, DNS, policy, keys, audit findings.
+//! Sections: devices, routing, DNS, policy (with the class-level access heatmap computed by the
+//! policy evaluator and the policy's own tests), keys, audit findings, and with `-f PATH` the
+//! desired state against the live one.
 mod html;
 
 use std::collections::BTreeMap;
@@ -16,6 +18,8 @@ use serde_json::Value;
 pub use html::render_html;
 
 use crate::audit::{AuditReport, ClientVersion};
+use crate::policy::access::{Policy, TailnetView};
+use crate::resources::DriftDiff;
 use crate::tailscale::{Device, DnsConfiguration, Key};
 
 /// At most this many rows in a listed table (routers, exit nodes); counts stay exact.
@@ -35,6 +39,9 @@ pub struct Report {
     pub policy: PolicySection,
     pub keys: KeySection,
     pub audit: AuditSection,
+    /// With `report -f PATH`: each resource under PATH planned against the live tailnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired: Option<DesiredSection>,
 }
 
 /// A labelled count (one bar of a chart).
@@ -104,6 +111,107 @@ pub struct PolicySection {
     pub groups: Vec<Bucket>,
     /// Owners per tag (at most [`MAX_LISTED`]).
     pub tags: Vec<Bucket>,
+    /// The policy's own `tests` and `sshTests` run by the evaluator over the live devices.
+    pub tests: PolicyTests,
+    /// Who reaches what, by identity.
+    pub access: AccessMap,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTests {
+    pub total: usize,
+    pub failing: usize,
+    /// The first failures (at most [`MAX_LISTED`]), as Tailscale words them.
+    pub failures: Vec<String>,
+}
+
+/// The class-level access heatmap: rows are groups, `autogroup:member`, tags and
+/// `autogroup:tagged`; columns are untagged devices (`autogroup:member`), tags, Tailscale
+/// Services and address targets the policy names. A cell is what some device of the row can
+/// reach on some destination of the column. Bounded by identities, never by devices.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessMap {
+    pub rows: Vec<AccessAxis>,
+    pub columns: Vec<AccessAxis>,
+    /// Non-empty cells only.
+    pub cells: Vec<AccessCell>,
+    /// Identities left out (those with the fewest devices) to keep at most [`MAX_AXIS`] per
+    /// axis.
+    pub omitted_rows: usize,
+    pub omitted_columns: usize,
+    /// Why there is no map, when there is none (the live policy does not compile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessAxis {
+    /// As written in a policy: `group:eng`, `tag:prod`, `svc:grafana`, a host alias.
+    pub label: String,
+    /// Devices with this identity; absent for services and address targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessCell {
+    /// Index into `rows`.
+    pub row: usize,
+    /// Index into `columns`.
+    pub column: usize,
+    /// Protocols and ports, e.g. `tcp:22,443 udp:53` or `all protocols`.
+    pub access: String,
+    /// Ports reachable over the protocols with ports (a portless protocol counts 1); absent
+    /// when every protocol is reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports: Option<u64>,
+}
+
+/// At most this many rows and columns in the access heatmap.
+pub const MAX_AXIS: usize = 40;
+
+/// Desired (the manifests of `-f PATH`) against live.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredSection {
+    /// The PATH read.
+    pub path: String,
+    /// Resources per state (see [`DesiredResource::state`]).
+    pub by_state: Vec<Bucket>,
+    pub resources: Vec<DesiredResource>,
+    /// What `plan -f PATH` prints: every change applying would make, with the policy's
+    /// access diff and the text diffs.
+    pub plan: String,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredResource {
+    pub kind: String,
+    pub name: String,
+    /// `in sync`, `would change`, `drifted`, `not ready` (the planner found a problem), or
+    /// `no status` (a kind that sets no status in file mode: its planned changes, if any, are in
+    /// `plan`).
+    pub state: String,
+    /// `Ready`, `Synced` and `Drifted` as the kind's planner sets them.
+    pub conditions: Vec<ConditionLine>,
+    /// The drift diff, one line per differing path (`/path: live X, desired Y`), then who
+    /// changed it when known; empty when in sync.
+    pub drift: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionLine {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -131,6 +239,8 @@ pub struct Inputs<'a> {
     pub dns: &'a DnsConfiguration,
     /// The live policy, parsed.
     pub policy: &'a Value,
+    /// Devices, users and services as the policy evaluator sees them.
+    pub view: &'a TailnetView,
     pub audit: &'a AuditReport,
     pub now: DateTime<Utc>,
 }
@@ -145,7 +255,7 @@ pub fn build(inputs: &Inputs<'_>) -> Report {
         devices: devices(inputs.devices, inputs.now),
         routing: routing(inputs.devices),
         dns: dns(inputs.dns),
-        policy: policy(inputs.policy),
+        policy: policy(inputs.policy, inputs.view),
         keys: keys(inputs.keys, inputs.now),
         audit: AuditSection {
             summary: inputs.audit.summary_line(),
@@ -159,6 +269,7 @@ pub fn build(inputs: &Inputs<'_>) -> Report {
                 })
                 .collect(),
         },
+        desired: None,
     }
 }
 
@@ -326,7 +437,7 @@ fn dns(config: &DnsConfiguration) -> DnsSection {
     }
 }
 
-fn policy(policy: &Value) -> PolicySection {
+fn policy(policy: &Value, view: &TailnetView) -> PolicySection {
     let size = |v: &Value| match v {
         Value::Array(a) => a.len(),
         Value::Object(o) => o.len(),
@@ -360,10 +471,176 @@ fn policy(policy: &Value) -> PolicySection {
         buckets.truncate(MAX_LISTED);
         buckets
     };
+    let (tests, access) = match Policy::compile(policy) {
+        Ok(compiled) => (
+            policy_tests(policy, &compiled, view),
+            access_map(&compiled, view),
+        ),
+        Err(err) => {
+            let why = format!("the live policy does not compile: {err}");
+            let tests = PolicyTests {
+                total: test_count(policy),
+                failing: 0,
+                failures: vec![why.clone()],
+            };
+            (tests, AccessMap::unavailable(why))
+        }
+    };
     PolicySection {
         sections,
         groups: members("groups"),
         tags: members("tagOwners"),
+        tests,
+        access,
+    }
+}
+
+fn test_count(policy: &Value) -> usize {
+    ["tests", "sshTests"]
+        .iter()
+        .filter_map(|s| policy.get(s).and_then(Value::as_array))
+        .map(Vec::len)
+        .sum()
+}
+
+fn policy_tests(policy: &Value, compiled: &Policy, view: &TailnetView) -> PolicyTests {
+    let failures = compiled.run_tests(None, view);
+    PolicyTests {
+        total: test_count(policy),
+        failing: failures.len(),
+        failures: failures
+            .iter()
+            .take(MAX_LISTED)
+            .map(|f| format!("{}: {}", f.src, f.errors.join("; ")))
+            .collect(),
+    }
+}
+
+impl AccessMap {
+    fn unavailable(why: String) -> AccessMap {
+        AccessMap {
+            rows: Vec::new(),
+            columns: Vec::new(),
+            cells: Vec::new(),
+            omitted_rows: 0,
+            omitted_columns: 0,
+            unavailable: Some(why),
+        }
+    }
+}
+
+fn access_map(policy: &Policy, view: &TailnetView) -> AccessMap {
+    let map = policy.heatmap(view, MAX_AXIS);
+    let axis = |axis: Vec<crate::policy::access::HeatAxis>| {
+        axis.into_iter()
+            .map(|a| AccessAxis {
+                label: a.label,
+                devices: a.devices,
+            })
+            .collect()
+    };
+    AccessMap {
+        rows: axis(map.rows),
+        columns: axis(map.columns),
+        cells: map
+            .cells
+            .into_iter()
+            .map(|c| AccessCell {
+                row: c.row,
+                column: c.column,
+                access: c.access,
+                ports: c.ports,
+            })
+            .collect(),
+        omitted_rows: map.omitted_rows,
+        omitted_columns: map.omitted_columns,
+        unavailable: None,
+    }
+}
+
+/// The desired-vs-live section from each resource as its planner left it (`status` with
+/// conditions and, where found, `drift`): see [`crate::file_mode::with_status`].
+pub fn desired(path: &str, resources: &[Value], plan: String) -> DesiredSection {
+    let resources: Vec<DesiredResource> = resources.iter().map(desired_resource).collect();
+    let mut by_state = tally(resources.iter().map(|r| r.state.as_str()));
+    by_state.sort_by_key(|b| STATES.iter().position(|s| *s == b.label));
+    DesiredSection {
+        path: path.to_owned(),
+        by_state,
+        resources,
+        plan,
+    }
+}
+
+fn drift_lines(diff: &DriftDiff) -> Vec<String> {
+    let shown = |v: &Option<Value>| v.as_ref().map_or("(absent)".to_owned(), Value::to_string);
+    let mut lines: Vec<String> = diff
+        .entries
+        .iter()
+        .map(|e| {
+            let path = if e.path.is_empty() { "/" } else { &e.path };
+            format!(
+                "{path}: live {}, desired {}",
+                shown(&e.live),
+                shown(&e.desired)
+            )
+        })
+        .collect();
+    if diff.truncated > 0 {
+        lines.push(format!("and {} more", diff.truncated));
+    }
+    if let Some(who) = &diff.changed_by {
+        lines.push(format!("changed by {who}"));
+    }
+    lines
+}
+
+const STATES: [&str; 5] = [
+    "in sync",
+    "would change",
+    "drifted",
+    "not ready",
+    "no status",
+];
+
+fn desired_resource(value: &Value) -> DesiredResource {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+    let conditions: Vec<ConditionLine> = value
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| ConditionLine {
+            type_: text(c.get("type")),
+            status: text(c.get("status")),
+            reason: text(c.get("reason")),
+            message: text(c.get("message")),
+        })
+        .collect();
+    let find = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
+    let ready = find("Ready");
+    let state = if find("Drifted").is_some_and(|c| c.status == "True") {
+        STATES[2]
+    } else if ready.is_some_and(|c| c.status == "True") {
+        STATES[0]
+    } else if ready.is_some_and(|c| c.reason == "Pending") {
+        STATES[1]
+    } else if ready.is_some() {
+        STATES[3]
+    } else {
+        STATES[4]
+    };
+    let drift = value
+        .pointer("/status/drift")
+        .and_then(|d| serde_json::from_value::<DriftDiff>(d.clone()).ok())
+        .map(|d| drift_lines(&d))
+        .unwrap_or_default();
+    DesiredResource {
+        kind: text(value.get("kind")),
+        name: text(value.pointer("/metadata/name")),
+        state: state.to_owned(),
+        conditions,
+        drift,
     }
 }
 

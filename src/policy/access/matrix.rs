@@ -114,7 +114,7 @@ impl Policy {
 /// Granted capabilities: explicit port sets for listed protocols, plus whether every
 /// unlisted protocol is fully granted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Caps {
+pub(super) struct Caps {
     others: bool,
     listed: BTreeMap<Proto, PortSet>,
 }
@@ -161,6 +161,48 @@ impl Caps {
         }
     }
 
+    /// What either grants.
+    pub(super) fn union(&self, other: &Caps) -> Caps {
+        let mut out = Caps {
+            others: self.others || other.others,
+            listed: BTreeMap::new(),
+        };
+        let keys: BTreeSet<Proto> = self
+            .listed
+            .keys()
+            .chain(other.listed.keys())
+            .copied()
+            .collect();
+        for p in keys {
+            out.set(p, self.effective(p).union(&other.effective(p)));
+        }
+        out
+    }
+
+    /// Ports granted, counted over the protocols with ports (a portless protocol counts 1),
+    /// or `None` when every unlisted protocol is granted (unbounded for this purpose).
+    pub(super) fn port_count(&self) -> Option<u64> {
+        if self.others {
+            return None;
+        }
+        Some(
+            self.listed
+                .iter()
+                .map(|(p, ports)| {
+                    if p.has_ports() {
+                        ports
+                            .ranges()
+                            .iter()
+                            .map(|r| u64::from(r.last - r.first) + 1)
+                            .sum()
+                    } else {
+                        1
+                    }
+                })
+                .sum(),
+        )
+    }
+
     fn minus(&self, other: &Caps) -> Caps {
         let mut out = Caps {
             others: self.others && !other.others,
@@ -178,7 +220,7 @@ impl Caps {
         out
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         !self.others && self.listed.is_empty()
     }
 
@@ -190,7 +232,7 @@ impl Caps {
 
     /// `tcp:22,443 udp:53 icmp`, `all protocols`, `all protocols except tcp,udp`, `all
     /// protocols except tcp; tcp:443`.
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         let mut parts = Vec::new();
         let shown = |p: &Proto, ports: &PortSet| {
             if ports.is_empty() {
@@ -346,11 +388,11 @@ impl fmt::Display for ClassLine {
 
 /// One class pair whose access changed.
 #[derive(Debug, Clone)]
-struct ClassChange {
-    src: usize,
-    dst: usize,
+pub(super) struct ClassChange {
+    pub(super) src: usize,
+    pub(super) dst: usize,
     device_pairs: u64,
-    gained: Caps,
+    pub(super) gained: Caps,
     lost: Caps,
 }
 
@@ -361,12 +403,13 @@ struct ClassChange {
 pub struct ClassDiff {
     src_classes: Vec<AccessClass>,
     dst_classes: Vec<AccessClass>,
-    src_members: Vec<Vec<u32>>,
-    dst_members: Vec<Vec<u32>>,
-    /// Destination labels: the devices' first (index = device index), then the targets.
-    dest_labels: Vec<String>,
+    pub(super) src_members: Vec<Vec<u32>>,
+    pub(super) dst_members: Vec<Vec<u32>>,
+    /// Destination labels: the devices' first (index = device index), then the services,
+    /// then the targets.
+    pub(super) dest_labels: Vec<String>,
     /// Sorted by impact: most device pairs first.
-    changes: Vec<ClassChange>,
+    pub(super) changes: Vec<ClassChange>,
 }
 
 impl ClassDiff {

@@ -50,6 +50,7 @@
 //! are evaluated too (see the `ssh` module).
 mod compile;
 mod eval;
+mod heatmap;
 mod matrix;
 mod net;
 mod ports;
@@ -65,6 +66,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 pub use eval::{Endpoint, Verdict};
+pub use heatmap::{HeatAxis, HeatCell, Heatmap};
 pub(crate) use matrix::thousands;
 pub use matrix::{AccessClass, AccessDiff, AccessPair, Change, ClassDiff, ClassLine, ProtoMatch};
 pub use net::IpPrefix;

@@ -1,0 +1,123 @@
+//! `tailnet-operator report [-f PATH]`: reads each area of the tailnet once, builds
+//! [`crate::report::Report`] and writes it as HTML or JSON. With `-f PATH`, each resource under
+//! PATH is planned against the live tailnet (nothing is written) and shown desired against live.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{CliError, within_deadline, write_stdout};
+use crate::audit::{self, AuditOptions};
+use crate::connection::{ConnectionArgs, connect};
+use crate::file_mode;
+use crate::reconcile::view::{tailnet_view, with_services};
+use crate::snapshot::TailnetSnapshots;
+use crate::tailscale::DeviceListOptions;
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Also plan the manifests of PATH (a YAML file or a directory) against the live tailnet and
+    /// show each resource's state and drift (writes nothing).
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// `html` (one self-contained page) or `json`.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+    /// Write to this file instead of stdout.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Print the report's JSON Schema and exit (what docs/report.schema.json holds).
+    #[arg(long)]
+    pub schema: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Json,
+}
+
+pub async fn run(args: ReportArgs) -> Result<(), CliError> {
+    if args.schema {
+        let text = serde_json::to_string_pretty(&crate::report::schema()).unwrap_or_default();
+        return write_stdout(&format!("{text}\n"));
+    }
+    // PATH is read and validated before anything connects: a typo fails fast.
+    let manifests = match &args.path {
+        Some(path) => {
+            let manifests = file_mode::load(path)?;
+            manifests.tailnet(path)?;
+            for warning in file_mode::warnings(&manifests) {
+                eprintln!("warning: {warning}");
+            }
+            Some((path, manifests))
+        }
+        None => None,
+    };
+    let connection = connect(&args.connection).await?;
+    let client = &connection.client;
+    let build = async {
+        // One read of each area, whatever the size of the tailnet (devices with their routes).
+        let all_fields = DeviceListOptions {
+            all_fields: true,
+            ..DeviceListOptions::default()
+        };
+        let devices = client.list_devices(&all_fields).await?;
+        let keys = client.list_keys(true).await?;
+        let dns = client.get_dns_configuration().await?;
+        let policy = client.get_policy().await?;
+        // Users give role autogroups and services `svc:` columns: the report is still useful
+        // without them, so a refusal (a key without the scope) is said, not fatal.
+        let users = client.list_users().await.unwrap_or_else(|err| {
+            eprintln!("warning: users not read ({err}): role autogroups match nobody");
+            Vec::new()
+        });
+        let services = client.list_services().await.unwrap_or_else(|err| {
+            eprintln!("warning: Tailscale Services not read ({err}): none in the access map");
+            Vec::new()
+        });
+        let policy = crate::policy::hujson::parse_strict(&policy.hujson).unwrap_or_default();
+        let view = with_services(tailnet_view(&devices, &users), &services);
+        let now = Utc::now();
+        let audit = audit::audit(&devices, &keys, now, &AuditOptions::default());
+        let mut report = crate::report::build(&crate::report::Inputs {
+            source: connection.describe().to_owned(),
+            devices: &devices,
+            keys: &keys,
+            dns: &dns,
+            policy: &policy,
+            view: &view,
+            audit: &audit,
+            now,
+        });
+        if let Some((path, manifests)) = &manifests {
+            let snapshots = TailnetSnapshots::new(client.clone(), Duration::from_secs(300));
+            let now = crate::resources::conditions::time_from(now);
+            let resources = file_mode::with_status(manifests, &snapshots, &now).await?;
+            let plan = file_mode::plan_manifests(manifests, &snapshots).await?;
+            report.desired = Some(crate::report::desired(
+                &path.display().to_string(),
+                &resources,
+                plan.output,
+            ));
+        }
+        Ok::<_, CliError>(report)
+    };
+    let report = within_deadline(args.connection.deadline, connection.describe(), build).await?;
+    let text = match args.format {
+        ReportFormat::Html => crate::report::render_html(&report),
+        ReportFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text).map_err(|source| CliError::Io {
+            context: format!("could not write {}", path.display()),
+            source,
+        }),
+        None => write_stdout(&text),
+    }
+}
