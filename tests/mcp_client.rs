@@ -39,6 +39,7 @@ const READ_TOOLS: &[&str] = &[
     "device_audit",
     "list_auth_keys",
     "list_proposals",
+    "network_report",
 ];
 
 /// The interpreter of the test venv; a clear failure, never a silent pass, without it.
@@ -124,6 +125,7 @@ fn read_tool_calls() -> Value {
         {"op": "call", "tool": "device_audit", "args": {}},
         {"op": "call", "tool": "list_auth_keys", "args": {}},
         {"op": "call", "tool": "list_proposals"},
+        {"op": "call", "tool": "network_report", "args": {}},
         {"op": "list_resources"},
         {"op": "read_resources"},
     ])
@@ -152,7 +154,7 @@ fn check_reads(steps: &[Value], read_only: bool) {
             "{name} listed unless --read-only"
         );
     }
-    for (i, step) in steps[1..10].iter().enumerate() {
+    for (i, step) in steps[1..=READ_TOOLS.len()].iter().enumerate() {
         assert_eq!(
             step["isError"], false,
             "read tool {} failed: {step}",
@@ -182,17 +184,32 @@ fn check_reads(steps: &[Value], read_only: bool) {
             .iter()
             .all(|d| d["tags"].as_array().unwrap().contains(&json!("tag:server")))
     );
-    let resources = steps[10]["resources"].as_array().unwrap();
+    let report = &steps[10]["structured"];
+    assert!(report["devices"]["total"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        !report["policy"]["access"]["cells"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the access heatmap: {report}"
+    );
+    let resources = steps[11]["resources"].as_array().unwrap();
     assert!(
         resources.contains(&json!("tailnet://policy/live")),
         "{resources:?}"
     );
     assert!(resources.contains(&json!("tailnet://resources/TailnetPolicy/base")));
-    let contents = steps[11]["contents"].as_object().unwrap();
+    assert!(resources.contains(&json!("tailnet://report.html")));
+    let contents = steps[12]["contents"].as_object().unwrap();
     assert_eq!(
         contents.len(),
         resources.len(),
         "every listed resource reads"
+    );
+    let page = contents["tailnet://report.html"].as_str().unwrap();
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains("<section id=\"policy\">"),
+        "{page:.200}"
     );
 }
 
@@ -892,7 +909,8 @@ async fn read_only_mode_hides_and_refuses_propose_tools() {
         &raw,
         &secrets.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    for refused in &steps[12..14] {
+    let reads = read_tool_calls().as_array().unwrap().len();
+    for refused in &steps[reads..reads + 2] {
         let refused_by_protocol = refused.get("protocolError").is_some();
         let refused_as_error = refused["isError"] == true;
         assert!(

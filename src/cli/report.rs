@@ -1,18 +1,13 @@
-//! `tailnet-operator report [-f PATH]`: reads each area of the tailnet once, builds
-//! [`crate::report::Report`] and writes it as HTML or JSON. With `-f PATH`, each resource under
+//! `tailnet-operator report [-f PATH]`: reads each area of the tailnet once
+//! ([`crate::report::read`]) and writes the report as HTML or JSON. With `-f PATH`, each resource under
 //! PATH is planned against the live tailnet (nothing is written) and shown desired against live.
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::Utc;
-
 use super::{CliError, within_deadline, write_stdout};
-use crate::audit::{self, AuditOptions};
 use crate::connection::{ConnectionArgs, connect};
 use crate::file_mode;
-use crate::reconcile::view::{tailnet_view, with_services};
 use crate::snapshot::TailnetSnapshots;
-use crate::tailscale::DeviceListOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -57,44 +52,14 @@ pub async fn run(args: ReportArgs) -> Result<(), CliError> {
         None => None,
     };
     let connection = connect(&args.connection).await?;
-    let client = &connection.client;
+    let snapshots = TailnetSnapshots::new(connection.client.clone(), Duration::from_secs(300));
     let build = async {
-        // One read of each area, whatever the size of the tailnet (devices with their routes).
-        let all_fields = DeviceListOptions {
-            all_fields: true,
-            ..DeviceListOptions::default()
-        };
-        let devices = client.list_devices(&all_fields).await?;
-        let keys = client.list_keys(true).await?;
-        let dns = client.get_dns_configuration().await?;
-        let policy = client.get_policy().await?;
-        // Users give role autogroups and services `svc:` columns: the report is still useful
-        // without them, so a refusal (a key without the scope) is said, not fatal.
-        let users = client.list_users().await.unwrap_or_else(|err| {
-            eprintln!("warning: users not read ({err}): role autogroups match nobody");
-            Vec::new()
-        });
-        let services = client.list_services().await.unwrap_or_else(|err| {
-            eprintln!("warning: Tailscale Services not read ({err}): none in the access map");
-            Vec::new()
-        });
-        let policy = crate::policy::hujson::parse_strict(&policy.hujson).unwrap_or_default();
-        let view = with_services(tailnet_view(&devices, &users), &services);
-        let now = Utc::now();
-        let audit = audit::audit(&devices, &keys, now, &AuditOptions::default());
-        let mut report = crate::report::build(&crate::report::Inputs {
-            source: connection.describe().to_owned(),
-            devices: &devices,
-            keys: &keys,
-            dns: &dns,
-            policy: &policy,
-            view: &view,
-            audit: &audit,
-            now,
-        });
+        let mut report = crate::report::read(&snapshots, connection.describe().to_owned()).await?;
+        for note in &report.notes {
+            eprintln!("warning: {note}");
+        }
         if let Some((path, manifests)) = &manifests {
-            let snapshots = TailnetSnapshots::new(client.clone(), Duration::from_secs(300));
-            let now = crate::resources::conditions::time_from(now);
+            let now = crate::resources::conditions::time_from(chrono::Utc::now());
             let resources = file_mode::with_status(manifests, &snapshots, &now).await?;
             let plan = file_mode::plan_manifests(manifests, &snapshots).await?;
             report.desired = Some(crate::report::desired(

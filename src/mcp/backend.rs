@@ -32,6 +32,8 @@ pub trait Backend: Send + Sync {
     fn device_audit(&self, query: AuditQuery) -> BackendResult<'_, AuditView>;
     fn auth_keys(&self, query: TailnetQuery) -> BackendResult<'_, KeyList>;
     fn proposals(&self) -> BackendResult<'_, ProposalList>;
+    /// The network report (`tailnet-operator report`) of one tailnet.
+    fn network_report(&self, query: TailnetQuery) -> BackendResult<'_, crate::report::Report>;
     /// Validates the patch and creates a proposal (a ChangeProposal, or a patch file); an
     /// invalid patch is an error and creates nothing.
     fn propose_patch(&self, request: ProposeRequest) -> BackendResult<'_, ProposalCreated>;

@@ -580,6 +580,17 @@ impl<S: Source + 'static> Backend for LocalBackend<S> {
         })
     }
 
+    fn network_report(&self, query: TailnetQuery) -> BackendResult<'_, crate::report::Report> {
+        Box::pin(async move {
+            let tailnet = self.tailnet(query.tailnet).await?;
+            let snapshots = self.source.snapshots(tailnet.clone()).await?;
+            let source = format!("tailnet {tailnet} through {}", self.source.describe());
+            crate::report::read(&snapshots, source)
+                .await
+                .map_err(|e| BackendError::unavailable("reading the tailnet for the report", e))
+        })
+    }
+
     fn auth_keys(&self, query: TailnetQuery) -> BackendResult<'_, KeyList> {
         Box::pin(async move {
             let tailnet = self.tailnet(query.tailnet).await?;

@@ -130,6 +130,7 @@ pub mod method {
     pub const DEVICE_AUDIT: &str = "device_audit";
     pub const AUTH_KEYS: &str = "auth_keys";
     pub const PROPOSALS: &str = "proposals";
+    pub const NETWORK_REPORT: &str = "network_report";
     pub const PROPOSE_PATCH: &str = "propose_patch";
     pub const ADOPT_DRIFT: &str = "adopt_drift";
 }
@@ -151,6 +152,7 @@ async fn dispatch(
         DEVICE_AUDIT => json(backend.device_audit(args(body)?).await),
         AUTH_KEYS => json(backend.auth_keys(args(body)?).await),
         PROPOSALS => json(backend.proposals().await),
+        NETWORK_REPORT => json(backend.network_report(args(body)?).await),
         PROPOSE_PATCH => json(backend.propose_patch(args(body)?).await),
         ADOPT_DRIFT => json(backend.adopt_drift(args(body)?).await),
         other => Err(BackendError::NotFound(format!(

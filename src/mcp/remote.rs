@@ -104,6 +104,10 @@ impl Backend for RemoteBackend {
         Box::pin(async move { self.call(method::AUTH_KEYS, &query).await })
     }
 
+    fn network_report(&self, query: TailnetQuery) -> BackendResult<'_, crate::report::Report> {
+        Box::pin(async move { self.call(method::NETWORK_REPORT, &query).await })
+    }
+
     fn proposals(&self) -> BackendResult<'_, ProposalList> {
         Box::pin(self.call(method::PROPOSALS, &()))
     }

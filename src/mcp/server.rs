@@ -30,6 +30,8 @@ pub const PROPOSE_TOOLS: &[&str] = &["propose_patch", "adopt_drift"];
 /// URI of the live and desired policy resources.
 pub const POLICY_LIVE_URI: &str = "tailnet://policy/live";
 pub const POLICY_DESIRED_URI: &str = "tailnet://policy/desired";
+/// URI of the network report as one self-contained HTML page.
+pub const REPORT_HTML_URI: &str = "tailnet://report.html";
 /// Prefix of a custom resource's URI: `tailnet://resources/{kind}/{name}`.
 pub const RESOURCE_URI_PREFIX: &str = "tailnet://resources/";
 
@@ -221,6 +223,21 @@ impl TailnetMcp {
     }
 
     #[tool(
+        description = "The network report: devices (by OS, client version, connectivity, key expiry), routing, DNS, policy (groups, tags, rule counts, policy tests, and an access heatmap of who reaches what by group and tag), keys (metadata only) and audit findings, aggregated whatever the tailnet's size. Use it for a picture of the whole tailnet; list_devices or check_access for one device or one question. The same as an HTML page: resource tailnet://report.html.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn network_report(
+        &self,
+        Parameters(query): Parameters<TailnetQuery>,
+    ) -> Result<Json<crate::report::Report>, String> {
+        self.backend
+            .network_report(query)
+            .await
+            .map(Json)
+            .map_err(backend_error)
+    }
+
+    #[tool(
         description = "List change proposals with their phase (Pending, Approved, Applied, Failed, Stale, Rejected), diff and access diff.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
@@ -293,6 +310,12 @@ impl TailnetMcp {
             Resource::new(POLICY_DESIRED_URI, "policy-desired")
                 .with_description("The policy the TailnetPolicy resources compose to (HuJSON)")
                 .with_mime_type("application/hujson"),
+            Resource::new(REPORT_HTML_URI, "network-report")
+                .with_description(
+                    "The network report as one self-contained HTML page (inline SVG charts, no \
+                     script, nothing loaded from elsewhere)",
+                )
+                .with_mime_type("text/html"),
         ];
         let list = self
             .backend
@@ -323,6 +346,14 @@ impl TailnetMcp {
             BackendError::NotFound(_) => not_found(),
             other => McpError::internal_error(other.to_string(), None),
         };
+        if uri == REPORT_HTML_URI {
+            let report = self
+                .backend
+                .network_report(TailnetQuery::default())
+                .await
+                .map_err(internal)?;
+            return Ok(crate::report::render_html(&report));
+        }
         if uri == POLICY_LIVE_URI || uri == POLICY_DESIRED_URI {
             let views = self
                 .backend
@@ -438,7 +469,11 @@ impl ServerHandler for TailnetMcp {
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let text = self.resource_text(&request.uri).await?;
-        Ok(ReadResourceResult::new(vec![ResourceContents::text(text, request.uri.clone())]).into())
+        let mut contents = ResourceContents::text(text, request.uri.clone());
+        if request.uri == REPORT_HTML_URI {
+            contents = contents.with_mime_type("text/html");
+        }
+        Ok(ReadResourceResult::new(vec![contents]).into())
     }
 }
 

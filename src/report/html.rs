@@ -16,6 +16,9 @@ pub fn render_html(report: &Report) -> String {
         escape(&report.source),
         escape(&report.generated_at)
     );
+    for note in &report.notes {
+        let _ = write!(out, "<p class=\"meta\">note: {}</p>", escape(note));
+    }
     let d = &report.devices;
     section(&mut out, "devices", "Devices", |out| {
         facts(

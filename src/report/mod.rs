@@ -12,27 +12,33 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use html::render_html;
 
 use crate::audit::{AuditReport, ClientVersion};
 use crate::policy::access::{Policy, TailnetView};
+use crate::reconcile::view::{tailnet_view, with_services};
 use crate::resources::DriftDiff;
+use crate::snapshot::TailnetSnapshots;
+use crate::tailscale::ApiError;
 use crate::tailscale::{Device, DnsConfiguration, Key};
 
 /// At most this many rows in a listed table (routers, exit nodes); counts stay exact.
 pub const MAX_LISTED: usize = 50;
 
 /// The whole report.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     /// When the tailnet was read (RFC 3339).
     pub generated_at: String,
     /// What was read, e.g. `tailnet - at https://api.tailscale.com`.
     pub source: String,
+    /// What could not be read and what the report lacks for it (e.g. users without the
+    /// scope: role autogroups match nobody).
+    pub notes: Vec<String>,
     pub devices: DeviceSection,
     pub routing: RoutingSection,
     pub dns: DnsSection,
@@ -40,18 +46,18 @@ pub struct Report {
     pub keys: KeySection,
     pub audit: AuditSection,
     /// With `report -f PATH`: each resource under PATH planned against the live tailnet.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired: Option<DesiredSection>,
 }
 
 /// A labelled count (one bar of a chart).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Bucket {
     pub label: String,
     pub count: usize,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceSection {
     pub total: usize,
@@ -71,7 +77,7 @@ pub struct DeviceSection {
 }
 
 /// A device that routes for others.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Router {
     pub name: String,
@@ -79,7 +85,7 @@ pub struct Router {
     pub enabled: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoutingSection {
     pub subnet_router_count: usize,
@@ -92,7 +98,7 @@ pub struct RoutingSection {
     pub routes_awaiting_approval: usize,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DnsSection {
     pub magic_dns: bool,
@@ -102,7 +108,7 @@ pub struct DnsSection {
     pub search_paths: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicySection {
     /// Entries per section of the live policy (`groups`, `tagOwners`, `acls`, `grants`, ...).
@@ -117,7 +123,7 @@ pub struct PolicySection {
     pub access: AccessMap,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyTests {
     pub total: usize,
@@ -130,7 +136,7 @@ pub struct PolicyTests {
 /// `autogroup:tagged`; columns are untagged devices (`autogroup:member`), tags, Tailscale
 /// Services and address targets the policy names. A cell is what some device of the row can
 /// reach on some destination of the column. Bounded by identities, never by devices.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessMap {
     pub rows: Vec<AccessAxis>,
@@ -142,21 +148,21 @@ pub struct AccessMap {
     pub omitted_rows: usize,
     pub omitted_columns: usize,
     /// Why there is no map, when there is none (the live policy does not compile).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessAxis {
     /// As written in a policy: `group:eng`, `tag:prod`, `svc:grafana`, a host alias.
     pub label: String,
     /// Devices with this identity; absent for services and address targets.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessCell {
     /// Index into `rows`.
@@ -167,7 +173,7 @@ pub struct AccessCell {
     pub access: String,
     /// Ports reachable over the protocols with ports (a portless protocol counts 1); absent
     /// when every protocol is reachable.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<u64>,
 }
 
@@ -175,7 +181,7 @@ pub struct AccessCell {
 pub const MAX_AXIS: usize = 40;
 
 /// Desired (the manifests of `-f PATH`) against live.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DesiredSection {
     /// The PATH read.
@@ -188,7 +194,7 @@ pub struct DesiredSection {
     pub plan: String,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DesiredResource {
     pub kind: String,
@@ -204,7 +210,7 @@ pub struct DesiredResource {
     pub drift: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConditionLine {
     #[serde(rename = "type")]
@@ -214,7 +220,7 @@ pub struct ConditionLine {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeySection {
     /// Live keys by type (auth, client, api, federated).
@@ -223,7 +229,7 @@ pub struct KeySection {
     pub by_expiry: Vec<Bucket>,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditSection {
     pub summary: String,
@@ -234,6 +240,7 @@ pub struct AuditSection {
 /// What the report is built from (one read of each area).
 pub struct Inputs<'a> {
     pub source: String,
+    pub notes: Vec<String>,
     pub devices: &'a [Device],
     pub keys: &'a [Key],
     pub dns: &'a DnsConfiguration,
@@ -245,6 +252,59 @@ pub struct Inputs<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// Reads each area once through `snapshots` (what the CLI and the MCP server share) and builds
+/// the report. Users and Tailscale Services are optional: without them (a key lacking the
+/// scope) the report says what it lacks in `notes` instead of failing.
+pub async fn read(snapshots: &TailnetSnapshots, source: String) -> Result<Report, ApiError> {
+    let (devices, keys, dns, policy) = tokio::join!(
+        snapshots.devices(),
+        snapshots.keys(),
+        snapshots.dns(),
+        snapshots.policy()
+    );
+    let (devices, keys, dns, policy) = (devices?, keys?, dns?, policy?);
+    let mut notes = Vec::new();
+    let users = match snapshots.users().await {
+        Ok(users) => users.data.clone(),
+        Err(err) => {
+            notes.push(format!(
+                "users not read ({err}): role autogroups match nobody"
+            ));
+            Vec::new()
+        }
+    };
+    let services = match snapshots.services().await {
+        Ok(services) => services.data.clone(),
+        Err(err) => {
+            notes.push(format!(
+                "Tailscale Services not read ({err}): none in the access map"
+            ));
+            Vec::new()
+        }
+    };
+    let policy = match crate::policy::hujson::parse_strict(&policy.data.hujson) {
+        Ok(policy) => policy,
+        Err(err) => {
+            notes.push(format!("the live policy is not valid HuJSON: {err}"));
+            Value::Null
+        }
+    };
+    let view = with_services(tailnet_view(&devices.data, &users), &services);
+    let now = Utc::now();
+    let audit = crate::audit::audit(&devices.data, &keys.data, now, &Default::default());
+    Ok(build(&Inputs {
+        source,
+        notes,
+        devices: &devices.data,
+        keys: &keys.data,
+        dns: &dns.data,
+        policy: &policy,
+        view: &view,
+        audit: &audit,
+        now,
+    }))
+}
+
 /// Builds the report (pure).
 pub fn build(inputs: &Inputs<'_>) -> Report {
     Report {
@@ -252,6 +312,7 @@ pub fn build(inputs: &Inputs<'_>) -> Report {
             .now
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         source: inputs.source.clone(),
+        notes: inputs.notes.clone(),
         devices: devices(inputs.devices, inputs.now),
         routing: routing(inputs.devices),
         dns: dns(inputs.dns),
