@@ -475,7 +475,7 @@ async fn propose_creates_only_valid_proposals_and_returns_the_preview() {
             name: "base".into(),
             namespace: None,
         },
-        patch,
+        patch: Some(patch),
         summary: "via propose".into(),
         ..ChangeProposalSpec::default()
     };
@@ -524,6 +524,212 @@ async fn propose_creates_only_valid_proposals_and_returns_the_preview() {
     let name = created.metadata.name.unwrap();
     assert!(name.starts_with("tailnetpolicy-base-"), "{name}");
     wait_phase(&fake, &name, ProposalPhase::Pending).await;
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+/// A Fragment of the Base's tailnet adding a group and a rule, as a whole object.
+fn fragment(name: &str) -> Value {
+    json!({
+        "apiVersion": "tailnet.ops.dev/v1alpha1",
+        "kind": "TailnetPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "tailnetRef": TAILNET,
+            "role": "Fragment",
+            "deletionPolicy": "Delete",
+            "policy": "{\"groups\": {\"group:data\": [\"erin@example.com\"]}, \"acls\": [{\"action\": \"accept\", \"src\": [\"group:data\"], \"dst\": [\"tag:server:5432\"]}]}",
+        },
+    })
+}
+
+fn create_change(fake: &FakeKube, name: &str, spec: Value) {
+    let mut spec = spec;
+    spec["summary"] = json!("test change");
+    fake.create(
+        &Gvr::of::<ChangeProposal>(),
+        json!({
+            "apiVersion": "tailnet.ops.dev/v1alpha1",
+            "kind": "ChangeProposal",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": spec,
+        }),
+    )
+    .expect("proposal created");
+}
+
+/// A Create: Pending with the whole object as the diff and the access it grants, nothing
+/// created before approval, then created and composed into the tailnet's policy; a second
+/// Create of the same name is Rejected at once. A Delete: Pending with what its
+/// deletionPolicy removes, then deleted, and the policy recomposed without it.
+#[tokio::test]
+async fn create_and_delete_proposals_are_reviewed_then_applied() {
+    let (fake, sim, manager) = with_base("Correct", DEFAULT_PROPOSAL_TTL).await;
+    create_change(
+        &fake,
+        "add-data",
+        json!({"operation": "Create", "target": {"kind": "TailnetPolicy", "name": "data"},
+               "object": fragment("data")}),
+    );
+    let pending = wait_phase(&fake, "add-data", ProposalPhase::Pending).await;
+    let status = pending.status.unwrap();
+    assert!(
+        status.validation.iter().all(|v| v.ok),
+        "{:?}",
+        status.validation
+    );
+    let diff = status.diff.unwrap();
+    assert!(diff.contains("+++ TailnetPolicy/data (created)"), "{diff}");
+    assert!(diff.contains("\n+  role: Fragment"), "{diff}");
+    let access = status.access_diff.unwrap();
+    assert!(
+        access
+            .lines()
+            .any(|l| l.starts_with("+ erin") && l.contains("5432")),
+        "{access}"
+    );
+    assert!(
+        status.target_hash.is_none(),
+        "nothing to compare against yet"
+    );
+    assert!(
+        fake.get(&Gvr::of::<TailnetPolicy>(), None, "data")
+            .is_none()
+    );
+
+    let posts = sim.tailnet().calls().get(POST_ACL);
+    approve(&fake, "add-data");
+    let applied = wait_phase(&fake, "add-data", ProposalPhase::Applied).await;
+    assert!(
+        applied
+            .status
+            .unwrap()
+            .message
+            .unwrap()
+            .starts_with("created TailnetPolicy/data"),
+    );
+    fake.wait_for("the sim holds the fragment's group", HANG_GUARD, |_| {
+        live(&sim).contains("group:data").then_some(())
+    })
+    .await;
+    assert_eq!(sim.tailnet().calls().get(POST_ACL), posts + 1);
+
+    // The name is taken now: a second Create is refused before anyone reviews it.
+    create_change(
+        &fake,
+        "add-data-again",
+        json!({"operation": "Create", "target": {"kind": "TailnetPolicy", "name": "data"},
+               "object": fragment("data")}),
+    );
+    let rejected = wait_phase(&fake, "add-data-again", ProposalPhase::Rejected).await;
+    assert!(
+        rejected
+            .status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("already exists"),
+    );
+
+    create_change(
+        &fake,
+        "drop-data",
+        json!({"operation": "Delete", "target": {"kind": "TailnetPolicy", "name": "data"}}),
+    );
+    let pending = wait_phase(&fake, "drop-data", ProposalPhase::Pending).await;
+    let status = pending.status.unwrap();
+    let deletion = status
+        .validation
+        .iter()
+        .find(|v| v.check == "deletion")
+        .expect("the deletion check");
+    assert_eq!(
+        deletion.message,
+        "deletionPolicy Delete: removes its entries in the tailnet's policy file from the tailnet"
+    );
+    assert!(status.diff.unwrap().contains("\n-  role: Fragment"));
+    let posts = sim.tailnet().calls().get(POST_ACL);
+    approve(&fake, "drop-data");
+    wait_phase(&fake, "drop-data", ProposalPhase::Applied).await;
+    fake.wait_for("the fragment gone (after its finalizer)", HANG_GUARD, |f| {
+        f.get(&Gvr::of::<TailnetPolicy>(), None, "data")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    fake.wait_for("the sim's policy without the fragment", HANG_GUARD, |_| {
+        (!live(&sim).contains("group:data")).then_some(())
+    })
+    .await;
+    assert_eq!(sim.tailnet().calls().get(POST_ACL), posts + 1);
+
+    manager.shutdown();
+    manager.wait().await.expect("clean shutdown");
+}
+
+/// A Create whose name is taken after it was validated, and a Delete whose target changed,
+/// become Stale on approval: nothing is created, nothing deleted.
+#[tokio::test]
+async fn a_create_whose_name_got_taken_and_a_changed_delete_target_become_stale() {
+    let (fake, _sim, manager) = with_base("Correct", DEFAULT_PROPOSAL_TTL).await;
+    create_change(
+        &fake,
+        "add-data",
+        json!({"operation": "Create", "target": {"kind": "TailnetPolicy", "name": "data"},
+               "object": fragment("data")}),
+    );
+    wait_phase(&fake, "add-data", ProposalPhase::Pending).await;
+    let mut other = fragment("data");
+    other["spec"]["policy"] = json!("{\"groups\": {\"group:other\": [\"erin@example.com\"]}}");
+    fake.create(&Gvr::of::<TailnetPolicy>(), other)
+        .expect("someone else creates it");
+    approve(&fake, "add-data");
+    let stale = wait_phase(&fake, "add-data", ProposalPhase::Stale).await;
+    assert!(
+        stale
+            .status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("created by someone else"),
+    );
+    let kept = fake.get(&Gvr::of::<TailnetPolicy>(), None, "data").unwrap();
+    assert!(
+        kept["spec"]["policy"]
+            .as_str()
+            .unwrap()
+            .contains("group:other")
+    );
+
+    create_change(
+        &fake,
+        "drop-data",
+        json!({"operation": "Delete", "target": {"kind": "TailnetPolicy", "name": "data"}}),
+    );
+    wait_phase(&fake, "drop-data", ProposalPhase::Pending).await;
+    fake.merge_patch(
+        &Gvr::of::<TailnetPolicy>(),
+        None,
+        "data",
+        json!({"spec": {"policy": "{\"groups\": {\"group:other\": [\"dave@example.com\"]}}"}}),
+    )
+    .expect("changed meanwhile");
+    approve(&fake, "drop-data");
+    let stale = wait_phase(&fake, "drop-data", ProposalPhase::Stale).await;
+    assert!(
+        stale
+            .status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("changed after")
+    );
+    assert!(
+        fake.get(&Gvr::of::<TailnetPolicy>(), None, "data")
+            .is_some(),
+        "not deleted"
+    );
 
     manager.shutdown();
     manager.wait().await.expect("clean shutdown");

@@ -1,5 +1,6 @@
 //! The ChangeProposal CRD's schema and CEL rules, evaluated with `kube-cel` as the API server
-//! would: no proposal is created already approved; target, patch and mode are immutable.
+//! would: no proposal is created already approved; target, operation, patch, object and mode
+//! are immutable; each operation carries exactly its own field.
 mod support;
 use kube_cel::{ScopeContext, analyze_rule, compile_schema};
 use serde_json::{Value, json};
@@ -50,7 +51,7 @@ fn assert_rejects(object: &Value, old: Option<&Value>, message: &str) {
 fn every_rule_compiles_and_fits_the_cost_budget() {
     let spec = schema()["properties"]["spec"].clone();
     let rules = spec["x-kubernetes-validations"].as_array().unwrap().clone();
-    assert_eq!(rules.len(), 4, "a rule was added or lost; extend the tests");
+    assert_eq!(rules.len(), 8, "a rule was added or lost; extend the tests");
     let compiled = compile_schema(&spec);
     assert!(
         compiled.compilation_errors().is_empty(),
@@ -96,6 +97,10 @@ fn target_patch_and_mode_are_immutable() {
             "spec.patch is immutable",
         ),
         (json!({"mode": "GitOps"}), "spec.mode is immutable"),
+        (
+            json!({"operation": "Delete", "patch": null}),
+            "spec.operation is immutable",
+        ),
     ] {
         let mut new = old.clone();
         json_patch::merge(&mut new["spec"], &change);
@@ -111,5 +116,59 @@ fn target_patch_and_mode_are_immutable() {
     assert_eq!(
         cel_errors(&proposal(false), Some(&proposal(true))),
         Vec::<String>::new()
+    );
+}
+
+fn create(object: Value) -> Value {
+    let mut proposal = proposal(false);
+    let spec = proposal["spec"].as_object_mut().unwrap();
+    spec.remove("patch");
+    spec.insert("operation".into(), json!("Create"));
+    spec.insert("object".into(), object);
+    proposal
+}
+
+#[test]
+fn each_operation_carries_its_own_field_and_an_object_is_immutable() {
+    let object = json!({"apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "TailnetPolicy",
+                        "metadata": {"name": "base"}, "spec": {"role": "Base", "policy": "{}"}});
+    assert_eq!(
+        cel_errors(&create(object.clone()), None),
+        Vec::<String>::new()
+    );
+    // A Create without its object, or with a patch too.
+    let mut no_object = create(object.clone());
+    no_object["spec"].as_object_mut().unwrap().remove("object");
+    assert_rejects(
+        &no_object,
+        None,
+        "spec.object (the whole object to create) is required",
+    );
+    let mut both = create(object.clone());
+    both["spec"]["patch"] = json!({"spec": {}});
+    assert_rejects(
+        &both,
+        None,
+        "spec.patch is required for operation Patch and not allowed",
+    );
+    // A Delete carries neither; a Patch needs its patch.
+    let mut delete = proposal(false);
+    delete["spec"].as_object_mut().unwrap().remove("patch");
+    delete["spec"]["operation"] = json!("Delete");
+    assert_eq!(cel_errors(&delete, None), Vec::<String>::new());
+    let mut no_patch = proposal(false);
+    no_patch["spec"].as_object_mut().unwrap().remove("patch");
+    assert_rejects(
+        &no_patch,
+        None,
+        "spec.patch is required for operation Patch",
+    );
+    // What a reviewer saw is what is created.
+    let mut changed = object.clone();
+    changed["spec"]["policy"] = json!("{\"acls\": []}");
+    assert_rejects(
+        &create(changed),
+        Some(&create(object)),
+        "spec.object is immutable",
     );
 }

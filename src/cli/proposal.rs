@@ -123,18 +123,31 @@ pub async fn export_with(client: kube::Client, args: &ExportArgs) -> Result<Stri
             let shown = path.to_string_lossy().replace('\\', "/");
             against_file(&shown, &text, &proposal).map_err(export_error)
         }
-        (None, ExportFormat::Patch) => {
+        (None, format) => {
+            let change = proposal::Change::of(&proposal.spec)
+                .map_err(|e| export_error(ExportError::Proposal(e)))?;
             let mut out = header(&proposal);
-            out.push_str(&yaml(&proposal.spec.patch).map_err(export_error)?);
-            Ok(out)
-        }
-        (None, ExportFormat::Manifest) => {
-            let target = target.ok_or_else(|| {
-                export_error(ExportError::TargetGone(proposal.spec.target.name.clone()))
-            })?;
-            let patched = proposal::apply_merge_patch(&target, &proposal.spec.patch);
-            let mut out = header(&proposal);
-            out.push_str(&proposal::manifest_yaml(&patched).map_err(export_error)?);
+            match (change, format) {
+                (proposal::Change::Patch(patch), ExportFormat::Patch) => {
+                    out.push_str(&yaml(patch).map_err(export_error)?);
+                }
+                (proposal::Change::Patch(patch), ExportFormat::Manifest) => {
+                    let target = target.ok_or_else(|| {
+                        export_error(ExportError::TargetGone(proposal.spec.target.name.clone()))
+                    })?;
+                    let patched = proposal::apply_merge_patch(&target, patch);
+                    out.push_str(&proposal::manifest_yaml(&patched).map_err(export_error)?);
+                }
+                // A new object is its own manifest, whatever the format.
+                (proposal::Change::Create(object), _) => {
+                    out.push_str(&proposal::manifest_yaml(object).map_err(export_error)?);
+                }
+                (proposal::Change::Delete, _) => out.push_str(&format!(
+                    "# delete {}: remove its document from the repository (with --against \
+                     FILE, a diff that does)\n",
+                    proposal::target_label(&proposal.spec.target)
+                )),
+            }
             Ok(out)
         }
     }
@@ -204,28 +217,48 @@ pub fn against_file(
         doc.get("kind").and_then(Value::as_str) == Some(&target.kind)
             && doc.pointer("/metadata/name").and_then(Value::as_str) == Some(&target.name)
     };
-    let Some(index) = docs.iter().position(matches) else {
-        let found: Vec<String> = docs
+    let found = || ExportError::NoSuchDocument {
+        path: path.to_owned(),
+        wanted: format!("{}/{}", target.kind, target.name),
+        found: docs
             .iter()
             .filter(|d| !d.is_null())
-            .map(|d| {
-                format!(
-                    "{}/{}",
-                    d.get("kind").and_then(Value::as_str).unwrap_or("?"),
-                    d.pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                )
-            })
-            .collect();
-        return Err(ExportError::NoSuchDocument {
-            path: path.to_owned(),
-            wanted: format!("{}/{}", target.kind, target.name),
-            found: found.join(", "),
-        });
+            .map(docs_label)
+            .collect::<Vec<_>>()
+            .join(", "),
     };
-    let patched = proposal::apply_merge_patch(&docs[index], &proposal.spec.patch);
-    Ok(proposal::manifest_patch(path, text, index, &patched)?)
+    match (
+        proposal::Change::of(&proposal.spec)?,
+        docs.iter().position(matches),
+    ) {
+        (proposal::Change::Create(_), Some(index)) => Err(ExportError::Proposal(
+            proposal::ProposalError::Spec(format!(
+                "{path} already has {}: a Create adds it where it is not",
+                docs_label(&docs[index])
+            )),
+        )),
+        (proposal::Change::Create(object), None) => {
+            Ok(proposal::manifest_append(path, text, object)?)
+        }
+        (_, None) => Err(found()),
+        (proposal::Change::Patch(patch), Some(index)) => {
+            let patched = proposal::apply_merge_patch(&docs[index], patch);
+            Ok(proposal::manifest_patch(path, text, index, &patched)?)
+        }
+        (proposal::Change::Delete, Some(index)) => {
+            Ok(proposal::manifest_removal(path, text, index)?)
+        }
+    }
+}
+
+fn docs_label(doc: &Value) -> String {
+    format!(
+        "{}/{}",
+        doc.get("kind").and_then(Value::as_str).unwrap_or("?"),
+        doc.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+    )
 }
 
 #[cfg(test)]
@@ -245,7 +278,7 @@ mod tests {
                     name: "base".into(),
                     namespace: None,
                 },
-                patch: json!({"spec": {"driftPolicy": "Correct"}}),
+                patch: Some(json!({"spec": {"driftPolicy": "Correct"}})),
                 summary: "correct drift".into(),
                 ..Default::default()
             },

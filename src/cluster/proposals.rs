@@ -150,14 +150,12 @@ pub enum ProposeError {
     /// No preview could be computed (unsupported kind, a forbidden path, ...).
     #[error(transparent)]
     Proposal(#[from] proposal::ProposalError),
-    #[error("the target {0} does not exist: check the kind, name and namespace")]
-    TargetNotFound(String),
     #[error(
         "spec.approved must be false: a proposal is approved by a reviewer after it is created"
     )]
     AlreadyApproved,
-    /// The patch fails its checks; the preview says which and why.
-    #[error("the patch is not valid, nothing was created: {}", .0.problems())]
+    /// The change fails its checks; the preview says which and why.
+    #[error("the change is not valid, nothing was created: {}", .0.problems())]
     Invalid(Box<proposal::Preview>),
     #[error(transparent)]
     Kube(#[from] ReconcileError),
@@ -183,14 +181,13 @@ pub async fn propose(
         .namespace
         .clone()
         .unwrap_or_else(|| namespace.to_owned());
-    let Some(target) = fetch_target(client, &spec.target, Some(&target_ns)).await? else {
-        return Err(ProposeError::TargetNotFound(format!(
-            "{}/{}",
-            spec.target.kind, spec.target.name
-        )));
+    let target = fetch_target(client, &spec.target, Some(&target_ns)).await?;
+    let change = proposal::Change::of(&spec)?;
+    let world = match change.subject(target.as_ref()) {
+        Some(subject) => gather_world(client, snapshots, subject, &change.patch()).await?,
+        None => ProposalWorld::default(),
     };
-    let world = gather_world(client, snapshots, &target, &spec.patch).await?;
-    let preview = proposal::preview(&target, &spec.patch, &world)?;
+    let preview = proposal::preview_spec(&spec, target.as_ref(), &world)?;
     if !preview.is_valid() {
         return Err(ProposeError::Invalid(Box::new(preview)));
     }
@@ -267,6 +264,67 @@ pub async fn apply_patch(
             .map_err(classify)?;
     }
     Ok(())
+}
+
+/// Creates `object` as the target of an approved Create proposal (under
+/// [`PROPOSALS_FIELD_MANAGER`]); the name taken meanwhile (409) is Stale.
+pub async fn create_object(
+    client: &Client,
+    target_ref: &ProposalTarget,
+    namespace: &Option<String>,
+    object: &Value,
+) -> Result<(), ApplyError> {
+    let entry = kinds::lookup(&target_ref.kind).map_err(|e| ApplyError::Refused(e.to_string()))?;
+    let api = dynamic_api(client, entry, namespace.as_deref());
+    let mut body = proposal::display_object(object);
+    body["apiVersion"] = json!(entry.api_version());
+    if let (Some(ns), true) = (namespace, entry.namespaced) {
+        body["metadata"]["namespace"] = json!(ns);
+    }
+    let object: DynamicObject = serde_json::from_value(body)
+        .map_err(|e| ApplyError::Refused(format!("the object to create is malformed: {e}")))?;
+    let params = kube::api::PostParams {
+        field_manager: Some(PROPOSALS_FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    };
+    match api.create(&params, &object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(ApplyError::Stale(format!(
+            "{} was created by someone else before this proposal was applied ({}): propose a \
+             patch to it instead",
+            proposal::target_label(target_ref),
+            status.message
+        ))),
+        Err(err) => Err(classify(err)),
+    }
+}
+
+/// Deletes the target of an approved Delete proposal, only at the `resourceVersion` it was
+/// checked at (a target changed meanwhile, 409, is Stale); already gone is done.
+pub async fn delete_object(
+    client: &Client,
+    target_ref: &ProposalTarget,
+    namespace: &Option<String>,
+    target: &Value,
+) -> Result<(), ApplyError> {
+    let entry = kinds::lookup(&target_ref.kind).map_err(|e| ApplyError::Refused(e.to_string()))?;
+    let api = dynamic_api(client, entry, namespace.as_deref());
+    let version = target
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let params = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: version,
+            uid: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&target_ref.name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(err) => Err(classify(err)),
+    }
 }
 
 fn classify(err: kube::Error) -> ApplyError {

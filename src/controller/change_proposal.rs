@@ -43,12 +43,14 @@ use super::{
     Context, KindContext, KindController, Stop, controller_for, instrumented, kind_controller,
     publish_event, write_status,
 };
-use crate::cluster::proposals::{ApplyError, apply_patch, fetch_target, gather_world, target_hash};
+use crate::cluster::proposals::{
+    ApplyError, apply_patch, create_object, delete_object, fetch_target, gather_world, target_hash,
+};
 pub use crate::cluster::proposals::{PROPOSALS_FIELD_MANAGER, ProposeError, propose};
 use crate::proposal::{self, ProposalWorld, kinds};
 use crate::resources::ReconcileError;
 use crate::resources::change_proposal::{
-    ChangeProposal, ChangeProposalStatus, ProposalMode, ProposalPhase,
+    ChangeProposal, ChangeProposalStatus, ProposalMode, ProposalOperation, ProposalPhase,
 };
 use crate::resources::conditions::time_from;
 use crate::resources::tailnet_policy::TailnetPolicy;
@@ -219,20 +221,26 @@ impl Step<'_> {
             return self.finish(ProposalPhase::Rejected, message, |_| {}).await;
         }
         let target = match self.fetch_target().await? {
-            Ok(Some(target)) => target,
-            Ok(None) => {
-                let message = format!(
-                    "the target {} does not exist: check spec.target (kind, name, namespace)",
-                    self.label()
-                );
-                return self.finish(ProposalPhase::Rejected, message, |_| {}).await;
-            }
+            Ok(target) => target,
             Err(message) => return self.finish(ProposalPhase::Rejected, message, |_| {}).await,
         };
-        let Some(world) = self.world(&target).await? else {
-            return self.wait_for_tailnet(&target).await;
+        let change = match proposal::Change::of(spec) {
+            Ok(change) => change,
+            Err(err) => {
+                return self
+                    .finish(ProposalPhase::Rejected, err.to_string(), |_| {})
+                    .await;
+            }
         };
-        let preview = match proposal::preview(&target, &spec.patch, &world) {
+        let world = match change.subject(target.as_ref()) {
+            Some(subject) => match self.world(subject, &change.patch()).await? {
+                Some(world) => world,
+                None => return self.wait_for_tailnet(subject).await,
+            },
+            // A patch or delete of nothing: preview_spec names the missing target.
+            None => ProposalWorld::default(),
+        };
+        let preview = match proposal::preview_spec(spec, target.as_ref(), &world) {
             Ok(preview) => preview,
             Err(err) => {
                 return self
@@ -241,34 +249,39 @@ impl Step<'_> {
             }
         };
         let resource_version = target
-            .pointer("/metadata/resourceVersion")
+            .as_ref()
+            .and_then(|t| t.pointer("/metadata/resourceVersion"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let hash = target_hash(&target);
+        let hash = target.as_ref().map(target_hash);
         let record = |status: &mut ChangeProposalStatus| {
             status.validation = preview.validation.clone();
             status.diff = Some(preview.diff.clone()).filter(|d| !d.is_empty());
             status.access_diff = preview.access_diff.clone();
             status.target_resource_version = resource_version.clone();
-            status.target_hash = Some(hash.clone());
+            status.target_hash = hash.clone();
         };
         if !preview.is_valid() {
             let message = format!(
-                "the patch does not pass its checks: {}; fix it and create a new proposal",
+                "the {} does not pass its checks: {}; fix it and create a new proposal",
+                spec.operation.as_str().to_lowercase(),
                 preview.problems()
             );
             return self.finish(ProposalPhase::Rejected, message, record).await;
         }
+        let against = match &resource_version {
+            Some(version) => format!("{} (resourceVersion {version})", self.label()),
+            None => format!("{} (not existing yet: created on approval)", self.label()),
+        };
         let message = format!(
-            "validated against {} (resourceVersion {}): {} checks passed; waiting for a \
-             reviewer to set spec.approved: true",
-            self.label(),
-            resource_version.as_deref().unwrap_or("?"),
+            "{} validated against {against}: {} checks passed; waiting for a reviewer to set \
+             spec.approved: true",
+            spec.operation.as_str(),
             preview.validation.len()
         );
         self.transition(ProposalPhase::Pending, message, false, record)
             .await?;
-        self.pending_with(Some(target)).await
+        self.pending_with(target).await
     }
 
     async fn pending(&mut self) -> Result<Action, ReconcileError> {
@@ -321,28 +334,33 @@ impl Step<'_> {
 
     /// An approved `Apply` proposal: apply it unless the target changed (or it is in effect).
     async fn apply_to(&mut self, target: Option<Value>) -> Result<Action, ReconcileError> {
-        let Some(target) = target else {
-            let message = format!(
-                "the target {} was deleted before the patch was applied",
-                self.label()
-            );
-            return self.finish(ProposalPhase::Stale, message, |_| {}).await;
+        let spec = &self.proposal.spec;
+        let change = match proposal::Change::of(spec) {
+            Ok(change) => change,
+            Err(err) => {
+                return self
+                    .finish(ProposalPhase::Failed, err.to_string(), |_| {})
+                    .await;
+            }
         };
-        let patch = &self.proposal.spec.patch;
-        if in_effect(&target, patch) {
-            return self.applied("the patch is in effect on the target").await;
+        if change.in_effect(target.as_ref()) {
+            return self.applied("the change is in effect on the target").await;
         }
-        if let Some(message) = self.staleness(Some(&target)) {
+        if let Some(message) = self.staleness(target.as_ref()) {
             return self.finish(ProposalPhase::Stale, message, |_| {}).await;
         }
-        let Some(world) = self.world(&target).await? else {
-            return Ok(Action::requeue(TAILNET_WAIT));
+        let world = match change.subject(target.as_ref()) {
+            Some(subject) => match self.world(subject, &change.patch()).await? {
+                Some(world) => world,
+                None => return Ok(Action::requeue(TAILNET_WAIT)),
+            },
+            None => ProposalWorld::default(),
         };
-        let preview = match proposal::preview(&target, patch, &world) {
+        let preview = match proposal::preview_spec(spec, target.as_ref(), &world) {
             Ok(preview) if preview.is_valid() => preview,
             Ok(preview) => {
                 let message = format!(
-                    "not applied: the patch no longer passes its checks against the current \
+                    "not applied: the change no longer passes its checks against the current \
                      state: {}",
                     preview.problems()
                 );
@@ -359,23 +377,33 @@ impl Step<'_> {
                     .await;
             }
         };
-        match apply_patch(
-            &self.ctx.client,
-            &self.proposal.spec.target,
-            &self.target_namespace(),
-            &target,
-            patch,
-        )
-        .await
-        {
+        let (client, target_ref) = (&self.ctx.client, &spec.target);
+        let namespace = self.target_namespace();
+        let written = match (change, &target) {
+            (proposal::Change::Patch(patch), Some(target)) => {
+                apply_patch(client, target_ref, &namespace, target, patch).await
+            }
+            (proposal::Change::Create(object), _) => {
+                create_object(client, target_ref, &namespace, object).await
+            }
+            (proposal::Change::Delete, Some(target)) => {
+                delete_object(client, target_ref, &namespace, target).await
+            }
+            // staleness() answered for a patch or delete whose target is gone.
+            (_, None) => Err(ApplyError::Stale(format!("{} is gone", self.label()))),
+        };
+        let done = match change {
+            proposal::Change::Patch(_) => "applied to",
+            proposal::Change::Create(_) => "created",
+            proposal::Change::Delete => "deleted",
+        };
+        match written {
             Ok(()) => {
                 let note = match &preview.access_diff {
-                    Some(access) => format!(
-                        "applied to {}; access: {}",
-                        self.label(),
-                        first_line(access)
-                    ),
-                    None => format!("applied to {}", self.label()),
+                    Some(access) => {
+                        format!("{done} {}; access: {}", self.label(), first_line(access))
+                    }
+                    None => format!("{done} {}", self.label()),
                 };
                 self.applied(&note).await
             }
@@ -397,8 +425,18 @@ impl Step<'_> {
         .await
     }
 
-    /// Why the proposal is stale against `target`, if it is.
+    /// Why the proposal is stale against `target`, if it is: a create whose name got taken,
+    /// a patch or delete whose target changed or went away.
     fn staleness(&self, target: Option<&Value>) -> Option<String> {
+        if self.proposal.spec.operation == ProposalOperation::Create {
+            return target.map(|_| {
+                format!(
+                    "{} was created by someone else after the proposal was computed: propose a \
+                     patch to it instead",
+                    self.label()
+                )
+            });
+        }
         let Some(target) = target else {
             return Some(format!(
                 "the target {} was deleted after the proposal was computed",
@@ -543,20 +581,19 @@ impl Step<'_> {
         .await?))
     }
 
-    /// The world for `target`; `None` while a policy target's tailnet has no snapshots yet.
-    async fn world(&self, target: &Value) -> Result<Option<ProposalWorld>, ReconcileError> {
+    /// The world for `target` (or the object to create) and `patch`; `None` while a policy
+    /// target's tailnet has no snapshots yet.
+    async fn world(
+        &self,
+        target: &Value,
+        patch: &Value,
+    ) -> Result<Option<ProposalWorld>, ReconcileError> {
         let needs_tailnet = target.get("kind").and_then(Value::as_str) == Some("TailnetPolicy");
         let snapshots = self.ctx.snapshots.get(tailnet_ref(target));
         if needs_tailnet && snapshots.is_none() {
             return Ok(None);
         }
-        let world = gather_world(
-            &self.ctx.client,
-            snapshots.as_ref(),
-            target,
-            &self.proposal.spec.patch,
-        )
-        .await?;
+        let world = gather_world(&self.ctx.client, snapshots.as_ref(), target, patch).await?;
         Ok(Some(world))
     }
 
@@ -584,10 +621,4 @@ fn tailnet_ref(target: &Value) -> &str {
         .pointer("/spec/tailnetRef")
         .and_then(Value::as_str)
         .unwrap_or(crate::resources::common::DEFAULT_TAILNET_REF)
-}
-
-/// Whether applying `patch` to `target` would change nothing it shows.
-fn in_effect(target: &Value, patch: &Value) -> bool {
-    let patched = proposal::apply_merge_patch(target, patch);
-    proposal::display_object(&patched) == proposal::display_object(target)
 }

@@ -132,7 +132,7 @@ impl KubeSource {
                     name: target.name,
                     namespace: target.namespace,
                 },
-                patch,
+                patch: Some(patch),
                 summary,
                 ..Default::default()
             },

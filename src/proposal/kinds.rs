@@ -35,6 +35,9 @@ pub struct KindEntry {
     /// The check names `planner` reports (listed as not run when earlier checks fail).
     pub planner_checks: &'static [&'static str],
     pub adopt: Option<Adopt>,
+    /// What the kind puts in the tailnet, which its deletion removes under `deletionPolicy:
+    /// Delete` (shown before a delete is approved).
+    pub contributes: &'static str,
 }
 
 impl KindEntry {
@@ -52,6 +55,7 @@ impl KindEntry {
             planner: None,
             planner_checks: &[],
             adopt: None,
+            contributes: "what it created or contributed",
         }
     }
 
@@ -94,19 +98,41 @@ impl KindEntry {
 /// and typed validation ([`KindEntry::of`]); a kind with planner checks or `adopt_drift`
 /// overrides [`ProposalTarget::entry`]; `None` when proposals may not target it.
 pub trait ProposalTarget: CustomResourceExt + DeserializeOwned + Sized {
+    /// What the kind puts in the tailnet ([`KindEntry::contributes`]).
+    const CONTRIBUTES: &'static str;
+
     fn entry() -> Option<KindEntry> {
         Some(KindEntry::of::<Self>())
     }
 }
 
-impl ProposalTarget for ManagedTailnet {}
-impl ProposalTarget for DNSConfig {}
-impl ProposalTarget for DeviceTagSet {}
-impl ProposalTarget for TailscaleService {}
-impl ProposalTarget for KeyRotationPolicy {}
-impl ProposalTarget for FunnelExposure {}
+impl ProposalTarget for ManagedTailnet {
+    const CONTRIBUTES: &'static str = "the operator's hold on the tailnet: every resource of \
+        the tailnet stops reconciling, and a webhook endpoint the operator manages is deleted";
+}
+impl ProposalTarget for DNSConfig {
+    const CONTRIBUTES: &'static str =
+        "the DNS settings it wrote (nameservers, split DNS, search paths, MagicDNS)";
+}
+impl ProposalTarget for DeviceTagSet {
+    const CONTRIBUTES: &'static str =
+        "the tags, routes and settings it applied to the devices it matches";
+}
+impl ProposalTarget for TailscaleService {
+    const CONTRIBUTES: &'static str =
+        "the Tailscale Service, its host approvals and its grants in the policy";
+}
+impl ProposalTarget for KeyRotationPolicy {
+    const CONTRIBUTES: &'static str = "the keys it minted (revoked) and the Secret holding them";
+}
+impl ProposalTarget for FunnelExposure {
+    const CONTRIBUTES: &'static str = "the public exposure: the proxy device and its objects, \
+        its key, and the funnel attribute in the policy";
+}
 
 impl ProposalTarget for TailnetPolicy {
+    const CONTRIBUTES: &'static str = "its entries in the tailnet's policy file";
+
     fn entry() -> Option<KindEntry> {
         let checks = &[
             check::POLICY_COMPOSE,
@@ -123,6 +149,8 @@ impl ProposalTarget for TailnetPolicy {
 
 /// A proposal never changes another proposal.
 impl ProposalTarget for ChangeProposal {
+    const CONTRIBUTES: &'static str = "nothing";
+
     fn entry() -> Option<KindEntry> {
         None
     }
@@ -133,7 +161,10 @@ pub fn registry() -> &'static [KindEntry] {
     static REGISTRY: OnceLock<Vec<KindEntry>> = OnceLock::new();
     macro_rules! entries {
         ($($kind:ident),*) => {
-            [$(<crate::resources::$kind as ProposalTarget>::entry()),*]
+            [$(<crate::resources::$kind as ProposalTarget>::entry().map(|mut entry| {
+                entry.contributes = <crate::resources::$kind as ProposalTarget>::CONTRIBUTES;
+                entry
+            })),*]
         };
     }
     REGISTRY.get_or_init(|| {

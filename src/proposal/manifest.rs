@@ -30,9 +30,7 @@ pub fn manifest_patch(
     document_index: usize,
     patched: &Value,
 ) -> Result<String, ProposalError> {
-    let path = file_path_in_repo
-        .trim_start_matches("./")
-        .trim_start_matches('/');
+    let path = clean(file_path_in_repo);
     let lines: Vec<&str> = file_text.split_inclusive('\n').collect();
     let documents = documents(&lines);
     let Some(&(start, end)) = documents.get(document_index) else {
@@ -65,6 +63,88 @@ pub fn manifest_patch(
         new_text.truncate(new_text.trim_end_matches('\n').len());
     }
     Ok(git_diff(path, file_text, &new_text))
+}
+
+/// A unified diff that removes document `document_index` of the YAML file (a Delete
+/// proposal), with its `---` separator; the file is deleted when no document is left.
+pub fn manifest_removal(
+    file_path_in_repo: &str,
+    file_text: &str,
+    document_index: usize,
+) -> Result<String, ProposalError> {
+    let path = clean(file_path_in_repo);
+    let lines: Vec<&str> = file_text.split_inclusive('\n').collect();
+    let documents = documents(&lines);
+    let Some(&(start, end)) = documents.get(document_index) else {
+        return Err(ProposalError::Manifest(format!(
+            "{path}: has {} YAML documents; there is no document {document_index} (counted \
+             from 0)",
+            documents.len()
+        )));
+    };
+    if documents.len() == 1 {
+        return Ok(git_deletion(path, file_text));
+    }
+    // Take the separator that follows the document, or else the one before it.
+    let (from, to) = if end < lines.len() && is_separator(lines[end]) {
+        (start, end + 1)
+    } else {
+        (start.saturating_sub(1), end)
+    };
+    let new_text = format!("{}{}", lines[..from].concat(), lines[to..].concat());
+    Ok(git_diff(path, file_text, &new_text))
+}
+
+/// A unified diff that adds `object` as a new manifest file (a Create proposal).
+pub fn manifest_creation(file_path_in_repo: &str, object: &Value) -> Result<String, ProposalError> {
+    let path = clean(file_path_in_repo);
+    let text = manifest_yaml(object)?;
+    let count = text.lines().count();
+    let mut out = format!(
+        "diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n+++ b/{path}\n\
+         @@ -0,0 +1,{count} @@\n"
+    );
+    for line in text.lines() {
+        out.push_str(&format!("+{line}\n"));
+    }
+    Ok(out)
+}
+
+/// A unified diff that appends `object` as a new document of an existing YAML file.
+pub fn manifest_append(
+    file_path_in_repo: &str,
+    file_text: &str,
+    object: &Value,
+) -> Result<String, ProposalError> {
+    let path = clean(file_path_in_repo);
+    let mut new_text = file_text.to_owned();
+    if !new_text.is_empty() && !new_text.ends_with('\n') {
+        new_text.push('\n');
+    }
+    if !new_text.trim().is_empty() {
+        new_text.push_str("---\n");
+    }
+    new_text.push_str(&manifest_yaml(object)?);
+    Ok(git_diff(path, file_text, &new_text))
+}
+
+fn git_deletion(path: &str, text: &str) -> String {
+    let count = text.lines().count();
+    let mut out = format!(
+        "diff --git a/{path} b/{path}\ndeleted file mode 100644\n--- a/{path}\n+++ /dev/null\n\
+         @@ -1,{count} +0,0 @@\n"
+    );
+    for line in text.lines() {
+        out.push_str(&format!("-{line}\n"));
+    }
+    if !text.ends_with('\n') {
+        out.push_str("\\ No newline at end of file\n");
+    }
+    out
+}
+
+fn clean(path: &str) -> &str {
+    path.trim_start_matches("./").trim_start_matches('/')
 }
 
 /// `(first line, end line)` of each document. A first segment with nothing but comments,

@@ -78,10 +78,13 @@ use serde_json::Value;
 
 use crate::policy::access::TailnetView;
 use crate::policy::compose::Contribution;
+use crate::resources::change_proposal::{ChangeProposalSpec, ProposalOperation};
 use crate::resources::tailnet_policy::TailnetPolicy;
 
 pub use crate::resources::change_proposal::ValidationResult;
-pub use manifest::{manifest_patch, manifest_yaml};
+pub use manifest::{
+    manifest_append, manifest_creation, manifest_patch, manifest_removal, manifest_yaml,
+};
 pub use patch::{apply_merge_patch, check_patch_paths, display_object};
 
 /// Check names used in [`ValidationResult::check`].
@@ -93,6 +96,8 @@ pub mod check {
     pub const POLICY_COMPOSE: &str = "policyCompose";
     pub const POLICY_CHECKS: &str = "policyChecks";
     pub const POLICY_TESTS: &str = "policyTests";
+    /// A delete: what its `deletionPolicy` removes from the tailnet.
+    pub const DELETION: &str = "deletion";
 }
 
 /// Lines of the YAML diff kept in a preview (and so in a proposal's status).
@@ -185,6 +190,16 @@ pub enum ProposalError {
     NotDrifted { target: String },
     #[error("{0}")]
     Manifest(String),
+    /// The spec's operation and its fields disagree (a Create without `object`, ...).
+    #[error("{0}")]
+    Spec(String),
+    #[error("the target {target} does not exist: check spec.target (kind, name, namespace)")]
+    TargetMissing { target: String },
+    #[error(
+        "{target} already exists: a Create needs a free name; propose a patch to it, or pick \
+         another name"
+    )]
+    NameTaken { target: String },
     #[error("rendering YAML: {0}")]
     Render(String),
 }
@@ -211,7 +226,7 @@ pub fn preview(
             "the patch changes nothing: the target already has these values".into()
         },
     });
-    let structural = schema::check(entry, target, &patched);
+    let structural = schema::check(entry, Some(target), &patched);
     let structural_ok = structural.iter().all(|v| v.ok);
     validation.extend(structural);
     let mut access_diff = None;
@@ -234,6 +249,212 @@ pub fn preview(
         access_diff,
         validation,
     })
+}
+
+/// What a proposal asks for, read from its spec.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    Patch(&'a Value),
+    Create(&'a Value),
+    Delete,
+}
+
+impl<'a> Change<'a> {
+    /// The change `spec` asks for; an error names a missing or misplaced field (the CRD's CEL
+    /// rules refuse these too, where they run).
+    pub fn of(spec: &'a ChangeProposalSpec) -> Result<Change<'a>, ProposalError> {
+        let misplaced = |field: &str| {
+            ProposalError::Spec(format!(
+                "spec.{field} is not used by operation {}: remove it",
+                spec.operation.as_str()
+            ))
+        };
+        let missing = |field: &str, what: &str| {
+            ProposalError::Spec(format!(
+                "operation {} needs spec.{field} ({what})",
+                spec.operation.as_str()
+            ))
+        };
+        match spec.operation {
+            ProposalOperation::Patch if spec.object.is_some() => Err(misplaced("object")),
+            ProposalOperation::Patch => spec
+                .patch
+                .as_ref()
+                .map(Change::Patch)
+                .ok_or_else(|| missing("patch", "a JSON merge patch")),
+            ProposalOperation::Create if spec.patch.is_some() => Err(misplaced("patch")),
+            ProposalOperation::Create => spec
+                .object
+                .as_ref()
+                .map(Change::Create)
+                .ok_or_else(|| missing("object", "the whole object to create")),
+            ProposalOperation::Delete if spec.patch.is_some() => Err(misplaced("patch")),
+            ProposalOperation::Delete if spec.object.is_some() => Err(misplaced("object")),
+            ProposalOperation::Delete => Ok(Change::Delete),
+        }
+    }
+
+    /// What the checks' world is gathered around: the target, or the object to create.
+    pub fn subject(self, target: Option<&'a Value>) -> Option<&'a Value> {
+        match self {
+            Change::Create(object) => Some(object),
+            _ => target,
+        }
+    }
+
+    /// The merge patch the world's gathering should assume (`{}` but for a patch).
+    pub fn patch(self) -> Value {
+        match self {
+            Change::Patch(patch) => patch.clone(),
+            _ => Value::Object(Default::default()),
+        }
+    }
+
+    /// Whether the change is already in effect on `target` (as it is now; `None`: absent): a
+    /// retry after a write that landed records Applied rather than Stale.
+    pub fn in_effect(self, target: Option<&Value>) -> bool {
+        match (self, target) {
+            (Change::Patch(patch), Some(target)) => {
+                let patched = apply_merge_patch(target, patch);
+                display_object(&patched) == display_object(target)
+            }
+            (Change::Create(object), Some(target)) => {
+                object.get("spec") == target.get("spec")
+                    && object.pointer("/metadata/labels") == target.pointer("/metadata/labels")
+            }
+            (Change::Delete, None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What `spec` would do to its target as it is now (`None`: it does not exist): [`preview`]
+/// for a patch, [`preview_create`] for a create (the name must be free), [`preview_delete`]
+/// for a delete (the target must exist).
+pub fn preview_spec(
+    spec: &ChangeProposalSpec,
+    target: Option<&Value>,
+    world: &ProposalWorld,
+) -> Result<Preview, ProposalError> {
+    let label = target_label(&spec.target);
+    match (Change::of(spec)?, target) {
+        (Change::Patch(patch), Some(target)) => preview(target, patch, world),
+        (Change::Patch(_) | Change::Delete, None) => {
+            Err(ProposalError::TargetMissing { target: label })
+        }
+        (Change::Create(_), Some(_)) => Err(ProposalError::NameTaken { target: label }),
+        (Change::Create(object), None) => {
+            object_matches(&spec.target, object)?;
+            preview_create(object, world)
+        }
+        (Change::Delete, Some(target)) => preview_delete(target),
+    }
+}
+
+/// `Kind/name` or `Kind/namespace/name`.
+pub fn target_label(target: &crate::resources::change_proposal::ProposalTarget) -> String {
+    match &target.namespace {
+        Some(ns) => format!("{}/{ns}/{}", target.kind, target.name),
+        None => format!("{}/{}", target.kind, target.name),
+    }
+}
+
+/// The object to create is the one `spec.target` names.
+fn object_matches(
+    target: &crate::resources::change_proposal::ProposalTarget,
+    object: &Value,
+) -> Result<(), ProposalError> {
+    let field = |path: &str| object.pointer(path).and_then(Value::as_str);
+    let wrong = |field: &str, want: &str| {
+        Err(ProposalError::Spec(format!(
+            "spec.object.{field} must be {want:?}, as in spec.target"
+        )))
+    };
+    if field("/kind") != Some(target.kind.as_str()) {
+        return wrong("kind", &target.kind);
+    }
+    if field("/metadata/name") != Some(target.name.as_str()) {
+        return wrong("metadata.name", &target.name);
+    }
+    match (field("/metadata/namespace"), &target.namespace) {
+        (Some(ns), Some(want)) if ns != want => wrong("metadata.namespace", want),
+        _ => Ok(()),
+    }
+}
+
+/// What creating `object` would do: checked as the API server checks a create (schema with
+/// unknown fields as errors, CEL rules without `oldSelf`, the Rust type), then the kind's
+/// planner checks with the object as both before and after (a policy's access diff is then
+/// from the live policy to the composition with the new object).
+pub fn preview_create(object: &Value, world: &ProposalWorld) -> Result<Preview, ProposalError> {
+    let kind = patch::target_kind(object)?;
+    let entry = kinds::lookup(&kind)?;
+    if object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(ProposalError::InvalidTarget(
+            "the object to create needs metadata.name".into(),
+        ));
+    }
+    let diff = patch::creation_diff(object)?;
+    let mut validation = schema::check(entry, None, object);
+    let structural_ok = validation.iter().all(|v| v.ok);
+    let mut access_diff = None;
+    if let Some(planner) = entry.planner {
+        if structural_ok {
+            let report = planner(object, object, world);
+            validation.extend(report.validation);
+            access_diff = report.access_diff;
+        } else {
+            validation.extend(entry.planner_checks.iter().map(|name| not_run(name)));
+        }
+    }
+    Ok(Preview {
+        patched: object.clone(),
+        diff,
+        access_diff,
+        validation,
+    })
+}
+
+/// What deleting `target` would do: the YAML removed, and what its `deletionPolicy` takes out
+/// of the tailnet (check `deletion`).
+pub fn preview_delete(target: &Value) -> Result<Preview, ProposalError> {
+    let kind = patch::target_kind(target)?;
+    let entry = kinds::lookup(&kind)?;
+    let diff = patch::deletion_diff(target)?;
+    let message = match target
+        .pointer("/spec/deletionPolicy")
+        .and_then(Value::as_str)
+    {
+        Some("Orphan") => format!(
+            "deletionPolicy Orphan: the tailnet keeps {}; only the resource is deleted",
+            entry.contributes
+        ),
+        Some(policy) => format!(
+            "deletionPolicy {policy}: removes {} from the tailnet",
+            entry.contributes
+        ),
+        None if entry.kind == "ManagedTailnet" => format!("removes {}", entry.contributes),
+        // The field is unset in the object: the kind's default applies (the schema's default).
+        None => format!(
+            "deletionPolicy (the kind's default) decides whether {} leaves the tailnet: see \
+             docs/crd-reference.md",
+            entry.contributes
+        ),
+    };
+    Ok(Preview {
+        patched: Value::Null,
+        diff,
+        access_diff: None,
+        validation: vec![result(check::DELETION, true, message)],
+    })
+}
+
+fn not_run(name: &str) -> ValidationResult {
+    result(name, false, "not run: the object fails the checks above")
 }
 
 /// A merge patch making the resource match the live tailnet (console edits) so that, applied,

@@ -132,6 +132,32 @@ pub(super) fn yaml_diff(before: &Value, after: &Value) -> Result<String, Proposa
     ))
 }
 
+/// The whole object as added lines: what a create would make.
+pub(super) fn creation_diff(object: &Value) -> Result<String, ProposalError> {
+    let label = object_label(object);
+    let new = to_yaml(&display_object(object))?;
+    Ok(text_diff::unified(
+        "",
+        &new,
+        "/dev/null",
+        &format!("{label} (created)"),
+        DIFF_LINES,
+    ))
+}
+
+/// The whole object as removed lines: what a delete would take away.
+pub(super) fn deletion_diff(object: &Value) -> Result<String, ProposalError> {
+    let label = object_label(object);
+    let old = to_yaml(&display_object(object))?;
+    Ok(text_diff::unified(
+        &old,
+        "",
+        &format!("{label} (current)"),
+        "/dev/null",
+        DIFF_LINES,
+    ))
+}
+
 /// `Kind/name` or `Kind/namespace/name`.
 pub(super) fn object_label(object: &Value) -> String {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("?");

@@ -33,8 +33,13 @@ fn schema_problems(entry: &KindEntry, object: &Value) -> (Value, Value, Vec<Stri
     (schema, object, problems)
 }
 
-/// `schema`, `cel` and `typed`, in order; later ones are not run once one fails.
-pub(super) fn check(entry: &KindEntry, target: &Value, patched: &Value) -> Vec<ValidationResult> {
+/// `schema`, `cel` and `typed`, in order; later ones are not run once one fails. `target`: the
+/// object as it is (CEL's `oldSelf`), `None` for a create.
+pub(super) fn check(
+    entry: &KindEntry,
+    target: Option<&Value>,
+    patched: &Value,
+) -> Vec<ValidationResult> {
     let (schema, object, problems) = schema_problems(entry, patched);
     let mut results = vec![outcome(check::SCHEMA, problems)];
     if !results[0].ok {
@@ -58,13 +63,7 @@ pub fn validate_new(entry: &KindEntry, object: &Value) -> Vec<String> {
     if !problems.is_empty() {
         return problems;
     }
-    let cel = match validator().lock() {
-        Ok(validator) => match validator.validate(&schema, &object, None) {
-            Ok(()) => Vec::new(),
-            Err(errors) => errors.into_vec().iter().map(ToString::to_string).collect(),
-        },
-        Err(_) => vec!["the CEL evaluator is unavailable (a previous evaluation panicked)".into()],
-    };
+    let cel = cel_problems(&schema, &object, None);
     if !cel.is_empty() {
         return cel;
     }
@@ -120,13 +119,16 @@ fn outcome(name: &str, problems: Vec<String>) -> ValidationResult {
 }
 
 /// The CEL rules, on update (the current target is `oldSelf`, defaulted like the new one).
-fn cel_problems(schema: &Value, object: &Value, target: &Value) -> Vec<String> {
-    let mut old = target.clone();
-    if let Some(root) = old.as_object_mut() {
-        root.remove("status");
-    }
+fn cel_problems(schema: &Value, object: &Value, target: Option<&Value>) -> Vec<String> {
+    let old = target.map(|target| {
+        let mut old = target.clone();
+        if let Some(root) = old.as_object_mut() {
+            root.remove("status");
+        }
+        old
+    });
     match validator().lock() {
-        Ok(validator) => match validator.validate(schema, object, Some(&old)) {
+        Ok(validator) => match validator.validate(schema, object, old.as_ref()) {
             Ok(()) => Vec::new(),
             Err(errors) => errors.into_vec().iter().map(ToString::to_string).collect(),
         },

@@ -31,18 +31,24 @@ pub const MAX_SUMMARY_LENGTH: u32 = 2048;
     namespaced,
     status = "ChangeProposalStatus",
     derive = "PartialEq",
-    doc = "A proposed JSON merge patch to one of the operator's resources. The operator validates it and shows its effect in status; it is applied only after a human sets spec.approved to true (mode Apply), or exported for a git commit (mode GitOps).",
+    doc = "A proposed change to one of the operator's resources: a JSON merge patch, a new object, or a deletion. The operator validates it and shows its effect in status; it is applied only after a human sets spec.approved to true (mode Apply), or exported for a git commit (mode GitOps).",
+    printcolumn(
+        name = "Operation",
+        type_ = "string",
+        json_path = ".spec.operation",
+        description = "Patch, Create or Delete"
+    ),
     printcolumn(
         name = "Kind",
         type_ = "string",
         json_path = ".spec.target.kind",
-        description = "Kind of the resource the patch changes"
+        description = "Kind of the resource the proposal changes"
     ),
     printcolumn(
         name = "Target",
         type_ = "string",
         json_path = ".spec.target.name",
-        description = "Name of the resource the patch changes"
+        description = "Name of the resource the proposal changes"
     ),
     printcolumn(
         name = "Mode",
@@ -87,8 +93,24 @@ pub const MAX_SUMMARY_LENGTH: u32 = 2048;
         "message": "spec.target is immutable: create a new ChangeProposal to change another resource",
     },
     {
-        "rule": "self.patch == oldSelf.patch",
+        "rule": "has(self.patch) == has(oldSelf.patch) && (!has(self.patch) || self.patch == oldSelf.patch)",
         "message": "spec.patch is immutable: the reviewed patch is the one applied; create a new ChangeProposal for a different patch",
+    },
+    {
+        "rule": "has(self.object) == has(oldSelf.object) && (!has(self.object) || self.object == oldSelf.object)",
+        "message": "spec.object is immutable: the reviewed object is the one created; create a new ChangeProposal for a different object",
+    },
+    {
+        "rule": "self.operation == oldSelf.operation",
+        "message": "spec.operation is immutable: create a new ChangeProposal for another operation",
+    },
+    {
+        "rule": "has(self.patch) == (self.operation == 'Patch')",
+        "message": "spec.patch is required for operation Patch and not allowed for Create or Delete (a Create carries spec.object)",
+    },
+    {
+        "rule": "has(self.object) == (self.operation == 'Create')",
+        "message": "spec.object (the whole object to create) is required for operation Create and not allowed for Patch or Delete",
     },
     {
         "rule": "self.mode == oldSelf.mode",
@@ -96,14 +118,29 @@ pub const MAX_SUMMARY_LENGTH: u32 = 2048;
     },
 ]))]
 pub struct ChangeProposalSpec {
-    /// The resource the patch changes.
+    /// The resource the proposal changes, creates or deletes.
     pub target: ProposalTarget,
 
-    /// A JSON merge patch (RFC 7386) applied to the target's `spec`-bearing object, e.g.
-    /// `{"spec": {"tags": ["tag:web"]}}`. Only `spec` (and `metadata.labels` /
+    /// `Patch` (default): apply `patch` to the existing target. `Create`: create `object`,
+    /// only while the target's name is free. `Delete`: delete the target, only if it has not
+    /// changed since the proposal was computed; its `deletionPolicy` decides what leaves the
+    /// tailnet (shown in status before approval).
+    #[serde(default)]
+    pub operation: ProposalOperation,
+
+    /// For `Patch`: a JSON merge patch (RFC 7386) applied to the target's `spec`-bearing
+    /// object, e.g. `{"spec": {"tags": ["tag:web"]}}`. Only `spec` (and `metadata.labels` /
     /// `metadata.annotations`) may be changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_object")]
-    pub patch: serde_json::Value,
+    pub patch: Option<serde_json::Value>,
+
+    /// For `Create`: the whole object (`apiVersion`, `kind`, `metadata.name`, optional
+    /// `metadata.namespace`, labels and annotations, `spec`), validated as the API server
+    /// validates a create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub object: Option<serde_json::Value>,
 
     /// What the change is for, in a sentence or two, for the reviewer.
     #[schemars(length(min = 1, max = MAX_SUMMARY_LENGTH))]
@@ -135,6 +172,25 @@ pub struct ProposalTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub namespace: Option<String>,
+}
+
+/// What a proposal does to its target.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ProposalOperation {
+    #[default]
+    Patch,
+    Create,
+    Delete,
+}
+
+impl ProposalOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProposalOperation::Patch => "Patch",
+            ProposalOperation::Create => "Create",
+            ProposalOperation::Delete => "Delete",
+        }
+    }
 }
 
 /// Whether the operator applies an approved proposal or leaves it for a git commit.
