@@ -15,6 +15,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::resources::change_proposal::ProposalOperation;
+
 /// Result of a backend call.
 pub type BackendResult<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
 
@@ -34,9 +36,9 @@ pub trait Backend: Send + Sync {
     fn proposals(&self) -> BackendResult<'_, ProposalList>;
     /// The network report (`tailnet-operator report`) of one tailnet.
     fn network_report(&self, query: TailnetQuery) -> BackendResult<'_, crate::report::Report>;
-    /// Validates the patch and creates a proposal (a ChangeProposal, or a patch file); an
-    /// invalid patch is an error and creates nothing.
-    fn propose_patch(&self, request: ProposeRequest) -> BackendResult<'_, ProposalCreated>;
+    /// Validates the change (a patch, a new object or a deletion) and creates a proposal (a
+    /// ChangeProposal, or a patch file); an invalid change is an error and creates nothing.
+    fn propose_change(&self, request: ChangeRequest) -> BackendResult<'_, ProposalCreated>;
     /// Proposes the patch that makes the resource match the live tailnet.
     fn adopt_drift(&self, request: AdoptDriftRequest) -> BackendResult<'_, ProposalCreated>;
 }
@@ -446,6 +448,96 @@ pub struct ProposeRequest {
     pub summary: String,
 }
 
+impl From<ProposeRequest> for ChangeRequest {
+    fn from(request: ProposeRequest) -> ChangeRequest {
+        ChangeRequest {
+            operation: ProposalOperation::Patch,
+            kind: request.kind,
+            name: request.name,
+            namespace: request.namespace,
+            patch: Some(request.patch),
+            object: None,
+            summary: request.summary,
+        }
+    }
+}
+
+/// A change for a human to review, in its general form: what every propose tool builds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeRequest {
+    /// `Patch`, `Create` or `Delete`.
+    pub operation: ProposalOperation,
+    /// Kind of the resource, e.g. `DeviceTagSet`.
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `Patch`: a JSON merge patch of the resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Value>,
+    /// `Create`: the whole object (`apiVersion`, `kind`, `metadata`, `spec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Value>,
+    /// Why, for the human reviewer.
+    pub summary: String,
+}
+
+impl ChangeRequest {
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey {
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
+
+    /// The ChangeProposal spec this request asks for.
+    pub fn spec(&self) -> crate::resources::ChangeProposalSpec {
+        crate::resources::ChangeProposalSpec {
+            target: crate::resources::change_proposal::ProposalTarget {
+                kind: self.kind.clone(),
+                name: self.name.clone(),
+                namespace: self.namespace.clone(),
+            },
+            operation: self.operation,
+            patch: self.patch.clone(),
+            object: self.object.clone(),
+            summary: self.summary.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The view of a validated change, before the proposal's name and next step are known.
+pub fn created_view(
+    target: ResourceKey,
+    operation: ProposalOperation,
+    preview: crate::proposal::Preview,
+) -> ProposalCreated {
+    let yaml = match operation {
+        ProposalOperation::Delete => None,
+        _ => crate::proposal::manifest_yaml(&preview.patched).ok(),
+    };
+    ProposalCreated {
+        target,
+        operation: operation.as_str().to_owned(),
+        yaml,
+        yaml_diff: preview.diff,
+        access_diff: preview.access_diff,
+        validation: preview
+            .validation
+            .into_iter()
+            .map(|v| ValidationView {
+                check: v.check,
+                ok: v.ok,
+                message: v.message,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// `adopt_drift`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -477,6 +569,12 @@ pub struct ProposalCreated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub target: ResourceKey,
+    /// `Patch`, `Create` or `Delete`.
+    #[serde(default)]
+    pub operation: String,
+    /// The resource as it would be (created or patched), as YAML; absent for a delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yaml: Option<String>,
     /// Unified diff of the target's YAML, before and after.
     pub yaml_diff: String,
     /// For policy targets: who gains and loses access.

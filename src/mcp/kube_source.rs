@@ -16,7 +16,6 @@ use crate::proposal::{self, ProposalWorld};
 use crate::reconcile::tailnet_policy::PolicyInput;
 use crate::reconcile::tailscale_service::tailnet_contributions;
 use crate::reconcile::view::tailnet_view;
-use crate::resources::change_proposal::ProposalTarget;
 use crate::resources::common::GROUP;
 use crate::resources::{
     ChangeProposal, ManagedTailnet, TailnetPolicy, TailnetScoped, TailscaleService,
@@ -119,24 +118,10 @@ impl KubeSource {
 
     async fn create_proposal(
         &self,
-        target: ResourceKey,
-        patch: Value,
-        summary: String,
+        spec: crate::resources::ChangeProposalSpec,
     ) -> Result<ChangeProposal, BackendError> {
-        let name_prefix = format!("{}-{}-", target.kind.to_lowercase(), target.name);
-        let mut proposal = ChangeProposal::new(
-            "",
-            crate::resources::ChangeProposalSpec {
-                target: ProposalTarget {
-                    kind: target.kind,
-                    name: target.name,
-                    namespace: target.namespace,
-                },
-                patch: Some(patch),
-                summary,
-                ..Default::default()
-            },
-        );
+        let name_prefix = format!("{}-{}-", spec.target.kind.to_lowercase(), spec.target.name);
+        let mut proposal = ChangeProposal::new("", spec);
         proposal.metadata.name = None;
         proposal.metadata.generate_name = Some(truncate_name(&name_prefix));
         proposal.metadata.labels = Some(
@@ -207,56 +192,59 @@ impl KubeSource {
         Ok(world)
     }
 
-    /// Validates the patch (or, with `None`, the adopt-drift patch) on the target as it is now
-    /// and creates the ChangeProposal; nothing is created when validation fails.
+    /// Validates the change (for an adoption, the adopt-drift patch) against the target as
+    /// it is now and creates the ChangeProposal; nothing is created when validation fails.
     async fn propose(
         &self,
-        key: ResourceKey,
-        patch: Option<Value>,
-        summary: String,
+        mut request: ChangeRequest,
+        adopt: bool,
     ) -> Result<ProposalCreated, BackendError> {
+        let key = request.key();
         let resources = self.resources().await?;
-        let target = resources
-            .into_iter()
-            .find(|r| {
-                r.get("kind").and_then(Value::as_str) == Some(key.kind.as_str())
-                    && r.pointer("/metadata/name").and_then(Value::as_str)
-                        == Some(key.name.as_str())
-            })
-            .ok_or_else(|| {
-                BackendError::NotFound(format!(
-                    "{}: no such resource; list_resources shows what exists",
-                    key.label()
-                ))
-            })?;
+        let target = resources.into_iter().find(|r| {
+            r.get("kind").and_then(Value::as_str) == Some(key.kind.as_str())
+                && r.pointer("/metadata/name").and_then(Value::as_str) == Some(key.name.as_str())
+                && key.namespace.as_deref().is_none_or(|ns| {
+                    r.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
+                })
+        });
+        if target.is_none() && request.operation != ProposalOperation::Create {
+            return Err(BackendError::NotFound(format!(
+                "{}: no such resource; list_resources shows what exists",
+                key.label()
+            )));
+        }
+        let subject = target.as_ref().or(request.object.as_ref());
         let tailnet = match key.kind.as_str() {
             "ManagedTailnet" => Some(key.name.clone()),
-            _ => target
-                .pointer("/spec/tailnetRef")
+            _ => subject
+                .and_then(|s| s.pointer("/spec/tailnetRef"))
                 .and_then(Value::as_str)
                 .map(str::to_owned),
         };
         let world = self.world(tailnet).await?;
-        // Adopting a drift: say whose edit is kept (from the audit log, as status recorded it).
-        let summary = match (&patch, target.pointer("/status/drift/changedBy")) {
-            (None, Some(Value::String(who))) => format!("{summary}; the edit: {who}"),
-            _ => summary,
-        };
-        let patch = match patch {
-            Some(patch) => patch,
-            None => proposal::adopt_drift_patch(&target, &world)
-                .map_err(|e| BackendError::Invalid(e.to_string()))?,
-        };
-        let preview = proposal::preview(&target, &patch, &world)
+        if let (true, Some(target)) = (adopt, target.as_ref()) {
+            // Say whose edit is kept (from the audit log, as status recorded it).
+            if let Some(Value::String(who)) = target.pointer("/status/drift/changedBy") {
+                request.summary = format!("{}; the edit: {who}", request.summary);
+            }
+            request.patch = Some(
+                proposal::adopt_drift_patch(target, &world)
+                    .map_err(|e| BackendError::Invalid(e.to_string()))?,
+            );
+        }
+        let spec = request.spec();
+        let preview = proposal::preview_spec(&spec, target.as_ref(), &world)
             .map_err(|e| BackendError::Invalid(e.to_string()))?;
         if !preview.is_valid() {
             return Err(BackendError::Invalid(format!(
-                "the patched {} fails validation, no proposal created: {}",
+                "the {} of {} fails validation, no proposal created: {}",
+                spec.operation.as_str().to_lowercase(),
                 key.label(),
                 preview.problems()
             )));
         }
-        let created = self.create_proposal(key.clone(), patch, summary).await?;
+        let created = self.create_proposal(spec).await?;
         let name = created.name_any();
         let namespace = created
             .namespace()
@@ -269,19 +257,7 @@ impl KubeSource {
             ),
             name,
             namespace: Some(namespace),
-            target: key,
-            yaml_diff: preview.diff,
-            access_diff: preview.access_diff,
-            validation: preview
-                .validation
-                .into_iter()
-                .map(|v| ValidationView {
-                    check: v.check,
-                    ok: v.ok,
-                    message: v.message,
-                })
-                .collect(),
-            file: None,
+            ..created_view(key, request.operation, preview)
         })
     }
 }
@@ -399,16 +375,8 @@ impl Source for KubeSource {
         })
     }
 
-    fn propose_patch(&self, request: ProposeRequest) -> BackendResult<'_, ProposalCreated> {
-        Box::pin(async move {
-            let key = ResourceKey {
-                kind: request.kind,
-                name: request.name,
-                namespace: request.namespace,
-            };
-            self.propose(key, Some(request.patch), request.summary)
-                .await
-        })
+    fn propose_change(&self, request: ChangeRequest) -> BackendResult<'_, ProposalCreated> {
+        Box::pin(self.propose(request, false))
     }
 
     fn adopt_drift(&self, request: AdoptDriftRequest) -> BackendResult<'_, ProposalCreated> {
@@ -418,11 +386,18 @@ impl Source for KubeSource {
                 name: request.name,
                 namespace: request.namespace,
             };
-            let summary = format!(
-                "Adopt the live tailnet's state into {} (keep the console edit)",
-                key.label()
-            );
-            self.propose(key, None, summary).await
+            let request = ChangeRequest {
+                operation: ProposalOperation::Patch,
+                summary: format!(
+                    "Adopt the live tailnet's state into {} (keep the console edit)",
+                    key.label()
+                ),
+                kind: key.kind,
+                name: key.name,
+                namespace: key.namespace,
+                ..Default::default()
+            };
+            self.propose(request, true).await
         })
     }
 }

@@ -36,7 +36,7 @@ pub trait Source: Send + Sync {
     /// The tailnet's TailnetPolicies with their text resolved.
     fn policy_inputs(&self, tailnet: String) -> BackendResult<'_, Vec<PolicyInput>>;
     fn proposals(&self) -> BackendResult<'_, ProposalList>;
-    fn propose_patch(&self, request: ProposeRequest) -> BackendResult<'_, ProposalCreated>;
+    fn propose_change(&self, request: ChangeRequest) -> BackendResult<'_, ProposalCreated>;
     fn adopt_drift(&self, request: AdoptDriftRequest) -> BackendResult<'_, ProposalCreated>;
 }
 
@@ -609,8 +609,8 @@ impl<S: Source + 'static> Backend for LocalBackend<S> {
         self.source.proposals()
     }
 
-    fn propose_patch(&self, request: ProposeRequest) -> BackendResult<'_, ProposalCreated> {
-        self.source.propose_patch(request)
+    fn propose_change(&self, request: ChangeRequest) -> BackendResult<'_, ProposalCreated> {
+        self.source.propose_change(request)
     }
 
     fn adopt_drift(&self, request: AdoptDriftRequest) -> BackendResult<'_, ProposalCreated> {

@@ -4,7 +4,7 @@
 //!
 //! `POST /v1/{method}` with the method's JSON argument, answered with the view as JSON, or an
 //! error `{"kind": "NotFound"|"Invalid"|"Unsupported"|"Unavailable", "message": ...}` with
-//! 404/400/501/503. Read views plus exactly one write: `propose_patch`/`adopt_drift`, which
+//! 404/400/501/503. Read views plus exactly one write: `propose_change`/`adopt_drift`, which
 //! create a ChangeProposal (a human still approves it). It listens on loopback only: the
 //! sidecar shares the pod's network namespace, nothing else can reach it.
 use std::future::Future;
@@ -131,7 +131,7 @@ pub mod method {
     pub const AUTH_KEYS: &str = "auth_keys";
     pub const PROPOSALS: &str = "proposals";
     pub const NETWORK_REPORT: &str = "network_report";
-    pub const PROPOSE_PATCH: &str = "propose_patch";
+    pub const PROPOSE_CHANGE: &str = "propose_change";
     pub const ADOPT_DRIFT: &str = "adopt_drift";
 }
 
@@ -153,7 +153,7 @@ async fn dispatch(
         AUTH_KEYS => json(backend.auth_keys(args(body)?).await),
         PROPOSALS => json(backend.proposals().await),
         NETWORK_REPORT => json(backend.network_report(args(body)?).await),
-        PROPOSE_PATCH => json(backend.propose_patch(args(body)?).await),
+        PROPOSE_CHANGE => json(backend.propose_change(args(body)?).await),
         ADOPT_DRIFT => json(backend.adopt_drift(args(body)?).await),
         other => Err(BackendError::NotFound(format!(
             "no loopback API method {other:?}"

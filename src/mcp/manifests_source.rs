@@ -123,66 +123,76 @@ impl ManifestsSource {
         }
     }
 
-    /// Validates `patch` on the target and writes the proposal file; nothing is written when
-    /// the preview fails.
+    /// Validates the change (for an adoption, the adopt-drift patch) and writes the proposal
+    /// file: a diff of the target's manifest, a new manifest file for a create, or the
+    /// document's removal for a delete. Nothing is written when the preview fails.
     async fn propose(
         &self,
-        target_key: ResourceKey,
-        patch: PatchOrAdopt,
-        summary: Option<String>,
+        mut request: ChangeRequest,
+        adopt: bool,
     ) -> Result<ProposalCreated, BackendError> {
         let manifests = self.manifests()?;
-        let located = locate(&self.path, &target_key)?;
-        let world = self.world(&manifests).await;
-        let patch = match patch {
-            PatchOrAdopt::Patch(p) => p,
-            PatchOrAdopt::Adopt => proposal::adopt_drift_patch(&located.object, &world)
-                .map_err(|e| BackendError::Invalid(e.to_string()))?,
+        let key = request.key();
+        let located = match locate(&self.path, &key) {
+            Ok(located) => Some(located),
+            Err(BackendError::NotFound(_)) if request.operation == ProposalOperation::Create => {
+                None
+            }
+            Err(err) => return Err(err),
         };
-        let summary = summary.unwrap_or_else(|| {
-            format!(
-                "Adopt the live tailnet's state into {} (keep the console edit)",
-                target_key.label()
-            )
-        });
-        let preview = proposal::preview(&located.object, &patch, &world)
+        let world = self.world(&manifests).await;
+        if let (true, Some(located)) = (adopt, &located) {
+            request.patch = Some(
+                proposal::adopt_drift_patch(&located.object, &world)
+                    .map_err(|e| BackendError::Invalid(e.to_string()))?,
+            );
+        }
+        let spec = request.spec();
+        let preview = proposal::preview_spec(&spec, located.as_ref().map(|l| &l.object), &world)
             .map_err(|e| BackendError::Invalid(e.to_string()))?;
         if !preview.is_valid() {
             return Err(BackendError::Invalid(format!(
-                "the patched {} fails validation, no proposal written: {}",
-                target_key.label(),
+                "the {} of {} fails validation, no proposal written: {}",
+                spec.operation.as_str().to_lowercase(),
+                key.label(),
                 preview.problems()
             )));
         }
-        let relative = located
-            .file
-            .strip_prefix(&self.repo_root)
-            .unwrap_or(&located.file)
-            .to_string_lossy()
-            .replace('\\', "/");
-        let diff =
-            proposal::manifest_patch(&relative, &located.text, located.index, &preview.patched)
-                .map_err(|e| BackendError::Invalid(e.to_string()))?;
+        let relative = |file: &Path| {
+            file.strip_prefix(&self.repo_root)
+                .unwrap_or(file)
+                .to_string_lossy()
+                .replace('\\', "/")
+        };
+        let invalid = |e: proposal::ProposalError| BackendError::Invalid(e.to_string());
+        let diff = match (request.operation, &located) {
+            (ProposalOperation::Patch, Some(l)) => {
+                proposal::manifest_patch(&relative(&l.file), &l.text, l.index, &preview.patched)
+                    .map_err(invalid)?
+            }
+            (ProposalOperation::Delete, Some(l)) => {
+                proposal::manifest_removal(&relative(&l.file), &l.text, l.index).map_err(invalid)?
+            }
+            (ProposalOperation::Create, _) => {
+                let file = self.new_manifest_path(&key);
+                proposal::manifest_creation(&relative(&file), &preview.patched).map_err(invalid)?
+            }
+            // locate() answered NotFound for these.
+            (_, None) => return Err(BackendError::NotFound(key.label())),
+        };
         let name = format!(
             "{}-{}-{}",
             Utc::now().format("%Y%m%dT%H%M%S%3f"),
-            target_key.kind.to_lowercase(),
-            target_key.name
+            key.kind.to_lowercase(),
+            key.name
         );
-        let validation: Vec<ValidationView> = preview
-            .validation
-            .iter()
-            .map(|v| ValidationView {
-                check: v.check.clone(),
-                ok: v.ok,
-                message: v.message.clone(),
-            })
-            .collect();
+        let mut view = created_view(key, request.operation, preview);
         let header = header(
-            &summary,
-            &target_key,
-            &validation,
-            preview.access_diff.as_deref(),
+            &request.summary,
+            &view.target,
+            request.operation,
+            &view.validation,
+            view.access_diff.as_deref(),
         );
         std::fs::create_dir_all(&self.proposals_dir).map_err(|e| {
             BackendError::unavailable(&format!("creating {}", self.proposals_dir.display()), e)
@@ -190,28 +200,31 @@ impl ManifestsSource {
         let file = self.proposals_dir.join(format!("{name}.patch"));
         std::fs::write(&file, format!("{header}{diff}"))
             .map_err(|e| BackendError::unavailable(&format!("writing {}", file.display()), e))?;
-        Ok(ProposalCreated {
-            name,
-            namespace: None,
-            target: target_key,
-            yaml_diff: preview.diff,
-            access_diff: preview.access_diff,
-            validation,
-            file: Some(file.display().to_string()),
-            next_step: format!(
-                "review {file}, then from {root}: `git apply {file}`, check with \
-                 `tailnet-operator plan -f {manifests}`, and commit",
-                file = file.display(),
-                root = self.repo_root.display(),
-                manifests = self.path.display()
-            ),
-        })
+        view.next_step = format!(
+            "review {file}, then from {root}: `git apply {file}`, check with \
+             `tailnet-operator plan -f {manifests}`, and commit",
+            file = file.display(),
+            root = self.repo_root.display(),
+            manifests = self.path.display()
+        );
+        view.name = name;
+        view.file = Some(file.display().to_string());
+        Ok(view)
     }
-}
 
-enum PatchOrAdopt {
-    Patch(Value),
-    Adopt,
+    /// Where a created resource's manifest goes: `<kind>-<name>.yaml` in the manifests
+    /// directory (beside the file when `--manifests` names one).
+    fn new_manifest_path(&self, key: &ResourceKey) -> PathBuf {
+        let dir = if self.path.is_dir() {
+            self.path.clone()
+        } else {
+            self.path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        };
+        dir.join(format!("{}-{}.yaml", key.kind.to_lowercase(), key.name))
+    }
 }
 
 /// The nearest ancestor of `path` holding `.git` (a directory, or a file in a worktree);
@@ -260,6 +273,7 @@ fn locate(root: &Path, key: &ResourceKey) -> Result<Located, BackendError> {
 fn header(
     summary: &str,
     target: &ResourceKey,
+    operation: ProposalOperation,
     validation: &[ValidationView],
     access_diff: Option<&str>,
 ) -> String {
@@ -267,6 +281,7 @@ fn header(
         "# tailnet-operator change proposal (review, then `git apply` this file)".to_owned(),
         format!("# summary: {}", summary.replace('\n', " ")),
         format!("# target: {}", target.label()),
+        format!("# operation: {}", operation.as_str()),
     ];
     for v in validation {
         lines.push(format!(
@@ -378,30 +393,22 @@ impl Source for ManifestsSource {
         })
     }
 
-    fn propose_patch(&self, request: ProposeRequest) -> BackendResult<'_, ProposalCreated> {
-        Box::pin(async move {
-            let key = ResourceKey {
-                kind: request.kind,
-                name: request.name,
-                namespace: request.namespace,
-            };
-            self.propose(
-                key,
-                PatchOrAdopt::Patch(request.patch),
-                Some(request.summary),
-            )
-            .await
-        })
+    fn propose_change(&self, request: ChangeRequest) -> BackendResult<'_, ProposalCreated> {
+        Box::pin(self.propose(request, false))
     }
 
     fn adopt_drift(&self, request: AdoptDriftRequest) -> BackendResult<'_, ProposalCreated> {
-        Box::pin(async move {
-            let key = ResourceKey {
-                kind: request.kind,
-                name: request.name,
-                namespace: request.namespace,
-            };
-            self.propose(key, PatchOrAdopt::Adopt, None).await
-        })
+        let request = ChangeRequest {
+            operation: ProposalOperation::Patch,
+            summary: format!(
+                "Adopt the live tailnet's state into {} (keep the console edit)",
+                request.kind.clone() + "/" + &request.name
+            ),
+            kind: request.kind,
+            name: request.name,
+            namespace: request.namespace,
+            ..Default::default()
+        };
+        Box::pin(self.propose(request, true))
     }
 }

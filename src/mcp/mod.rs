@@ -4,6 +4,7 @@ pub mod audit_log;
 pub mod backend;
 pub mod cli;
 pub mod http;
+pub mod intents;
 pub mod kube_source;
 pub mod local;
 pub mod loopback;

@@ -112,8 +112,8 @@ impl Backend for RemoteBackend {
         Box::pin(self.call(method::PROPOSALS, &()))
     }
 
-    fn propose_patch(&self, request: ProposeRequest) -> BackendResult<'_, ProposalCreated> {
-        Box::pin(async move { self.call(method::PROPOSE_PATCH, &request).await })
+    fn propose_change(&self, request: ChangeRequest) -> BackendResult<'_, ProposalCreated> {
+        Box::pin(async move { self.call(method::PROPOSE_CHANGE, &request).await })
     }
 
     fn adopt_drift(&self, request: AdoptDriftRequest) -> BackendResult<'_, ProposalCreated> {

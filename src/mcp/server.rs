@@ -23,9 +23,28 @@ use serde::Deserialize;
 
 use super::audit_log::{AuditLog, ClientIdentity, Outcome};
 use super::backend::*;
+use super::intents;
 
 /// The propose tools: disabled by `--read-only`.
-pub const PROPOSE_TOOLS: &[&str] = &["propose_patch", "adopt_drift"];
+pub const PROPOSE_TOOLS: &[&str] = &[
+    "propose_patch",
+    "propose_create",
+    "propose_delete",
+    "adopt_drift",
+    "tag_devices",
+    "authorize_devices",
+    "set_device_key_expiry",
+    "enable_subnet_routes",
+    "make_exit_node",
+    "change_dns",
+    "grant_access",
+    "rollback_policy",
+    "publish_service",
+    "grant_service_access",
+    "create_key_rotation",
+    "rotate_key_now",
+    "expose_publicly",
+];
 
 /// URI of the live and desired policy resources.
 pub const POLICY_LIVE_URI: &str = "tailnet://policy/live";
@@ -61,6 +80,8 @@ const KIND_TOOLS: &[&str] = &[
     "list_resources",
     "get_resource",
     "propose_patch",
+    "propose_create",
+    "propose_delete",
     "adopt_drift",
 ];
 
@@ -262,12 +283,268 @@ impl TailnetMcp {
         &self,
         Parameters(request): Parameters<ProposeRequest>,
     ) -> Result<Json<ProposalCreated>, String> {
-        self.refuse_when_read_only("propose_patch")?;
-        self.backend
-            .propose_patch(request)
+        self.propose("propose_patch", Ok(request.into())).await
+    }
+
+    #[tool(
+        description = "Propose creating a resource (kind, name, namespace for namespaced kinds, spec), for a human to review. Validated as the API server validates a create (schema, CEL, unknown fields) plus the kind's checks (for policies: composition, tests, access diff). Applied on approval only while the name is still free. Prefer the intent tools (make_exit_node, expose_publicly, ...) when one fits.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn propose_create(
+        &self,
+        Parameters(args): Parameters<intents::CreateResource>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.propose("propose_create", Ok(intents::create_resource(&args)))
             .await
-            .map(Json)
-            .map_err(backend_error)
+    }
+
+    #[tool(
+        description = "Propose deleting a resource, for a human to review. The proposal shows what the resource's deletionPolicy removes from the tailnet (Delete) or leaves (Orphan). Applied on approval only if the resource did not change since.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn propose_delete(
+        &self,
+        Parameters(args): Parameters<intents::DeleteResource>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.propose("propose_delete", Ok(intents::delete_resource(&args)))
+            .await
+    }
+
+    #[tool(
+        description = "Propose tagging devices (by machine name): a new DeviceTagSet scoped to them. exact: true gives them exactly these tags (to untag, list the tags to keep). Tags must be in the policy's tagOwners.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn tag_devices(
+        &self,
+        Parameters(args): Parameters<intents::TagDevices>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.propose("tag_devices", intents::tag_devices(&args))
+            .await
+    }
+
+    #[tool(
+        description = "Propose authorizing (or de-authorizing) devices by machine name: a new DeviceTagSet scoped to them.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn authorize_devices(
+        &self,
+        Parameters(args): Parameters<intents::AuthorizeDevices>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.propose("authorize_devices", intents::authorize_devices(&args))
+            .await
+    }
+
+    #[tool(
+        description = "Propose disabling (servers) or re-enabling node-key expiry on devices by machine name: a new DeviceTagSet scoped to them.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn set_device_key_expiry(
+        &self,
+        Parameters(args): Parameters<intents::DeviceKeyExpiry>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.propose("set_device_key_expiry", intents::set_key_expiry(&args))
+            .await
+    }
+
+    #[tool(
+        description = "Propose enabling subnet routes the named devices advertise (CIDR prefixes): a new DeviceTagSet scoped to them. A route not advertised yet is enabled once it is.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn enable_subnet_routes(
+        &self,
+        Parameters(args): Parameters<intents::SubnetRoutes>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.propose("enable_subnet_routes", intents::enable_routes(&args))
+            .await
+    }
+
+    #[tool(
+        description = "Propose making a device an exit node (0.0.0.0/0 and ::/0 enabled): a new DeviceTagSet scoped to it. The device must advertise the exit routes (tailscale set --advertise-exit-node).",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn make_exit_node(
+        &self,
+        Parameters(args): Parameters<intents::Devices>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.propose("make_exit_node", intents::make_exit_node(&args))
+            .await
+    }
+
+    #[tool(
+        description = "Propose a DNS change: add or remove global nameservers, set or remove split-DNS domains (empty resolver list removes), add or remove search domains, MagicDNS on/off. Patches the tailnet's DNSConfig (creates one when there is none).",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn change_dns(
+        &self,
+        Parameters(args): Parameters<intents::DnsChange>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        let request = intents::change_dns(self.backend.as_ref(), &args).await;
+        self.propose("change_dns", request).await
+    }
+
+    #[tool(
+        description = "Propose granting access (src, dst, ip such as tcp:443) as a grant in the TailnetPolicy that owns it: the Fragment defining a source group, else the Base (or the one named). The policy text keeps its comments; the proposal shows the access diff (who gains what) and runs the policy tests. To revoke, use propose_patch on the policy text.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn grant_access(
+        &self,
+        Parameters(args): Parameters<intents::GrantAccess>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        let request = intents::grant_access(self.backend.as_ref(), &args).await;
+        self.propose("grant_access", request).await
+    }
+
+    #[tool(
+        description = "Propose rolling the tailnet's policy back to a kept revision (the break-glass annotation on the Base; its status lists the revisions). Use when a bad policy change must be undone now; remove the annotation afterwards.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn rollback_policy(
+        &self,
+        Parameters(args): Parameters<intents::RollbackPolicy>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        let request = intents::rollback_policy(self.backend.as_ref(), &args).await;
+        self.propose("rollback_policy", request).await
+    }
+
+    #[tool(
+        description = "Propose publishing a Tailscale Service (svc:<name>): ports, the devices allowed to host it (machine names), its tags and who may reach it. Creates a TailscaleService.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn publish_service(
+        &self,
+        Parameters(args): Parameters<intents::PublishService>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.propose("publish_service", Ok(intents::publish_service(&args)))
+            .await
+    }
+
+    #[tool(
+        description = "Propose letting more principals (users, group:, tag:) reach a Tailscale Service: added to its TailscaleService's accessFrom.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn grant_service_access(
+        &self,
+        Parameters(args): Parameters<intents::ServiceAccess>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        let request = intents::grant_service_access(self.backend.as_ref(), &args).await;
+        self.propose("grant_service_access", request).await
+    }
+
+    #[tool(
+        description = "Propose a KeyRotationPolicy: an auth key (or OAuth client) with these tags kept fresh in a Secret, renewed before it expires and the old one revoked. Never returns key material.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn create_key_rotation(
+        &self,
+        Parameters(args): Parameters<intents::CreateKeyRotation>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.propose(
+            "create_key_rotation",
+            Ok(intents::create_key_rotation(&args)),
+        )
+        .await
+    }
+
+    #[tool(
+        description = "Propose rotating a KeyRotationPolicy's credential now (e.g. it leaked): a new key is written, the old one revoked after the grace period.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn rotate_key_now(
+        &self,
+        Parameters(args): Parameters<intents::RotateKeyNow>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.propose(
+            "rotate_key_now",
+            Ok(intents::rotate_key_now(&args, chrono::Utc::now())),
+        )
+        .await
+    }
+
+    #[tool(
+        description = "Propose exposing a Kubernetes Service on the public internet through Tailscale Funnel for a limited time (duration such as 2h): a FunnelExposure with expiresAt, torn down when it ends. For a demo or a webhook receiver; everything else should stay inside the tailnet.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn expose_publicly(
+        &self,
+        Parameters(args): Parameters<intents::ExposePublicly>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        let request = intents::expose_publicly(&args, chrono::Utc::now());
+        self.propose("expose_publicly", request).await
     }
 
     #[tool(
@@ -293,6 +570,22 @@ impl TailnetMcp {
 }
 
 impl TailnetMcp {
+    /// Every propose tool ends here: refused in read-only mode, else validated and created
+    /// (a ChangeProposal, or a patch file) by the backend.
+    async fn propose(
+        &self,
+        tool: &str,
+        request: Result<ChangeRequest, BackendError>,
+    ) -> Result<Json<ProposalCreated>, String> {
+        self.refuse_when_read_only(tool)?;
+        let request = request.map_err(backend_error)?;
+        self.backend
+            .propose_change(request)
+            .await
+            .map(Json)
+            .map_err(backend_error)
+    }
+
     fn refuse_when_read_only(&self, tool: &str) -> Result<(), String> {
         if self.read_only {
             return Err(format!(
