@@ -23,7 +23,8 @@ use support::operator::{self, NAMESPACE, TAILNET};
 use tailnet_operator::controller::Manager;
 use tailnet_operator::mcp::kube_source::KubeSource;
 use tailnet_operator::mcp::local::LocalBackend;
-use tailnet_operator::resources::{ChangeProposal, ManagedTailnet, TailnetPolicy};
+use tailnet_operator::resources::dns_config::DNSConfig;
+use tailnet_operator::resources::{ChangeProposal, DeviceTagSet, ManagedTailnet, TailnetPolicy};
 use tailnet_operator::sim::{SimConfig, SimServer};
 use tower::ServiceExt;
 
@@ -340,7 +341,9 @@ async fn cluster(drift_policy: &str) -> Cluster {
     let fake = FakeKube::new()
         .with_status_subresource_for::<ManagedTailnet>()
         .with_status_subresource_for::<TailnetPolicy>()
-        .with_status_subresource_for::<ChangeProposal>();
+        .with_status_subresource_for::<ChangeProposal>()
+        .with_status_subresource_for::<DeviceTagSet>()
+        .with_status_subresource_for::<DNSConfig>();
     let sim = operator::sim().await;
     operator::connect_tailnet(&fake, &sim);
     fake.create(
@@ -919,4 +922,245 @@ async fn read_only_mode_hides_and_refuses_propose_tools() {
         );
     }
     assert!(!proposals.exists(), "no proposal file in read-only mode");
+}
+
+/// Proposal name of a propose step (the tool's structured output).
+fn created(step: &Value) -> String {
+    assert_eq!(step["isError"], false, "{step}");
+    step["structured"]["name"].as_str().unwrap().to_owned()
+}
+
+/// Intent tools over the kubeconfig backend: each builds its proposal (Pending, with the YAML
+/// of the result and its diff); approving changes the tailnet as intended (counted by the
+/// sim); a create whose name got taken meanwhile, and a delete whose target changed, are Stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn intent_tools_propose_and_approval_changes_the_tailnet_as_intended() {
+    let cluster = cluster("Correct").await;
+    let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
+    let transport = stdio(&["--kubeconfig", &kubeconfig]);
+    let (steps, raw) = run_client(
+        transport,
+        json!([
+            {"op": "call", "tool": "enable_subnet_routes", "args": {
+                "devices": ["subnet-router-1"], "tailnet": TAILNET,
+                "routes": ["10.10.0.0/16", "10.20.0.0/16", "192.168.50.0/24"]}},
+            {"op": "call", "tool": "change_dns", "args": {
+                "addNameservers": ["9.9.9.9"], "tailnet": TAILNET}},
+            {"op": "call", "tool": "expose_publicly", "args": {
+                "service": "grafana", "namespace": NAMESPACE, "port": 3000, "duration": "2h",
+                "tailnet": TAILNET}},
+            {"op": "call", "tool": "tag_devices", "args": {
+                "devices": ["web-*"], "tags": ["tag:server"], "name": "web-servers",
+                "tailnet": TAILNET}},
+            {"op": "call", "tool": "grant_access", "args": {
+                "src": ["group:eng"], "dst": ["tag:server"], "ip": ["tcp:22"]}},
+            {"op": "call", "tool": "propose_delete", "args": {
+                "kind": "TailnetPolicy", "name": "base", "summary": "start over"}},
+            {"op": "call", "tool": "expose_publicly", "args": {
+                "service": "grafana", "namespace": NAMESPACE, "port": 3000,
+                "duration": "two hours"}},
+        ]),
+        vec![],
+    )
+    .await;
+    let routes = created(&steps[0]);
+    let dns = created(&steps[1]);
+    let funnel = created(&steps[2]);
+    let taken = created(&steps[3]);
+    let grant = created(&steps[4]);
+    let delete = created(&steps[5]);
+    assert_eq!(steps[6]["isError"], true, "a bad duration: {}", steps[6]);
+    assert!(steps[6]["text"].as_str().unwrap().contains("duration"));
+    let exposure = &steps[2]["structured"];
+    assert_eq!(exposure["operation"], "Create");
+    assert!(
+        exposure["yaml"].as_str().unwrap().contains("expiresAt:"),
+        "{exposure}"
+    );
+    assert!(
+        steps[4]["structured"]["accessDiff"]
+            .as_str()
+            .unwrap()
+            .contains("tcp:22"),
+        "{}",
+        steps[4]
+    );
+    assert!(
+        steps[5]["structured"]["yamlDiff"]
+            .as_str()
+            .unwrap()
+            .contains("/dev/null")
+    );
+    for name in [&routes, &dns, &funnel, &taken, &grant, &delete] {
+        cluster.wait_for_phase(name, "Pending").await;
+    }
+
+    // Approved: the routes are enabled and the nameserver added, by the kinds' controllers.
+    let router = cluster.sim.tailnet().device_id("subnet-router-1").unwrap();
+    cluster.approve(&routes);
+    cluster.approve(&dns);
+    cluster.wait_for_phase(&routes, "Applied").await;
+    cluster.wait_for_phase(&dns, "Applied").await;
+    cluster
+        .fake
+        .wait_for("the route enabled in the tailnet", HANG_GUARD, |_| {
+            let device = cluster.sim.tailnet().device(&router)?;
+            device["enabledRoutes"]
+                .as_array()?
+                .contains(&json!("192.168.50.0/24"))
+                .then_some(())
+        })
+        .await;
+    cluster
+        .fake
+        .wait_for("the nameserver in the tailnet", HANG_GUARD, |_| {
+            let dns = cluster.sim.tailnet().dns();
+            dns.nameservers
+                .iter()
+                .any(|n| n.address == "9.9.9.9")
+                .then_some(())
+        })
+        .await;
+    let calls = cluster.sim.tailnet().calls();
+    assert_eq!(
+        calls.get("POST /api/v2/device/{deviceId}/routes"),
+        1,
+        "one routes write"
+    );
+
+    // Taken meanwhile: someone creates the set first. Changed meanwhile: the Base is edited.
+    cluster
+        .fake
+        .create(
+            &Gvr::of::<DeviceTagSet>(),
+            json!({"apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "DeviceTagSet",
+                   "metadata": {"name": "web-servers"},
+                   "spec": {"tailnetRef": TAILNET, "selector": {"hostnames": ["web-1"]},
+                            "tags": ["tag:server"]}}),
+        )
+        .unwrap();
+    cluster.approve(&taken);
+    cluster.wait_for_phase(&taken, "Stale").await;
+    cluster
+        .fake
+        .merge_patch(
+            &Gvr::of::<TailnetPolicy>(),
+            None,
+            "base",
+            json!({"spec": {"historyLimit": 3}}),
+        )
+        .unwrap();
+    cluster.approve(&delete);
+    cluster.wait_for_phase(&delete, "Stale").await;
+    assert!(
+        cluster
+            .fake
+            .get(&Gvr::of::<TailnetPolicy>(), None, "base")
+            .is_some(),
+        "the Base is not deleted"
+    );
+    assert_no_secrets(
+        &raw,
+        &cluster
+            .secrets()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+}
+
+/// Intent tools over `--manifests examples/`: each writes a file that `git apply` takes (a
+/// new manifest, a patch of a document, a document removed), after which `plan -f` shows the
+/// intended change and nothing else new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn intent_tools_in_manifests_mode_write_files_that_git_applies_and_plan_shows() {
+    let checkout = examples_checkout();
+    let manifests = checkout.0.join("examples").to_string_lossy().into_owned();
+    let proposals = checkout.0.join("proposals").to_string_lossy().into_owned();
+    let plan = || {
+        let out = support::client::binary()
+            .args(["plan", "-f", &manifests])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = plan();
+    let transport = stdio(&["--manifests", &manifests, "--proposals-dir", &proposals]);
+    let (steps, raw) = run_client(
+        transport,
+        json!([
+            {"op": "call", "tool": "make_exit_node", "args": {"devices": ["exit-node-fra"]}},
+            {"op": "call", "tool": "change_dns", "args": {"addSearchPaths": ["lab.example.com"]}},
+            {"op": "call", "tool": "grant_access", "args": {
+                "src": ["group:data"], "dst": ["tag:server"], "ip": ["tcp:8080"]}},
+            {"op": "call", "tool": "propose_delete", "args": {
+                "kind": "FunnelExposure", "name": "mcp-demo", "namespace": "tailnet-operator",
+                "summary": "the demo is over"}},
+        ]),
+        vec![],
+    )
+    .await;
+    let files: Vec<String> = steps
+        .iter()
+        .map(|step| {
+            assert_eq!(step["isError"], false, "{step}");
+            step["structured"]["file"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    // The grant went to the Fragment that defines group:data, not the Base.
+    let grant = std::fs::read_to_string(&files[2]).unwrap();
+    assert!(
+        grant.contains("# target: TailnetPolicy/team-data"),
+        "{grant}"
+    );
+    assert!(
+        grant.contains("examples/policy-fragment-team.yaml"),
+        "{grant}"
+    );
+    for file in &files {
+        let apply = Command::new("git")
+            .args(["apply", "--verbose", file])
+            .current_dir(&checkout.0)
+            .output()
+            .unwrap();
+        assert!(
+            apply.status.success(),
+            "git apply {file}: {}",
+            String::from_utf8_lossy(&apply.stderr)
+        );
+    }
+    assert!(
+        checkout
+            .0
+            .join("examples/devicetagset-mcp-exit-node-exit-node-fra.yaml")
+            .exists()
+    );
+    let after = plan();
+    let new: Vec<&str> = after
+        .lines()
+        .filter(|l| !before.lines().any(|b| b == *l))
+        .collect();
+    let shown = new.join("\n");
+    for expected in [
+        "DeviceTagSet/mcp-exit-node-exit-node-fra",
+        "lab.example.com",
+        "tcp:8080",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "{expected} in the new plan lines:\n{shown}"
+        );
+    }
+    assert!(before.contains("FunnelExposure/tailnet-operator/mcp-demo"));
+    assert!(
+        !after.contains("FunnelExposure/tailnet-operator/mcp-demo"),
+        "the exposure is gone from the plan:\n{after}"
+    );
+    assert_no_secrets(
+        &raw,
+        &sim_demo_secrets()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
 }

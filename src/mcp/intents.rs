@@ -632,7 +632,11 @@ pub async fn change_dns(
     args: &DnsChange,
 ) -> Result<ChangeRequest, BackendError> {
     let configs = resources_of(backend, "DNSConfig", args.common.tailnet.as_deref()).await?;
-    let current = configs.first().map(|d| d.spec.clone()).unwrap_or(json!({}));
+    // Without a DNSConfig, the changes start from the tailnet's DNS as it is.
+    let current = match configs.first() {
+        Some(config) => config.spec.clone(),
+        None => live_dns(backend, args.common.tailnet.clone()).await?,
+    };
     let mut spec = Map::new();
     let mut said = Vec::new();
     if !args.add_nameservers.is_empty() || !args.remove_nameservers.is_empty() {
@@ -702,6 +706,27 @@ pub async fn change_dns(
             create("DNSConfig", &name, None, spec, &args.common, summary)
         }
     })
+}
+
+/// The tailnet's DNS as a DNSConfig spec (from the network report's read).
+async fn live_dns(backend: &dyn Backend, tailnet: Option<String>) -> Result<Value, BackendError> {
+    let dns = backend.network_report(TailnetQuery { tailnet }).await?.dns;
+    let resolvers = |list: &[String]| -> Vec<Value> {
+        list.iter()
+            .map(|address| json!({"address": address}))
+            .collect()
+    };
+    let split: Map<String, Value> = dns
+        .split_dns
+        .iter()
+        .map(|(domain, list)| (domain.clone(), Value::Array(resolvers(list))))
+        .collect();
+    Ok(json!({
+        "nameservers": resolvers(&dns.nameservers),
+        "splitDNS": split,
+        "searchPaths": dns.search_paths,
+        "magicDNS": dns.magic_dns,
+    }))
 }
 
 /// The TailnetPolicy a grant belongs in: the one named, else the Fragment defining a `group:`
