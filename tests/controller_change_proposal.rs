@@ -434,8 +434,9 @@ async fn adopting_console_drift_leaves_the_policy_in_sync_and_the_tailnet_as_edi
         live_policy: Some(live(&sim)),
         ..ProposalWorld::default()
     };
-    let patch = proposal::adopt_drift_patch(&target, &world).expect("an adopt patch");
-    create_proposal(&fake, "adopt", patch, "Apply");
+    let adoption = proposal::adopt_drift_patch(&target, &world).expect("an adopt patch");
+    assert_eq!(adoption.target, "base");
+    create_proposal(&fake, "adopt", adoption.patch, "Apply");
     let pending = wait_phase(&fake, "adopt", ProposalPhase::Pending).await;
     // The live policy is "before" of the access diff: adopting changes no access.
     assert_eq!(

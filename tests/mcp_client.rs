@@ -1164,3 +1164,118 @@ async fn intent_tools_in_manifests_mode_write_files_that_git_applies_and_plan_sh
             .collect::<Vec<_>>(),
     );
 }
+
+/// The shipped examples' Base and Fragment (with `driftPolicy: Report`, so the console edit
+/// stays to be adopted), on the test tailnet.
+fn example_policy(file: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(file);
+    let mut doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    doc["spec"]["tailnetRef"] = json!(TAILNET);
+    doc["spec"]["driftPolicy"] = json!("Report");
+    doc
+}
+
+/// A console edit of the shipped Fragment's group, adopted through MCP: the proposal targets
+/// the Fragment (whichever policy was asked about), keeps its comments, and once approved the
+/// drift clears with nothing written back to the tailnet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adopting_a_console_edit_of_a_fragment_group_keeps_it_in_the_fragment() {
+    let cluster = cluster("Report").await;
+    let policies = Gvr::of::<TailnetPolicy>();
+    cluster.fake.delete(&policies, None, "base").unwrap();
+    cluster
+        .fake
+        .wait_for("the test Base gone", HANG_GUARD, |f| {
+            f.get(&policies, None, "base").is_none().then_some(())
+        })
+        .await;
+    for file in ["policy-base.yaml", "policy-fragment-team.yaml"] {
+        cluster
+            .fake
+            .create(&policies, example_policy(file))
+            .unwrap();
+    }
+    cluster
+        .fake
+        .wait_for("the examples composed into the tailnet", HANG_GUARD, |_| {
+            let (live, _) = cluster.sim.tailnet().policy();
+            live.contains("// from TailnetPolicy/team-data")
+                .then_some(())
+        })
+        .await;
+    cluster.wait_for_condition("base", "Ready", "True").await;
+    let (live, _) = cluster.sim.tailnet().policy();
+    let edited = live.replace(
+        r#""group:data": ["erin@example.com", "grace@example.com"]"#,
+        r#""group:data": ["erin@example.com", "grace@example.com", "frank@example.com"]"#,
+    );
+    assert_ne!(
+        edited, live,
+        "the composed file holds the Fragment's group:\n{live}"
+    );
+    cluster.sim.tailnet().console_set_policy(&edited).unwrap();
+    cluster
+        .fake
+        .merge_patch(
+            &policies,
+            None,
+            "base",
+            json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "now"}}}),
+        )
+        .unwrap();
+    cluster.wait_for_condition("base", "Drifted", "True").await;
+
+    let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
+    let (steps, _) = run_client(
+        stdio(&["--kubeconfig", &kubeconfig]),
+        json!([{"op": "call", "tool": "adopt_drift", "args": {"kind": "TailnetPolicy", "name": "base"}}]),
+        vec![],
+    )
+    .await;
+    let name = created(&steps[0]);
+    let adopted = &steps[0]["structured"];
+    assert_eq!(adopted["target"]["name"], "team-data", "{adopted}");
+    let diff = adopted["yamlDiff"].as_str().unwrap();
+    assert!(diff.contains("frank@example.com"), "{diff}");
+    assert!(
+        !diff.contains("-      // The data team."),
+        "the Fragment's comments stay: {diff}"
+    );
+    cluster.wait_for_phase(&name, "Pending").await;
+    let posts = || {
+        cluster
+            .sim
+            .tailnet()
+            .calls()
+            .get("POST /api/v2/tailnet/{tailnet}/acl")
+    };
+    let before = posts();
+    cluster.approve(&name);
+    cluster.wait_for_phase(&name, "Applied").await;
+    cluster
+        .fake
+        .merge_patch(
+            &policies,
+            None,
+            "base",
+            json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "after"}}}),
+        )
+        .unwrap();
+    cluster.wait_for_condition("base", "Drifted", "False").await;
+    let fragment = cluster.fake.get(&policies, None, "team-data").unwrap();
+    assert!(
+        fragment["spec"]["policy"]
+            .as_str()
+            .unwrap()
+            .contains("frank@example.com")
+    );
+    assert_eq!(
+        cluster.sim.tailnet().policy().0,
+        edited,
+        "the tailnet keeps the edit"
+    );
+    assert_eq!(posts(), before, "nothing written back to the tailnet");
+    cluster.manager.shutdown();
+}

@@ -199,15 +199,22 @@ impl KubeSource {
         mut request: ChangeRequest,
         adopt: bool,
     ) -> Result<ProposalCreated, BackendError> {
-        let key = request.key();
+        let mut key = request.key();
         let resources = self.resources().await?;
-        let target = resources.into_iter().find(|r| {
-            r.get("kind").and_then(Value::as_str) == Some(key.kind.as_str())
-                && r.pointer("/metadata/name").and_then(Value::as_str) == Some(key.name.as_str())
-                && key.namespace.as_deref().is_none_or(|ns| {
-                    r.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
+        let find = |key: &ResourceKey| {
+            resources
+                .iter()
+                .find(|r| {
+                    r.get("kind").and_then(Value::as_str) == Some(key.kind.as_str())
+                        && r.pointer("/metadata/name").and_then(Value::as_str)
+                            == Some(key.name.as_str())
+                        && key.namespace.as_deref().is_none_or(|ns| {
+                            r.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
+                        })
                 })
-        });
+                .cloned()
+        };
+        let mut target = find(&key);
         if target.is_none() && request.operation != ProposalOperation::Create {
             return Err(BackendError::NotFound(format!(
                 "{}: no such resource; list_resources shows what exists",
@@ -223,15 +230,20 @@ impl KubeSource {
                 .map(str::to_owned),
         };
         let world = self.world(tailnet).await?;
-        if let (true, Some(target)) = (adopt, target.as_ref()) {
+        if let (true, Some(asked)) = (adopt, target.clone()) {
             // Say whose edit is kept (from the audit log, as status recorded it).
-            if let Some(Value::String(who)) = target.pointer("/status/drift/changedBy") {
+            if let Some(Value::String(who)) = asked.pointer("/status/drift/changedBy") {
                 request.summary = format!("{}; the edit: {who}", request.summary);
             }
-            request.patch = Some(
-                proposal::adopt_drift_patch(target, &world)
-                    .map_err(|e| BackendError::Invalid(e.to_string()))?,
-            );
+            let adoption = proposal::adopt_drift_patch(&asked, &world)
+                .map_err(|e| BackendError::Invalid(e.to_string()))?;
+            // The edit may belong to another source (a Fragment's group): propose it there.
+            if adoption.target != key.name {
+                key.name = adoption.target.clone();
+                request.name = adoption.target;
+                target = find(&key);
+            }
+            request.patch = Some(adoption.patch);
         }
         let spec = request.spec();
         let preview = proposal::preview_spec(&spec, target.as_ref(), &world)

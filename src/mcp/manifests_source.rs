@@ -132,8 +132,8 @@ impl ManifestsSource {
         adopt: bool,
     ) -> Result<ProposalCreated, BackendError> {
         let manifests = self.manifests()?;
-        let key = request.key();
-        let located = match locate(&self.path, &key) {
+        let mut key = request.key();
+        let mut located = match locate(&self.path, &key) {
             Ok(located) => Some(located),
             Err(BackendError::NotFound(_)) if request.operation == ProposalOperation::Create => {
                 None
@@ -141,11 +141,16 @@ impl ManifestsSource {
             Err(err) => return Err(err),
         };
         let world = self.world(&manifests).await;
-        if let (true, Some(located)) = (adopt, &located) {
-            request.patch = Some(
-                proposal::adopt_drift_patch(&located.object, &world)
-                    .map_err(|e| BackendError::Invalid(e.to_string()))?,
-            );
+        if let (true, Some(asked)) = (adopt, &located) {
+            let adoption = proposal::adopt_drift_patch(&asked.object, &world)
+                .map_err(|e| BackendError::Invalid(e.to_string()))?;
+            // The edit may belong to another source (a Fragment's group): propose it there.
+            if adoption.target != key.name {
+                key.name = adoption.target.clone();
+                request.name = adoption.target;
+                located = Some(locate(&self.path, &key)?);
+            }
+            request.patch = Some(adoption.patch);
         }
         let spec = request.spec();
         let preview = proposal::preview_spec(&spec, located.as_ref().map(|l| &l.object), &world)

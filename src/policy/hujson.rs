@@ -144,6 +144,99 @@ fn convert_object(text: &str, object: &Object<'_>) -> Result<Value, HujsonError>
     Ok(Value::Object(map))
 }
 
+/// Where an object's member is in a HuJSON text (byte offsets), for edits that keep every
+/// other byte (comments, formatting) as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The span of the value at `path` (object keys from the root; the first key matched without
+/// regard to case, as Tailscale matches section names), if the text parses and it exists.
+pub fn value_span(text: &str, path: &[&str]) -> Option<Span> {
+    let parsed = parse_to_ast(text, &CollectOptions::default(), &strict_options()).ok()?;
+    let mut value = parsed.value?;
+    for (depth, key) in path.iter().enumerate() {
+        let AstValue::Object(object) = value else {
+            return None;
+        };
+        value = object
+            .properties
+            .into_iter()
+            .find(|p| match &p.name {
+                ObjectPropName::String(name) if depth == 0 => name.value.eq_ignore_ascii_case(key),
+                ObjectPropName::String(name) => name.value == *key,
+                ObjectPropName::Word(_) => false,
+            })?
+            .value;
+    }
+    let range = match &value {
+        AstValue::Object(o) => o.range,
+        AstValue::Array(a) => a.range,
+        AstValue::StringLit(s) => s.range,
+        AstValue::NumberLit(n) => n.range,
+        AstValue::BooleanLit(b) => b.range,
+        AstValue::NullKeyword(n) => n.range,
+    };
+    Some(Span {
+        start: range.start,
+        end: range.end,
+    })
+}
+
+/// `text` with a new member `"key": value_text` added after the last member of the object at
+/// `path` (after that member's comma and same-line comment, indented like it), or `None` when
+/// there is no such object.
+pub fn insert_member(text: &str, path: &[&str], key: &str, value_text: &str) -> Option<String> {
+    let span = value_span(text, path)?;
+    if !text[span.start..span.end].starts_with('{') {
+        return None;
+    }
+    let parsed = parse_to_ast(
+        &text[span.start..span.end],
+        &CollectOptions::default(),
+        &strict_options(),
+    )
+    .ok()?;
+    let Some(AstValue::Object(object)) = parsed.value else {
+        return None;
+    };
+    let key = serde_json::to_string(key).ok()?;
+    let Some(last) = object.properties.last() else {
+        let close = span.end - 1;
+        return Some(format!(
+            "{}{key}: {value_text}{}",
+            &text[..close],
+            &text[close..]
+        ));
+    };
+    let mut at = span.start + last.range.end;
+    let rest = &text[at..];
+    let gap = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+    let has_comma = rest[gap..].starts_with(',');
+    if has_comma {
+        at += gap + 1;
+    }
+    let comma = if has_comma { "" } else { "," };
+    // Past a same-line comment, so it stays with its member.
+    let line_end = text[at..].find('\n').map_or(span.end - 1, |i| at + i);
+    let line_start = text[..span.start + last.range.start]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let indent: String = text[line_start..]
+        .chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .collect();
+    let insert_at = if line_end < span.end { line_end } else { at };
+    Some(format!(
+        "{}{comma}{}\n{indent}{key}: {value_text},{}",
+        &text[..at],
+        &text[at..insert_at],
+        &text[insert_at..]
+    ))
+}
+
 /// JSON forbids raw control characters (U+0000..U+001F) inside strings; they must be escaped.
 fn check_string_chars(text: &str, range: Range) -> Result<(), HujsonError> {
     let raw = &text[range.start..range.end];
@@ -405,9 +498,26 @@ fn push_comment(out: &mut String, open: &str, body: &str, close: &str) {
 
 #[cfg(test)]
 mod fingerprint_tests {
-    use super::fingerprint;
+    use super::{fingerprint, insert_member, parse_strict, value_span};
 
     const POLICY: &str = "// Team access.\n{\n\t\"groups\": {\n\t\t\"group:eng\": [\"a@x.com\", \"b@x.com\"],\n\t},\n\t/* admins\n\t   only */\n\t\"acls\": [{\"action\": \"accept\", \"src\": [\"group:eng\"], \"dst\": [\"*:22\"]}],\n}\n";
+
+    #[test]
+    fn spans_find_values_and_members_are_inserted_with_comments_kept() {
+        let text = "{\n\t// teams\n\t\"Groups\": {\n\t\t\"group:a\": [\"x\"], // a\n\t},\n}";
+        let span = value_span(text, &["groups", "group:a"]).unwrap();
+        assert_eq!(&text[span.start..span.end], "[\"x\"]");
+        assert!(value_span(text, &["groups", "group:b"]).is_none());
+        let edited = insert_member(text, &["groups"], "group:b", "[\"y\"]").unwrap();
+        assert!(
+            edited.contains("// a\n\t\t\"group:b\": [\"y\"],\n\t},"),
+            "{edited}"
+        );
+        assert_eq!(
+            parse_strict(&edited).unwrap()["Groups"]["group:b"],
+            serde_json::json!(["y"])
+        );
+    }
 
     #[test]
     fn reformatting_keeps_the_fingerprint() {

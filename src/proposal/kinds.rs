@@ -20,7 +20,7 @@ use crate::resources::{
 /// A kind's planner checks: `(target, patched, world)`.
 pub type Planner = fn(&Value, &Value, &ProposalWorld) -> PlannerReport;
 /// A kind's adopt-drift patch: `(target, world)`.
-pub type Adopt = fn(&Value, &ProposalWorld) -> Result<Value, ProposalError>;
+pub type Adopt = fn(&Value, &ProposalWorld) -> Result<super::Adoption, ProposalError>;
 
 /// What the proposal core knows about one kind.
 pub struct KindEntry {

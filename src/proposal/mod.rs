@@ -64,6 +64,7 @@
 //!
 //! [`ProposalWorld`] has public fields and `Default`: build it with `..Default::default()` so
 //! fields added later (live state of other kinds) do not break callers.
+mod attribute;
 mod manifest;
 mod patch;
 mod policy;
@@ -457,9 +458,18 @@ fn not_run(name: &str) -> ValidationResult {
     result(name, false, "not run: the object fails the checks above")
 }
 
+/// What adopting a drift proposes: a merge patch, and the resource it is for (a policy's
+/// console edit belongs to the Base or Fragment owning it, whichever was asked about).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adoption {
+    /// `metadata.name` of the resource to patch (same kind, same namespace as asked).
+    pub target: String,
+    pub patch: Value,
+}
+
 /// A merge patch making the resource match the live tailnet (console edits) so that, applied,
 /// it plans no change and is `Drifted=False` (see the module docs per kind).
-pub fn adopt_drift_patch(target: &Value, world: &ProposalWorld) -> Result<Value, ProposalError> {
+pub fn adopt_drift_patch(target: &Value, world: &ProposalWorld) -> Result<Adoption, ProposalError> {
     let kind = patch::target_kind(target)?;
     let entry = kinds::lookup(&kind)?;
     match entry.adopt {

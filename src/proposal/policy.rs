@@ -3,7 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    ACCESS_LINES, PlannerReport, ProposalError, ProposalWorld, ValidationResult, check, result,
+    ACCESS_LINES, Adoption, PlannerReport, ProposalError, ProposalWorld, ValidationResult, check,
+    result,
 };
 use crate::policy::access::{ClassDiff, Policy};
 use crate::policy::checks::{self, CheckProblem};
@@ -260,6 +261,15 @@ fn composition(
     Ok((composition, note))
 }
 
+/// The composed text with `policy` (see [`composition`]), for tests.
+#[cfg(test)]
+pub(super) fn composition_text(
+    policy: &TailnetPolicy,
+    world: &ProposalWorld,
+) -> Result<String, String> {
+    composition(policy, world).map(|(c, _)| c.text)
+}
+
 /// What the tailnet enforces now: the live policy when known and compilable, else the current
 /// composition, else the empty policy (which allows nothing).
 fn current_policy(before: &TailnetPolicy, world: &ProposalWorld) -> Option<Policy> {
@@ -292,7 +302,10 @@ pub(super) fn render_access_diff(diff: &ClassDiff) -> String {
 
 /// The merge patch making the Base hold the live policy (see the module docs of
 /// [`super`]).
-pub(super) fn adopt_drift(target: &Value, world: &ProposalWorld) -> Result<Value, ProposalError> {
+pub(super) fn adopt_drift(
+    target: &Value,
+    world: &ProposalWorld,
+) -> Result<Adoption, ProposalError> {
     let policy = parse(target).map_err(ProposalError::InvalidTarget)?;
     let label = source_name(&name_of(&policy));
     let refuse = |message: String| ProposalError::CannotAdopt {
@@ -307,31 +320,14 @@ pub(super) fn adopt_drift(target: &Value, world: &ProposalWorld) -> Result<Value
         ));
     };
     let others = others(&policy, world);
-    if policy.spec.role == PolicyRole::Fragment {
-        let base = others
-            .iter()
-            .find(|p| p.spec.role == PolicyRole::Base)
-            .map_or("the tailnet's Base".to_owned(), |b| {
-                source_name(&name_of(b))
-            });
-        return Err(refuse(format!(
-            "it is a Fragment; the tailnet's policy file belongs to its Base: adopt the drift \
-             on {base}"
-        )));
-    }
-    let mut composed: Vec<String> = others
-        .iter()
-        .filter(|p| p.spec.role == PolicyRole::Fragment)
-        .map(|p| source_name(&name_of(p)))
-        .collect();
-    composed.extend(world.contributions.iter().map(|c| c.source.clone()));
-    if !composed.is_empty() {
-        return Err(refuse(format!(
-            "the live policy also holds the entries of {}, composed into it; no Base text \
-             reproduces the live file without duplicating them. Move the console's edits into \
-             the right sources with propose_patch instead",
-            composed.join(", ")
-        )));
+    let composed_from_several = policy.spec.role == PolicyRole::Fragment
+        || others.iter().any(|p| p.spec.role == PolicyRole::Fragment)
+        || !world.contributions.is_empty();
+    if composed_from_several {
+        return adopt_composed(&policy, &others, live, world).map_err(|e| match e {
+            ProposalError::CannotAdopt { message, .. } => refuse(message),
+            other => other,
+        });
     }
     let current = text_of(&policy, world).ok();
     if current.as_deref().map(policy_hash) == Some(policy_hash(live)) {
@@ -343,5 +339,75 @@ pub(super) fn adopt_drift(target: &Value, world: &ProposalWorld) -> Result<Value
         // A proposal cannot patch the ConfigMap; the Base switches to the inline live text.
         spec.insert("policyFrom".into(), Value::Null);
     }
-    Ok(json!({ "spec": spec }))
+    Ok(Adoption {
+        target: name_of(&policy),
+        patch: json!({ "spec": spec }),
+    })
+}
+
+/// Adoption for a policy composed from several sources: the console's edits attributed to the
+/// source owning them ([`super::attribute`]), proposed only when recomposing reproduces the
+/// live file.
+fn adopt_composed(
+    asked: &TailnetPolicy,
+    others: &[&TailnetPolicy],
+    live: &str,
+    world: &ProposalWorld,
+) -> Result<Adoption, ProposalError> {
+    let refuse = |message: String| ProposalError::CannotAdopt {
+        target: source_name(&name_of(asked)),
+        message,
+    };
+    let all: Vec<&TailnetPolicy> = std::iter::once(asked)
+        .chain(others.iter().copied())
+        .collect();
+    let base = all
+        .iter()
+        .find(|p| p.spec.role == PolicyRole::Base)
+        .ok_or_else(|| refuse("the tailnet has no Base TailnetPolicy".into()))?;
+    let (composed, _) = composition(base, world).map_err(refuse)?;
+    if policy_hash(&composed.text) == policy_hash(live) {
+        return Err(ProposalError::NotDrifted {
+            target: source_name(&name_of(asked)),
+        });
+    }
+    let names: Vec<String> = all.iter().map(|p| source_name(&name_of(p))).collect();
+    let texts: Vec<String> = all
+        .iter()
+        .zip(&names)
+        .map(|(p, name)| text_of(p, world).map_err(|e| refuse(format!("{name}: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let sources: Vec<super::attribute::Source<'_>> = all
+        .iter()
+        .zip(&names)
+        .zip(&texts)
+        .map(|((p, name), text)| super::attribute::Source {
+            name,
+            text,
+            base: p.spec.role == PolicyRole::Base,
+        })
+        .collect();
+    let found = super::attribute::attribute(live, &composed.text, &sources).map_err(refuse)?;
+    let owner = all[found.source];
+    let mut edited = owner.clone();
+    edited.spec.policy = Some(found.text.clone());
+    edited.spec.policy_from = None;
+    let (recomposed, _) = composition(&edited, world).map_err(refuse)?;
+    if policy_hash(&recomposed.text) != policy_hash(live) {
+        return Err(refuse(format!(
+            "moving {} into {} does not reproduce the live file: the console changed more \
+             (comments, order, or entries composed from several sources); edit by hand",
+            found.entries.join(", "),
+            names[found.source]
+        )));
+    }
+    let mut spec = serde_json::Map::new();
+    spec.insert("policy".into(), Value::String(found.text));
+    if owner.spec.policy_from.is_some() {
+        spec.insert("policyFrom".into(), Value::Null);
+    }
+    Ok(Adoption {
+        target: name_of(owner),
+        patch: json!({ "spec": spec }),
+    })
 }

@@ -3,6 +3,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::policy::access::DeviceView;
+use crate::resources::tailnet_policy::TailnetPolicy;
 
 const BASE: &str = r#"// The tailnet's policy.
 {
@@ -268,7 +269,9 @@ fn adopt_drift_sets_the_inline_base_to_the_live_text() {
     let mut world = world(&[&base]);
     let live = with_bob(BASE).replace("// The tailnet's policy.", "// Edited in the console.");
     world.live_policy = Some(live.clone());
-    let patch = adopt_drift_patch(&base, &world).unwrap();
+    let adoption = adopt_drift_patch(&base, &world).unwrap();
+    assert_eq!(adoption.target, "base");
+    let patch = adoption.patch;
     assert_eq!(patch, json!({"spec": {"policy": live}}));
     let preview = super::preview(&base, &patch, &world).unwrap();
     assert!(preview.is_valid(), "{}", preview.problems());
@@ -281,20 +284,104 @@ fn adopt_drift_sets_the_inline_base_to_the_live_text() {
     ));
 }
 
+const FRAGMENT: &str = r#"// Team data.
+{
+  "groups": {
+    "group:data": ["bob@example.com"], // the data team
+  },
+  "acls": [{"action": "accept", "src": ["group:data"], "dst": ["tag:web:5432"]}],
+}
+"#;
+
+/// The live file as the operator composed it from the Base and the Fragment.
+fn composed(base: &Value, fragment: &Value) -> String {
+    let base: TailnetPolicy = serde_json::from_value(base.clone()).unwrap();
+    let world = world(&[fragment]);
+    super::policy::composition_text(&base, &world).unwrap()
+}
+
 #[test]
-fn adopt_drift_refuses_what_it_cannot_reproduce() {
+fn a_console_edit_of_a_fragment_group_is_adopted_into_the_fragment() {
     let base = policy("base", "Base", BASE);
-    let fragment = policy("team", "Fragment", "{}");
-    let world = world(&[&base, &fragment]);
-    let err = adopt_drift_patch(&base, &world).unwrap_err().to_string();
-    assert!(err.contains("TailnetPolicy/team"), "{err}");
-    let err = adopt_drift_patch(&fragment, &world)
-        .unwrap_err()
-        .to_string();
+    let fragment = policy("team", "Fragment", FRAGMENT);
+    let live = composed(&base, &fragment).replace(
+        r#""group:data": ["bob@example.com"]"#,
+        r#""group:data": ["bob@example.com", "alice@example.com"]"#,
+    );
+    let mut world = world(&[&base, &fragment]);
+    world.live_policy = Some(live.clone());
+    // Asked about the Base or the Fragment: the edit belongs to the Fragment.
+    for asked in [&base, &fragment] {
+        let adoption = adopt_drift_patch(asked, &world).unwrap();
+        assert_eq!(adoption.target, "team");
+        let text = adoption.patch["spec"]["policy"].as_str().unwrap();
+        assert!(
+            text.contains(
+                r#""group:data": ["bob@example.com", "alice@example.com"], // the data team"#
+            ),
+            "the edit in place, the comment kept: {text}"
+        );
+        assert!(text.starts_with("// Team data."), "{text}");
+        // Applied, the composition is the live file: no drift, nothing written back.
+        let mut patched: TailnetPolicy = serde_json::from_value(fragment.clone()).unwrap();
+        patched.spec.policy = Some(text.to_owned());
+        let recomposed = super::policy::composition_text(&patched, &world).unwrap();
+        assert_eq!(
+            crate::policy::hujson::fingerprint(&recomposed),
+            crate::policy::hujson::fingerprint(&live)
+        );
+    }
+    // A group added in the console goes to the Base.
+    let added = composed(&base, &fragment).replace(
+        r#""group:eng": ["alice@example.com"]"#,
+        r#""group:eng": ["alice@example.com"], "group:ops": ["bob@example.com"]"#,
+    );
+    world.live_policy = Some(added);
+    let adoption = adopt_drift_patch(&fragment, &world).unwrap();
+    assert_eq!(adoption.target, "base");
     assert!(
-        err.contains("adopt the drift on TailnetPolicy/base"),
+        adoption.patch["spec"]["policy"]
+            .as_str()
+            .unwrap()
+            .contains("group:ops")
+    );
+}
+
+#[test]
+fn adopt_drift_refuses_what_it_cannot_attribute_saying_why() {
+    let base = policy("base", "Base", BASE);
+    let fragment = policy("team", "Fragment", FRAGMENT);
+    let mut world = world(&[&base, &fragment]);
+    // Edits in two sources: one proposal changes one resource.
+    let live = composed(&base, &fragment)
+        .replace(
+            r#""group:data": ["bob@example.com"]"#,
+            r#""group:data": []"#,
+        )
+        .replace(
+            r#""group:eng": ["alice@example.com"]"#,
+            r#""group:eng": []"#,
+        );
+    world.live_policy = Some(live);
+    let err = adopt_drift_patch(&base, &world).unwrap_err().to_string();
+    assert!(
+        err.contains("several sources") && err.contains("TailnetPolicy/team: groups.group:data"),
         "{err}"
     );
+    // A list section both compose into.
+    let live = composed(&base, &fragment).replace("tag:web:5432", "tag:web:5433");
+    world.live_policy = Some(live);
+    let err = adopt_drift_patch(&base, &world).unwrap_err().to_string();
+    assert!(
+        err.contains("\"acls\"") && err.contains("cannot be told"),
+        "{err}"
+    );
+    // Nothing drifted.
+    world.live_policy = Some(composed(&base, &fragment));
+    assert!(matches!(
+        adopt_drift_patch(&base, &world),
+        Err(ProposalError::NotDrifted { .. })
+    ));
     let tailnet = json!({"apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "ManagedTailnet",
                          "metadata": {"name": "default"}, "spec": {}});
     let err = adopt_drift_patch(&tailnet, &world).unwrap_err();
@@ -313,8 +400,11 @@ fn adopt_drift_switches_a_config_map_base_to_inline() {
     base["spec"]["policyFrom"] =
         json!({"configMapKeyRef": {"namespace": "ops", "name": "p", "key": "k"}});
     let world = world(&[]);
-    let patch = adopt_drift_patch(&base, &world).unwrap();
-    assert_eq!(patch, json!({"spec": {"policy": BASE, "policyFrom": null}}));
+    let adoption = adopt_drift_patch(&base, &world).unwrap();
+    assert_eq!(
+        adoption.patch,
+        json!({"spec": {"policy": BASE, "policyFrom": null}})
+    );
 }
 
 #[test]
