@@ -1279,3 +1279,87 @@ async fn adopting_a_console_edit_of_a_fragment_group_keeps_it_in_the_fragment() 
     assert_eq!(posts(), before, "nothing written back to the tailnet");
     cluster.manager.shutdown();
 }
+
+async fn wait_dns_condition(cluster: &Cluster, condition: &str, status: &str) {
+    cluster
+        .fake
+        .wait_for(
+            &format!("DNSConfig {condition}={status}"),
+            HANG_GUARD,
+            |f| {
+                let dns = f.get(&Gvr::of::<DNSConfig>(), None, "dns")?;
+                dns["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == condition && c["status"] == status)
+                    .cloned()
+            },
+        )
+        .await;
+}
+
+/// A console edit of the DNS, adopted through MCP: the DNSConfig takes the live nameservers,
+/// the drift clears and nothing is written back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adopting_a_console_dns_edit_updates_the_dns_config() {
+    let cluster = cluster("Report").await;
+    cluster
+        .fake
+        .create(
+            &Gvr::of::<DNSConfig>(),
+            json!({"apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "DNSConfig",
+                   "metadata": {"name": "dns"},
+                   "spec": {"tailnetRef": TAILNET, "driftPolicy": "Report",
+                            "nameservers": [{"address": "1.1.1.1"}]}}),
+        )
+        .unwrap();
+    wait_dns_condition(&cluster, "Ready", "True").await;
+    let mut live = cluster.sim.tailnet().dns();
+    live.nameservers
+        .push(tailnet_operator::sim::DnsResolver::new("9.9.9.9"));
+    cluster.sim.tailnet().console_set_dns(live).unwrap();
+    cluster
+        .fake
+        .merge_patch(
+            &Gvr::of::<DNSConfig>(),
+            None,
+            "dns",
+            json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "now"}}}),
+        )
+        .unwrap();
+    wait_dns_condition(&cluster, "Drifted", "True").await;
+    let writes = || {
+        let calls = cluster.sim.tailnet().calls();
+        calls.get("POST /api/v2/tailnet/{tailnet}/dns/nameservers")
+    };
+    let before = writes();
+    let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
+    let (steps, _) = run_client(
+        stdio(&["--kubeconfig", &kubeconfig]),
+        json!([{"op": "call", "tool": "adopt_drift", "args": {"kind": "DNSConfig", "name": "dns"}}]),
+        vec![],
+    )
+    .await;
+    let name = created(&steps[0]);
+    assert!(
+        steps[0]["structured"]["yamlDiff"]
+            .as_str()
+            .unwrap()
+            .contains("9.9.9.9")
+    );
+    cluster.wait_for_phase(&name, "Pending").await;
+    cluster.approve(&name);
+    cluster.wait_for_phase(&name, "Applied").await;
+    wait_dns_condition(&cluster, "Drifted", "False").await;
+    assert_eq!(writes(), before, "nothing written back to the tailnet");
+    assert!(
+        cluster
+            .sim
+            .tailnet()
+            .dns()
+            .nameservers
+            .iter()
+            .any(|n| n.address == "9.9.9.9")
+    );
+    cluster.manager.shutdown();
+}

@@ -9,7 +9,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use super::backend::*;
-use super::local::Source;
+use super::local::{Source, with_live_state};
 use crate::cluster::credentials::read_credentials;
 use crate::cluster::policy_sources::resolve_all;
 use crate::proposal::{self, ProposalWorld};
@@ -188,6 +188,7 @@ impl KubeSource {
                 world.view = tailnet_view(&d.data, &u.data);
             }
             world.live_policy = policy.ok().map(|p| p.data.hujson.clone());
+            world = with_live_state(world, &snapshots).await;
         }
         Ok(world)
     }

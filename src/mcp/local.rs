@@ -40,6 +40,27 @@ pub trait Source: Send + Sync {
     fn adopt_drift(&self, request: AdoptDriftRequest) -> BackendResult<'_, ProposalCreated>;
 }
 
+/// `world` with the tailnet's live DNS, settings, services and devices, for `adopt_drift`;
+/// an area that cannot be read stays unknown (adopting from it is refused, saying so).
+pub async fn with_live_state(
+    mut world: crate::proposal::ProposalWorld,
+    snapshots: &TailnetSnapshots,
+) -> crate::proposal::ProposalWorld {
+    let (dns, settings, services, devices) = tokio::join!(
+        snapshots.dns(),
+        snapshots.settings(),
+        snapshots.services(),
+        snapshots.devices()
+    );
+    world.live_dns = dns.ok().map(|d| d.data.clone());
+    world.live_settings = settings
+        .ok()
+        .and_then(|s| serde_json::to_value(&s.data).ok());
+    world.live_services = services.ok().map(|s| s.data.clone());
+    world.live_devices = devices.ok().map(|d| d.data.clone());
+    world
+}
+
 /// A [`Backend`] over a [`Source`].
 pub struct LocalBackend<S> {
     source: Arc<S>,

@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::backend::*;
-use super::local::{Source, kind_of, name_of};
+use super::local::{Source, kind_of, name_of, with_live_state};
 use crate::connection::{Connection, ConnectionArgs, connect};
 use crate::file_mode::{self, Manifests};
 use crate::proposal::{self, ProposalWorld};
@@ -114,13 +114,15 @@ impl ManifestsSource {
             (Ok(d), Ok(u)) => tailnet_view(&d.data, &u.data),
             _ => Default::default(),
         };
-        ProposalWorld {
+        let world = ProposalWorld {
             policies: manifests.of(),
             config_maps: manifests.config_maps.clone(),
             contributions: crate::file_mode::tailnet_policy::contributions(manifests),
             view,
             live_policy: policy.ok().map(|p| p.data.hujson.clone()),
-        }
+            ..Default::default()
+        };
+        with_live_state(world, &self.snapshots).await
     }
 
     /// Validates the change (for an adoption, the adopt-drift patch) and writes the proposal

@@ -10,7 +10,7 @@ use kube::CustomResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{PlannerReport, ProposalError, ProposalWorld, check, policy};
+use super::{PlannerReport, ProposalError, ProposalWorld, adopt, check, policy};
 use crate::resources::dns_config::DNSConfig;
 use crate::resources::{
     ChangeProposal, DeviceTagSet, FunnelExposure, KeyRotationPolicy, ManagedTailnet, TailnetPolicy,
@@ -109,18 +109,30 @@ pub trait ProposalTarget: CustomResourceExt + DeserializeOwned + Sized {
 impl ProposalTarget for ManagedTailnet {
     const CONTRIBUTES: &'static str = "the operator's hold on the tailnet: every resource of \
         the tailnet stops reconciling, and a webhook endpoint the operator manages is deleted";
+    fn entry() -> Option<KindEntry> {
+        Some(KindEntry::of::<Self>().with_adopt(adopt::settings))
+    }
 }
 impl ProposalTarget for DNSConfig {
     const CONTRIBUTES: &'static str =
         "the DNS settings it wrote (nameservers, split DNS, search paths, MagicDNS)";
+    fn entry() -> Option<KindEntry> {
+        Some(KindEntry::of::<Self>().with_adopt(adopt::dns))
+    }
 }
 impl ProposalTarget for DeviceTagSet {
     const CONTRIBUTES: &'static str =
         "the tags, routes and settings it applied to the devices it matches";
+    fn entry() -> Option<KindEntry> {
+        Some(KindEntry::of::<Self>().with_adopt(adopt::device_set))
+    }
 }
 impl ProposalTarget for TailscaleService {
     const CONTRIBUTES: &'static str =
         "the Tailscale Service, its host approvals and its grants in the policy";
+    fn entry() -> Option<KindEntry> {
+        Some(KindEntry::of::<Self>().with_adopt(adopt::service))
+    }
 }
 impl ProposalTarget for KeyRotationPolicy {
     const CONTRIBUTES: &'static str = "the keys it minted (revoked) and the Secret holding them";

@@ -64,6 +64,7 @@
 //!
 //! [`ProposalWorld`] has public fields and `Default`: build it with `..Default::default()` so
 //! fields added later (live state of other kinds) do not break callers.
+mod adopt;
 mod attribute;
 mod manifest;
 mod patch;
@@ -126,6 +127,12 @@ pub struct ProposalWorld {
     /// The target tailnet's live policy file (HuJSON), when known. Needed by
     /// [`adopt_drift_patch`]; used as "before" of the access diff.
     pub live_policy: Option<String>,
+    /// The tailnet's live DNS, settings (as the API sends them), Tailscale Services and
+    /// devices, when known: what `adopt_drift` of the other kinds adopts from.
+    pub live_dns: Option<crate::tailscale::DnsConfiguration>,
+    pub live_settings: Option<Value>,
+    pub live_services: Option<Vec<crate::tailscale::Service>>,
+    pub live_devices: Option<Vec<crate::tailscale::Device>>,
 }
 
 /// What a patch would do to its target.

@@ -382,13 +382,14 @@ fn adopt_drift_refuses_what_it_cannot_attribute_saying_why() {
         adopt_drift_patch(&base, &world),
         Err(ProposalError::NotDrifted { .. })
     ));
-    let tailnet = json!({"apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "ManagedTailnet",
-                         "metadata": {"name": "default"}, "spec": {}});
-    let err = adopt_drift_patch(&tailnet, &world).unwrap_err();
+    // A kind the console cannot edit has nothing to adopt.
+    let exposure = json!({"apiVersion": "tailnet.ops.dev/v1alpha1", "kind": "FunnelExposure",
+                          "metadata": {"name": "demo", "namespace": "web"}, "spec": {}});
+    let err = adopt_drift_patch(&exposure, &world).unwrap_err();
     assert_eq!(
         err,
         ProposalError::AdoptNotSupported {
-            kind: "ManagedTailnet".into()
+            kind: "FunnelExposure".into()
         }
     );
 }
