@@ -129,6 +129,10 @@ fn read_tool_calls() -> Value {
         {"op": "call", "tool": "network_report", "args": {}},
         {"op": "list_resources"},
         {"op": "read_resources"},
+        {"op": "list_prompts"},
+        {"op": "get_prompt", "name": "expose_for_demo", "args": {
+            "service": "grafana", "namespace": "monitoring", "port": "3000", "duration": "2h"}},
+        {"op": "get_prompt", "name": "expose_for_demo", "args": {}},
     ])
 }
 
@@ -148,9 +152,9 @@ fn check_reads(steps: &[Value], read_only: bool) {
         assert_eq!(tool["readOnly"], true, "{name} is annotated read-only");
         assert_eq!(tool["hasOutputSchema"], true, "{name} has an output schema");
     }
-    for name in ["propose_patch", "adopt_drift"] {
+    for name in tailnet_operator::mcp::server::PROPOSE_TOOLS {
         assert_eq!(
-            tools.contains_key(name),
+            tools.contains_key(*name),
             !read_only,
             "{name} listed unless --read-only"
         );
@@ -206,6 +210,34 @@ fn check_reads(steps: &[Value], read_only: bool) {
         contents.len(),
         resources.len(),
         "every listed resource reads"
+    );
+    let prompts: Vec<&str> = steps[13]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        prompts,
+        [
+            "review_drift",
+            "onboard_device",
+            "expose_for_demo",
+            "rotate_leaked_key"
+        ]
+    );
+    let prompt = steps[14]["text"].as_str().unwrap();
+    assert!(
+        prompt.contains("monitoring/grafana port 3000 publicly for 2h")
+            && prompt.contains("expose_publicly"),
+        "{prompt}"
+    );
+    assert!(
+        steps[15]["protocolError"]
+            .as_str()
+            .is_some_and(|e| e.contains("service")),
+        "a missing argument is named: {}",
+        steps[15]
     );
     let page = contents["tailnet://report.html"].as_str().unwrap();
     assert!(
@@ -905,6 +937,10 @@ async fn read_only_mode_hides_and_refuses_propose_tools() {
         json!({"op": "call", "tool": "propose_patch", "args": {"kind": "TailnetPolicy", "name": "base", "patch": {"spec": {"historyLimit": 3}}, "summary": "x"}}),
         json!({"op": "call", "tool": "adopt_drift", "args": {"kind": "TailnetPolicy", "name": "base"}}),
     ]);
+    steps.as_array_mut().unwrap().extend([
+        json!({"op": "call", "tool": "make_exit_node", "args": {"devices": ["exit-node-fra"]}}),
+        json!({"op": "call", "tool": "propose_delete", "args": {"kind": "TailnetPolicy", "name": "base", "summary": "x"}}),
+    ]);
     let (steps, raw) = run_client(transport, steps, vec![]).await;
     check_reads(&steps, true);
     let secrets = sim_demo_secrets();
@@ -913,7 +949,7 @@ async fn read_only_mode_hides_and_refuses_propose_tools() {
         &secrets.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let reads = read_tool_calls().as_array().unwrap().len();
-    for refused in &steps[reads..reads + 2] {
+    for refused in &steps[reads..reads + 4] {
         let refused_by_protocol = refused.get("protocolError").is_some();
         let refused_as_error = refused["isError"] == true;
         assert!(

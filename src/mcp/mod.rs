@@ -9,6 +9,7 @@ pub mod kube_source;
 pub mod local;
 pub mod loopback;
 pub mod manifests_source;
+pub mod prompts;
 pub mod remote;
 pub mod server;
 

@@ -11,7 +11,8 @@ use std::time::Instant;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListResourceTemplatesResult,
+    CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse,
+    GetPromptResult, Implementation, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
     ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ServerCapabilities,
     ServerConfig,
@@ -97,6 +98,15 @@ fn name_the_kinds(router: &mut ToolRouter<TailnetMcp>) {
             route.attr.description = Some(described.into());
         }
     }
+}
+
+/// The names of every tool the server has (read and propose).
+pub fn tool_names() -> Vec<String> {
+    TailnetMcp::tool_router()
+        .list_all()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect()
 }
 
 fn backend_error(err: BackendError) -> String {
@@ -692,6 +702,7 @@ impl ServerHandler for TailnetMcp {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
+                .enable_prompts()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -736,6 +747,38 @@ impl ServerHandler for TailnetMcp {
             resources: self.resource_list().await?,
             ..Default::default()
         })
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(ListPromptsResult {
+            prompts: super::prompts::list(),
+            ..Default::default()
+        })
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let arguments: std::collections::BTreeMap<String, String> = request
+            .arguments
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                (k, text)
+            })
+            .collect();
+        let (description, message) = super::prompts::get(&request.name, &arguments)
+            .map_err(|e| McpError::invalid_params(e, None))?;
+        Ok(GetPromptResult::new(vec![message])
+            .with_description(description)
+            .into())
     }
 
     async fn list_resource_templates(

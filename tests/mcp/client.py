@@ -11,6 +11,8 @@ Steps:
     {"op": "call", "tool": T, "args": {...}}  -> {"isError", "structured", "text"}
     {"op": "list_resources"}                  -> {"resources": [uri, ...]}
     {"op": "read_resources"}                  -> {"contents": {uri: text}} (every listed resource)
+    {"op": "list_prompts"}                    -> {"prompts": [{name, arguments: [name, ...]}]}
+    {"op": "get_prompt", "name": N, "args": {...}} -> {"text": ...} or {"protocolError": ...}
 Protocol errors of a call (e.g. an unknown or disabled tool) are results too:
     {"protocolError": "..."}
 """
@@ -64,6 +66,20 @@ async def run_step(client, step):
             read = await client.read_resource(str(r.uri))
             contents[str(r.uri)] = "".join(getattr(c, "text", "") for c in read.contents)
         return {"contents": contents}
+    if op == "list_prompts":
+        prompts = (await client.list_prompts()).prompts
+        return {
+            "prompts": [
+                {"name": p.name, "arguments": [a.name for a in (p.arguments or [])]}
+                for p in prompts
+            ]
+        }
+    if op == "get_prompt":
+        try:
+            result = await client.get_prompt(step["name"], step.get("args", {}))
+        except Exception as err:
+            return {"protocolError": str(err)}
+        return {"text": "".join(getattr(m.content, "text", "") for m in result.messages)}
     raise SystemExit(f"unknown op {op!r}")
 
 
