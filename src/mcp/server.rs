@@ -817,6 +817,109 @@ impl ServerHandler for TailnetMcp {
 mod tests {
     use super::*;
 
+    /// Every tool the founding documents name (`shared/reference/seed-operations.md`).
+    const SEED_TOOLS: &[&str] = &[
+        "list_devices",
+        "authorize_device",
+        "revoke_device",
+        "update_device",
+        "force_update",
+        "get_device_details",
+        "get_device_status",
+        "get_device_logs",
+        "get_acl_policy",
+        "update_acl_policy",
+        "test_acl_policy",
+        "validate_acl_syntax",
+        "rollback_acl_policy",
+        "configure_dns",
+        "add_dns_route",
+        "get_dns_status",
+        "test_dns_resolution",
+        "enable_exit_node",
+        "disable_exit_node",
+        "list_exit_nodes",
+        "enable_subnet_router",
+        "get_subnet_routes",
+        "enable_magic_dns",
+        "configure_nameservers",
+        "get_magic_dns_status",
+        "device_audit",
+        "control_connectivity",
+        "tag_operations",
+        "lifecycle_management",
+        "key_management",
+        "policy_analyzer",
+        "get_network_status",
+        "get_connection_metrics",
+        "monitor_bandwidth",
+        "get_uptime_statistics",
+        "set_alert_rules",
+        "get_active_alerts",
+        "acknowledge_alert",
+        "get_alert_history",
+        "get_usage_analytics",
+        "generate_network_report",
+        "get_audit_logs",
+        "device_export",
+        "funnel_enable",
+        "funnel_disable",
+        "funnel_status",
+        "funnel_certificate_info",
+    ];
+
+    /// The backquoted names in a markdown table cell.
+    fn quoted(cell: &str) -> Vec<&str> {
+        cell.split('`').skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn the_seed_table_maps_every_seed_tool_to_tools_that_exist() {
+        let doc = include_str!("../../docs/mcp.md");
+        let section = doc
+            .split("## The seeds' tools and what serves them")
+            .nth(1)
+            .expect("docs/mcp.md has the seed table");
+        let tools = tool_names();
+        let mut rows = Vec::new();
+        for line in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let seed = quoted(cells[1]);
+            rows.extend(seed.iter().map(|s| (*s).to_owned()));
+            for served in quoted(cells[2]) {
+                assert!(
+                    tools.iter().any(|t| t == served),
+                    "{line}: no tool `{served}`"
+                );
+            }
+        }
+        for seed in SEED_TOOLS {
+            assert!(
+                rows.iter().any(|r| r == seed),
+                "no row for the seed tool `{seed}`"
+            );
+        }
+        // The list above is the seeds' own, where the shared references are at hand.
+        let seeds = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/reference/seed-operations.md"
+        );
+        if let Ok(text) = std::fs::read_to_string(seeds) {
+            for line in text.lines().filter(|l| l.starts_with("| ")) {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                for name in cells.get(2).map(|c| quoted(c)).unwrap_or_default() {
+                    let is_tool = name.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                    if is_tool {
+                        assert!(
+                            SEED_TOOLS.contains(&name),
+                            "seed tool `{name}` missing here"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_kind_tools_name_every_kind_from_the_kind_list() {
         let mut router = TailnetMcp::tool_router();
