@@ -686,7 +686,29 @@ async fn operator_url_over_http_with_token_host_checks() {
     check_reads(&steps, false);
     let (steps, raw2) = run_client(
         transport,
-        json!([propose_step(ssh_patch(), "engineers need SSH to servers")]),
+        json!([
+            propose_step(ssh_patch(), "engineers need SSH to servers"),
+            // The other intent tools, through the loopback API.
+            {"op": "call", "tool": "authorize_devices", "args": {
+                "devices": ["frank-surface"], "tailnet": TAILNET}},
+            {"op": "call", "tool": "set_device_key_expiry", "args": {
+                "devices": ["web-*"], "keyExpiryDisabled": true, "tailnet": TAILNET}},
+            {"op": "call", "tool": "publish_service", "args": {
+                "name": "wiki", "namespace": NAMESPACE, "ports": ["tcp:443"],
+                "hosts": ["web-1"], "tags": ["tag:server"], "accessFrom": ["group:eng"],
+                "tailnet": TAILNET}},
+            {"op": "call", "tool": "create_key_rotation", "args": {
+                "name": "ci-key", "namespace": NAMESPACE, "tags": ["tag:ci"],
+                "expiry": "720h", "reusable": true, "tailnet": TAILNET}},
+            {"op": "call", "tool": "rollback_policy", "args": {"revision": 1}},
+            {"op": "call", "tool": "propose_create", "args": {
+                "kind": "DeviceTagSet", "name": "ci", "summary": "tag the runners",
+                "spec": {"tailnetRef": TAILNET, "selector": {"hostnames": ["ci-runner-*"]},
+                         "tags": ["tag:ci"]}}},
+            {"op": "call", "tool": "propose_create", "args": {
+                "kind": "DeviceTagSet", "name": "bad", "summary": "a typo",
+                "spec": {"tailnetRef": TAILNET, "selektor": {"hostnames": ["x"]}}}},
+        ]),
         vec![],
     )
     .await;
@@ -697,11 +719,35 @@ async fn operator_url_over_http_with_token_host_checks() {
             .unwrap()
             .contains("22")
     );
+    let names: Vec<String> = steps[1..7].iter().map(created).collect();
+    assert_eq!(steps[7]["isError"], true, "an unknown field: {}", steps[7]);
+    assert!(
+        steps[7]["text"]
+            .as_str()
+            .unwrap()
+            .contains("spec.selektor: unknown field"),
+        "the field is named: {}",
+        steps[7]
+    );
     assert_eq!(
         cluster.proposals().len(),
-        1,
-        "created through the loopback API"
+        7,
+        "created through the loopback API, the invalid one not"
     );
+    for name in &names {
+        cluster.wait_for_phase(name, "Pending").await;
+    }
+    // Approving the authorization authorizes the device in the tailnet.
+    let frank = cluster.sim.tailnet().device_id("frank-surface").unwrap();
+    cluster.approve(&names[0]);
+    cluster.wait_for_phase(&names[0], "Applied").await;
+    cluster
+        .fake
+        .wait_for("frank-surface authorized", HANG_GUARD, |_| {
+            let device = cluster.sim.tailnet().device(&frank)?;
+            (device["authorized"] == true).then_some(())
+        })
+        .await;
 
     // No token, a wrong token: 401. A wrong Host: refused.
     let http = reqwest::Client::new();
@@ -1132,6 +1178,10 @@ async fn intent_tools_in_manifests_mode_write_files_that_git_applies_and_plan_sh
             {"op": "call", "tool": "propose_delete", "args": {
                 "kind": "FunnelExposure", "name": "mcp-demo", "namespace": "tailnet-operator",
                 "summary": "the demo is over"}},
+            {"op": "call", "tool": "rotate_key_now", "args": {
+                "name": "ci-runners", "namespace": "ci"}},
+            {"op": "call", "tool": "grant_service_access", "args": {
+                "name": "grafana-eng", "namespace": "monitoring", "accessFrom": ["group:sre"]}},
         ]),
         vec![],
     )
@@ -1143,6 +1193,13 @@ async fn intent_tools_in_manifests_mode_write_files_that_git_applies_and_plan_sh
             step["structured"]["file"].as_str().unwrap().to_owned()
         })
         .collect();
+    let rotate = std::fs::read_to_string(&files[4]).unwrap();
+    assert!(
+        rotate.contains("+    tailnet.ops.dev/rotate-now:"),
+        "{rotate}"
+    );
+    let access = std::fs::read_to_string(&files[5]).unwrap();
+    assert!(access.contains("group:sre"), "{access}");
     // The grant went to the Fragment that defines group:data, not the Base.
     let grant = std::fs::read_to_string(&files[2]).unwrap();
     assert!(
