@@ -888,6 +888,31 @@ async fn manifests_over_stdio_without_cluster_writes_a_patch_that_git_applies() 
         raw.contains("embedded simulated tailnet"),
         "said on stderr / in the overview"
     );
+    // The overview shows every kind's own view: exposures with their end, services, schedules.
+    let overview = &steps[1]["structured"];
+    let exposure = &overview["funnelExposures"][0];
+    assert_eq!(exposure["name"], "mcp-demo", "{overview}");
+    assert_eq!(
+        exposure["service"],
+        "tailnet-operator/tailnet-operator:8090"
+    );
+    assert!(
+        exposure["expires"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("2026-12-31")),
+        "{exposure}"
+    );
+    assert_eq!(
+        overview["services"][0]["service"], "svc:grafana-eng",
+        "{overview}"
+    );
+    let rotations: Vec<&str> = overview["keyRotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(rotations, ["ci-runners", "tailscale-operator-oauth"]);
 
     let base = std::fs::read_to_string(checkout.0.join("examples/policy-base.yaml")).unwrap();
     let doc: Value = serde_saphyr::from_str(&base).unwrap();
@@ -1299,6 +1324,15 @@ async fn adopting_a_console_edit_of_a_fragment_group_keeps_it_in_the_fragment() 
         })
         .await;
     cluster.wait_for_condition("base", "Ready", "True").await;
+    // The composition including the Fragment is recorded as applied (so a later difference is
+    // drift, not a first apply).
+    cluster
+        .fake
+        .wait_for("team-data's revision recorded", HANG_GUARD, |f| {
+            let fragment = f.get(&policies, None, "team-data")?;
+            fragment["status"]["appliedRevision"].as_u64()
+        })
+        .await;
     let (live, _) = cluster.sim.tailnet().policy();
     let edited = live.replace(
         r#""group:data": ["erin@example.com", "grace@example.com"]"#,

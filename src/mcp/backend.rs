@@ -179,6 +179,56 @@ pub struct Overview {
     pub not_ready: Vec<String>,
     /// Proposals waiting for a human.
     pub pending_proposals: usize,
+    /// What is (or is about to be) on the public internet, and until when.
+    pub funnel_exposures: Vec<ExposureView>,
+    /// Tailscale Services: addresses and hosts.
+    pub services: Vec<ServiceView>,
+    /// Key rotation schedules (metadata only, never key material).
+    pub key_rotations: Vec<KeyRotationView>,
+}
+
+/// A FunnelExposure at a glance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExposureView {
+    pub name: String,
+    pub namespace: Option<String>,
+    /// `namespace/service:port` exposed.
+    pub service: String,
+    /// Scheduled, Provisioning, Active, Expired or Failed (absent before the first reconcile).
+    pub phase: Option<String>,
+    pub url: Option<String>,
+    /// When it ends (`status.expires`, else `spec.expiresAt` or the window's end); absent: no end.
+    pub expires: Option<String>,
+}
+
+/// A TailscaleService at a glance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceView {
+    /// `svc:<name>`.
+    pub service: String,
+    pub resource: String,
+    pub addresses: Vec<String>,
+    /// Hosts advertising it (machine names), as status lists them.
+    pub hosts: Vec<String>,
+    /// `ready/total` hosts.
+    pub hosts_ready: Option<String>,
+}
+
+/// A KeyRotationPolicy's schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRotationView {
+    pub name: String,
+    pub namespace: Option<String>,
+    /// `auth` or `oauthClient`.
+    pub key_type: String,
+    pub tags: Vec<String>,
+    pub current_key_id: Option<String>,
+    pub expires: Option<String>,
+    pub next_rotation: Option<String>,
+    pub secret_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -229,6 +229,73 @@ fn conditions(resource: &Value) -> Vec<ConditionView> {
         .unwrap_or_default()
 }
 
+/// The per-kind view of `resource` in the overview (exposures, services, key rotations).
+fn add_kind_view(overview: &mut Overview, resource: &Value) {
+    let text = |path: &str| {
+        resource
+            .pointer(path)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let list = |path: &str, field: Option<&str>| -> Vec<String> {
+        resource
+            .pointer(path)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| match field {
+                Some(f) => v.get(f).and_then(Value::as_str),
+                None => v.as_str(),
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let name = name_of(resource).to_owned();
+    let namespace = namespace_of(resource);
+    match kind_of(resource) {
+        "FunnelExposure" => overview.funnel_exposures.push(ExposureView {
+            service: format!(
+                "{}/{}:{}",
+                namespace.as_deref().unwrap_or("default"),
+                text("/spec/service/name").unwrap_or_default(),
+                resource
+                    .pointer("/spec/service/port")
+                    .unwrap_or(&Value::Null)
+            ),
+            phase: text("/status/phase"),
+            url: text("/status/url"),
+            expires: text("/status/expires")
+                .or_else(|| text("/spec/expiresAt"))
+                .or_else(|| text("/spec/activeWindow/end")),
+            name,
+            namespace,
+        }),
+        "TailscaleService" => overview.services.push(ServiceView {
+            service: text("/status/serviceName")
+                .or_else(|| text("/spec/serviceName"))
+                .unwrap_or_else(|| format!("svc:{name}")),
+            resource: match &namespace {
+                Some(ns) => format!("{ns}/{name}"),
+                None => name,
+            },
+            addresses: list("/status/addresses", None),
+            hosts: list("/status/hosts", Some("name")),
+            hosts_ready: text("/status/hostsReady"),
+        }),
+        "KeyRotationPolicy" => overview.key_rotations.push(KeyRotationView {
+            key_type: text("/spec/keyType").unwrap_or_else(|| "auth".into()),
+            tags: list("/spec/tags", None),
+            current_key_id: text("/status/currentKeyId"),
+            expires: text("/status/expires"),
+            next_rotation: text("/status/nextRotation"),
+            secret_name: text("/status/secretName").or_else(|| text("/spec/secretName")),
+            name,
+            namespace,
+        }),
+        _ => {}
+    }
+}
+
 pub fn summary(resource: &Value) -> ResourceSummary {
     let conditions = conditions(resource);
     let drifted = conditions
@@ -403,6 +470,7 @@ impl<S: Source + 'static> Backend for LocalBackend<S> {
                 ..Overview::default()
             };
             for r in &resources {
+                add_kind_view(&mut overview, r);
                 let s = summary(r);
                 *overview.resource_counts.entry(s.kind.clone()).or_default() += 1;
                 let label = format!("{}/{}", s.kind, s.name);
