@@ -304,16 +304,33 @@ impl Cluster {
     }
 
     async fn wait_for_condition(&self, name: &str, condition: &str, status: &str) {
+        self.wait_for_condition_of(&Gvr::of::<TailnetPolicy>(), name, condition, status)
+            .await;
+    }
+
+    async fn wait_for_condition_of(&self, gvr: &Gvr, name: &str, condition: &str, status: &str) {
         self.fake
             .wait_for(&format!("{name} {condition}={status}"), HANG_GUARD, |f| {
-                let policy = f.get(&Gvr::of::<TailnetPolicy>(), None, name)?;
-                policy["status"]["conditions"]
+                let object = f.get(gvr, None, name)?;
+                object["status"]["conditions"]
                     .as_array()?
                     .iter()
                     .find(|c| c["type"] == condition && c["status"] == status)
                     .cloned()
             })
             .await;
+    }
+
+    /// Makes the resource's controller look now rather than at its next resync.
+    fn reconcile_now(&self, gvr: &Gvr, name: &str, stamp: &str) {
+        self.fake
+            .merge_patch(
+                gvr,
+                None,
+                name,
+                json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": stamp}}}),
+            )
+            .unwrap();
     }
 }
 
@@ -564,15 +581,7 @@ async fn adopt_drift_keeps_the_console_edit_and_clears_drift() {
         .set_console_actor("erin.admin@example.com", "Erin");
     cluster.sim.tailnet().console_set_policy(&edited).unwrap();
     // Make the controller look now rather than at its next resync.
-    cluster
-        .fake
-        .merge_patch(
-            &Gvr::of::<TailnetPolicy>(),
-            None,
-            "base",
-            json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "now"}}}),
-        )
-        .unwrap();
+    cluster.reconcile_now(&Gvr::of::<TailnetPolicy>(), "base", "now");
     cluster.wait_for_condition("base", "Drifted", "True").await;
 
     let (steps, raw) = run_client(
@@ -1343,15 +1352,7 @@ async fn adopting_a_console_edit_of_a_fragment_group_keeps_it_in_the_fragment() 
         "the composed file holds the Fragment's group:\n{live}"
     );
     cluster.sim.tailnet().console_set_policy(&edited).unwrap();
-    cluster
-        .fake
-        .merge_patch(
-            &policies,
-            None,
-            "base",
-            json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "now"}}}),
-        )
-        .unwrap();
+    cluster.reconcile_now(&policies, "base", "now");
     cluster.wait_for_condition("base", "Drifted", "True").await;
 
     let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
@@ -1381,15 +1382,7 @@ async fn adopting_a_console_edit_of_a_fragment_group_keeps_it_in_the_fragment() 
     let before = posts();
     cluster.approve(&name);
     cluster.wait_for_phase(&name, "Applied").await;
-    cluster
-        .fake
-        .merge_patch(
-            &policies,
-            None,
-            "base",
-            json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "after"}}}),
-        )
-        .unwrap();
+    cluster.reconcile_now(&policies, "base", "after");
     cluster.wait_for_condition("base", "Drifted", "False").await;
     let fragment = cluster.fake.get(&policies, None, "team-data").unwrap();
     assert!(
@@ -1407,24 +1400,6 @@ async fn adopting_a_console_edit_of_a_fragment_group_keeps_it_in_the_fragment() 
     cluster.manager.shutdown();
 }
 
-async fn wait_dns_condition(cluster: &Cluster, condition: &str, status: &str) {
-    cluster
-        .fake
-        .wait_for(
-            &format!("DNSConfig {condition}={status}"),
-            HANG_GUARD,
-            |f| {
-                let dns = f.get(&Gvr::of::<DNSConfig>(), None, "dns")?;
-                dns["status"]["conditions"]
-                    .as_array()?
-                    .iter()
-                    .find(|c| c["type"] == condition && c["status"] == status)
-                    .cloned()
-            },
-        )
-        .await;
-}
-
 /// A console edit of the DNS, adopted through MCP: the DNSConfig takes the live nameservers,
 /// the drift clears and nothing is written back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1440,21 +1415,17 @@ async fn adopting_a_console_dns_edit_updates_the_dns_config() {
                             "nameservers": [{"address": "1.1.1.1"}]}}),
         )
         .unwrap();
-    wait_dns_condition(&cluster, "Ready", "True").await;
+    cluster
+        .wait_for_condition_of(&Gvr::of::<DNSConfig>(), "dns", "Ready", "True")
+        .await;
     let mut live = cluster.sim.tailnet().dns();
     live.nameservers
         .push(tailnet_operator::sim::DnsResolver::new("9.9.9.9"));
     cluster.sim.tailnet().console_set_dns(live).unwrap();
+    cluster.reconcile_now(&Gvr::of::<DNSConfig>(), "dns", "now");
     cluster
-        .fake
-        .merge_patch(
-            &Gvr::of::<DNSConfig>(),
-            None,
-            "dns",
-            json!({"metadata": {"annotations": {"tailnet.ops.dev/reconcile-at": "now"}}}),
-        )
-        .unwrap();
-    wait_dns_condition(&cluster, "Drifted", "True").await;
+        .wait_for_condition_of(&Gvr::of::<DNSConfig>(), "dns", "Drifted", "True")
+        .await;
     let writes = || {
         let calls = cluster.sim.tailnet().calls();
         calls.get("POST /api/v2/tailnet/{tailnet}/dns/nameservers")
@@ -1477,7 +1448,9 @@ async fn adopting_a_console_dns_edit_updates_the_dns_config() {
     cluster.wait_for_phase(&name, "Pending").await;
     cluster.approve(&name);
     cluster.wait_for_phase(&name, "Applied").await;
-    wait_dns_condition(&cluster, "Drifted", "False").await;
+    cluster
+        .wait_for_condition_of(&Gvr::of::<DNSConfig>(), "dns", "Drifted", "False")
+        .await;
     assert_eq!(writes(), before, "nothing written back to the tailnet");
     assert!(
         cluster

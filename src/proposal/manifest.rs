@@ -32,14 +32,7 @@ pub fn manifest_patch(
 ) -> Result<String, ProposalError> {
     let path = clean(file_path_in_repo);
     let lines: Vec<&str> = file_text.split_inclusive('\n').collect();
-    let documents = documents(&lines);
-    let Some(&(start, end)) = documents.get(document_index) else {
-        return Err(ProposalError::Manifest(format!(
-            "{path}: has {} YAML documents; there is no document {document_index} (counted \
-             from 0)",
-            documents.len()
-        )));
-    };
+    let (start, end) = document(path, &lines, document_index)?;
     let body = &lines[start..end];
     let comments = body.iter().take_while(|l| is_blank_or_comment(l)).count();
     let original: Value = serde_saphyr::from_str(&body.concat())
@@ -74,15 +67,8 @@ pub fn manifest_removal(
 ) -> Result<String, ProposalError> {
     let path = clean(file_path_in_repo);
     let lines: Vec<&str> = file_text.split_inclusive('\n').collect();
-    let documents = documents(&lines);
-    let Some(&(start, end)) = documents.get(document_index) else {
-        return Err(ProposalError::Manifest(format!(
-            "{path}: has {} YAML documents; there is no document {document_index} (counted \
-             from 0)",
-            documents.len()
-        )));
-    };
-    if documents.len() == 1 {
+    let (start, end) = document(path, &lines, document_index)?;
+    if documents(&lines).len() == 1 {
         return Ok(git_deletion(path, file_text));
     }
     // Take the separator that follows the document, or else the one before it.
@@ -141,6 +127,17 @@ fn git_deletion(path: &str, text: &str) -> String {
         out.push_str("\\ No newline at end of file\n");
     }
     out
+}
+
+/// `(first line, end line)` of document `index`, or an error naming how many there are.
+fn document(path: &str, lines: &[&str], index: usize) -> Result<(usize, usize), ProposalError> {
+    let documents = documents(lines);
+    documents.get(index).copied().ok_or_else(|| {
+        ProposalError::Manifest(format!(
+            "{path}: has {} YAML documents; there is no document {index} (counted from 0)",
+            documents.len()
+        ))
+    })
 }
 
 fn clean(path: &str) -> &str {

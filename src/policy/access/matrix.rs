@@ -163,8 +163,18 @@ impl Caps {
 
     /// What either grants.
     pub(super) fn union(&self, other: &Caps) -> Caps {
+        self.combine(other, self.others || other.others, PortSet::union)
+    }
+
+    /// Protocol by protocol, `ports` of the two effective port sets; `others` for the rest.
+    fn combine(
+        &self,
+        other: &Caps,
+        others: bool,
+        ports: fn(&PortSet, &PortSet) -> PortSet,
+    ) -> Caps {
         let mut out = Caps {
-            others: self.others || other.others,
+            others,
             listed: BTreeMap::new(),
         };
         let keys: BTreeSet<Proto> = self
@@ -174,7 +184,7 @@ impl Caps {
             .copied()
             .collect();
         for p in keys {
-            out.set(p, self.effective(p).union(&other.effective(p)));
+            out.set(p, ports(&self.effective(p), &other.effective(p)));
         }
         out
     }
@@ -204,20 +214,7 @@ impl Caps {
     }
 
     fn minus(&self, other: &Caps) -> Caps {
-        let mut out = Caps {
-            others: self.others && !other.others,
-            listed: BTreeMap::new(),
-        };
-        let keys: BTreeSet<Proto> = self
-            .listed
-            .keys()
-            .chain(other.listed.keys())
-            .copied()
-            .collect();
-        for p in keys {
-            out.set(p, self.effective(p).difference(&other.effective(p)));
-        }
-        out
+        self.combine(other, self.others && !other.others, PortSet::difference)
     }
 
     pub(super) fn is_empty(&self) -> bool {
