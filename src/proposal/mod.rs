@@ -326,13 +326,28 @@ impl<'a> Change<'a> {
                 let patched = apply_merge_patch(target, patch);
                 display_object(&patched) == display_object(target)
             }
+            // The API server defaults fields the object left out: what it set must be there.
             (Change::Create(object), Some(target)) => {
-                object.get("spec") == target.get("spec")
-                    && object.pointer("/metadata/labels") == target.pointer("/metadata/labels")
+                contains(target.get("spec"), object.get("spec"))
+                    && contains(
+                        target.pointer("/metadata/labels"),
+                        object.pointer("/metadata/labels"),
+                    )
             }
             (Change::Delete, None) => true,
             _ => false,
         }
+    }
+}
+
+/// Whether `have` holds everything `want` sets (objects key by key, other values equal).
+fn contains(have: Option<&Value>, want: Option<&Value>) -> bool {
+    match (have, want) {
+        (_, None) => true,
+        (Some(Value::Object(have)), Some(Value::Object(want))) => want
+            .iter()
+            .all(|(key, value)| contains(have.get(key), Some(value))),
+        (have, want) => have == want,
     }
 }
 

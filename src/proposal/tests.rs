@@ -526,3 +526,25 @@ fn a_rotate_now_proposal_on_a_key_rotation_policy_is_valid() {
     );
     assert!(!preview.diff.contains("currentKeyId"), "{}", preview.diff);
 }
+
+#[test]
+fn a_create_is_in_effect_when_the_object_exists_with_what_it_set() {
+    let spec = ChangeProposalSpec {
+        operation: ProposalOperation::Create,
+        object: Some(
+            json!({"kind": "DNSConfig", "metadata": {"name": "d", "labels": {"a": "b"}},
+                            "spec": {"magicDNS": true}}),
+        ),
+        ..Default::default()
+    };
+    let change = Change::of(&spec).unwrap();
+    // The API server added defaults and its own metadata: still the object created.
+    let created = json!({"kind": "DNSConfig",
+                         "metadata": {"name": "d", "labels": {"a": "b"}, "uid": "u"},
+                         "spec": {"magicDNS": true, "driftPolicy": "Correct"}});
+    assert!(change.in_effect(Some(&created)));
+    let other = json!({"kind": "DNSConfig", "metadata": {"name": "d"},
+                       "spec": {"magicDNS": false}});
+    assert!(!change.in_effect(Some(&other)));
+    assert!(!change.in_effect(None));
+}
