@@ -4,8 +4,8 @@
 //!
 //! - A map section's key (`groups`, `tagOwners`, `hosts`, `postures`, `ipsets`) belongs to
 //!   the source defining it: a Fragment's group changed in the console stays in the Fragment.
-//!   A key added in the console goes to the Base. A key removed, or one a contribution of
-//!   another kind owns, is refused with the reason.
+//!   A key added in the console goes to the Base, and so does a whole section added there. A
+//!   key removed, or one a contribution of another kind owns, is refused with the reason.
 //! - Any other section changed in the console (`acls`, `grants`, ...) belongs to the one
 //!   source that has it; a section several sources compose into is refused (nothing says which
 //!   entry came from where once edited).
@@ -128,6 +128,14 @@ pub(super) fn attribute(
                          hand"
                     ));
                 }
+            }
+            // A whole section added in the console goes to the Base.
+            (_, Some(_), None) => {
+                let new_text = live_text(&[name])
+                    .ok_or_else(|| format!("section {name:?}: not found in the live text"))?;
+                texts[base] = insert_member(&texts[base], &[], name, &new_text)
+                    .ok_or_else(|| format!("section {name:?} could not be added to the Base"))?;
+                touched[base].push(name.clone());
             }
             _ => {
                 let owners: Vec<usize> = (0..docs.len())

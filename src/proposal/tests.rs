@@ -345,6 +345,25 @@ fn a_console_edit_of_a_fragment_group_is_adopted_into_the_fragment() {
             .unwrap()
             .contains("group:ops")
     );
+    // So does a whole section.
+    let composed_text = composed(&base, &fragment);
+    let close = composed_text.rfind('}').unwrap();
+    let with_section = format!(
+        "{}  \"randomizeClientPort\": true,\n{}",
+        &composed_text[..close],
+        &composed_text[close..]
+    );
+    world.live_policy = Some(with_section);
+    let adoption = adopt_drift_patch(&base, &world).unwrap();
+    assert_eq!(adoption.target, "base");
+    assert!(
+        adoption.patch["spec"]["policy"]
+            .as_str()
+            .unwrap()
+            .contains("\"randomizeClientPort\": true"),
+        "{}",
+        adoption.patch
+    );
 }
 
 #[test]
