@@ -780,8 +780,14 @@ pub async fn grant_access(
         generation: None,
         text: text.to_owned(),
     };
+    // The composer heads the entry with `// from <source>`: say what it is for the reader.
     let contribution = Contribution {
-        source: "grant_access".into(),
+        source: format!(
+            "an MCP proposal: {} -> {} {}",
+            args.src.join(", "),
+            args.dst.join(", "),
+            args.ip.join(", ")
+        ),
         section: "grants".into(),
         value: grant,
     };
