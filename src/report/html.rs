@@ -220,7 +220,7 @@ fn heatmap(out: &mut String, map: &AccessMap) {
         "<svg class=\"chart heatmap\" role=\"img\" aria-label=\"access heatmap\" width=\"{width}\" \
          height=\"{height}\" viewBox=\"0 0 {width} {height}\">"
     );
-    let axis_label = |a: &super::AccessAxis| match a.devices {
+    let axis_label = |a: &crate::policy::access::HeatAxis| match a.devices {
         Some(n) => format!("{} ({n})", shorten(&a.label, 24)),
         None => shorten(&a.label, 28),
     };

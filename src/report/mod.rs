@@ -18,7 +18,7 @@ use serde_json::Value;
 pub use html::render_html;
 
 use crate::audit::{AuditReport, ClientVersion};
-use crate::policy::access::{Policy, TailnetView};
+use crate::policy::access::{HeatAxis, HeatCell, Policy, TailnetView};
 use crate::reconcile::view::{tailnet_view, with_services};
 use crate::resources::DriftDiff;
 use crate::snapshot::TailnetSnapshots;
@@ -139,10 +139,10 @@ pub struct PolicyTests {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessMap {
-    pub rows: Vec<AccessAxis>,
-    pub columns: Vec<AccessAxis>,
+    pub rows: Vec<HeatAxis>,
+    pub columns: Vec<HeatAxis>,
     /// Non-empty cells only.
-    pub cells: Vec<AccessCell>,
+    pub cells: Vec<HeatCell>,
     /// Identities left out (those with the fewest devices) to keep at most [`MAX_AXIS`] per
     /// axis.
     pub omitted_rows: usize,
@@ -150,31 +150,6 @@ pub struct AccessMap {
     /// Why there is no map, when there is none (the live policy does not compile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AccessAxis {
-    /// As written in a policy: `group:eng`, `tag:prod`, `svc:grafana`, a host alias.
-    pub label: String,
-    /// Devices with this identity; absent for services and address targets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub devices: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AccessCell {
-    /// Index into `rows`.
-    pub row: usize,
-    /// Index into `columns`.
-    pub column: usize,
-    /// Protocols and ports, e.g. `tcp:22,443 udp:53` or `all protocols`.
-    pub access: String,
-    /// Ports reachable over the protocols with ports (a portless protocol counts 1); absent
-    /// when every protocol is reachable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ports: Option<u64>,
 }
 
 /// At most this many rows and columns in the access heatmap.
@@ -592,27 +567,10 @@ impl AccessMap {
 
 fn access_map(policy: &Policy, view: &TailnetView) -> AccessMap {
     let map = policy.heatmap(view, MAX_AXIS);
-    let axis = |axis: Vec<crate::policy::access::HeatAxis>| {
-        axis.into_iter()
-            .map(|a| AccessAxis {
-                label: a.label,
-                devices: a.devices,
-            })
-            .collect()
-    };
     AccessMap {
-        rows: axis(map.rows),
-        columns: axis(map.columns),
-        cells: map
-            .cells
-            .into_iter()
-            .map(|c| AccessCell {
-                row: c.row,
-                column: c.column,
-                access: c.access,
-                ports: c.ports,
-            })
-            .collect(),
+        rows: map.rows,
+        columns: map.columns,
+        cells: map.cells,
         omitted_rows: map.omitted_rows,
         omitted_columns: map.omitted_columns,
         unavailable: None,

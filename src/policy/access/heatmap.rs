@@ -13,6 +13,9 @@
 //! groups and `autogroup:member`.
 use std::collections::{BTreeMap, HashMap};
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
 use super::matrix::Caps;
 use super::{Policy, TailnetView};
 
@@ -29,24 +32,30 @@ pub struct Heatmap {
 }
 
 /// One identity on an axis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HeatAxis {
     /// As written in a policy: `group:eng`, `tag:prod`, `autogroup:member`, `svc:grafana`,
     /// a host alias.
     pub label: String,
-    /// Devices with this identity; `None` for a service or an address target.
+    /// Devices with this identity; absent for a service or an address target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<u64>,
 }
 
 /// What a row reaches in a column.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HeatCell {
+    /// Index into the rows.
     pub row: usize,
+    /// Index into the columns.
     pub column: usize,
     /// `tcp:22,443 udp:53`, `all protocols`, ...
     pub access: String,
-    /// Ports reachable over the protocols with ports (a portless protocol counts 1); `None`
+    /// Ports reachable over the protocols with ports (a portless protocol counts 1); absent
     /// when every protocol is (beyond counting ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<u64>,
 }
 
