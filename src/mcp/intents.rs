@@ -751,9 +751,38 @@ fn owner<'a>(
     let fragment = policies.iter().find(|p| {
         p.spec["role"] == "Fragment" && src.iter().any(|s| s.starts_with("group:") && defines(p, s))
     });
-    fragment
-        .or_else(|| policies.iter().find(|p| p.spec["role"] == "Base"))
-        .ok_or_else(|| invalid("the tailnet has no Base TailnetPolicy to add the grant to"))
+    match fragment {
+        Some(fragment) => Ok(fragment),
+        None => the_base(policies),
+    }
+}
+
+/// The one Base among `policies`: with several tailnets and none named, which one is meant
+/// is the person's to say.
+fn the_base(policies: &[ResourceDetail]) -> Result<&ResourceDetail, BackendError> {
+    let bases: Vec<&ResourceDetail> = policies
+        .iter()
+        .filter(|p| p.spec["role"] == "Base")
+        .collect();
+    match bases.as_slice() {
+        [one] => Ok(one),
+        [] => Err(invalid("the tailnet has no Base TailnetPolicy")),
+        several => {
+            let tailnets: Vec<String> = several
+                .iter()
+                .map(|p| {
+                    p.summary
+                        .tailnet
+                        .clone()
+                        .unwrap_or_else(|| "default".into())
+                })
+                .collect();
+            Err(invalid(format!(
+                "several tailnets have a Base ({}): say which with `tailnet`",
+                tailnets.join(", ")
+            )))
+        }
+    }
 }
 
 /// A grant added to the right TailnetPolicy's text, comments kept (spliced in as a composed
@@ -822,10 +851,12 @@ pub async fn rollback_policy(
 ) -> Result<ChangeRequest, BackendError> {
     let policies = resources_of(backend, "TailnetPolicy", args.common.tailnet.as_deref()).await?;
     let base = match &args.policy {
-        Some(name) => policies.iter().find(|p| &p.summary.name == name),
-        None => policies.iter().find(|p| p.spec["role"] == "Base"),
-    }
-    .ok_or_else(|| invalid("no Base TailnetPolicy found for the tailnet"))?;
+        Some(name) => policies
+            .iter()
+            .find(|p| &p.summary.name == name)
+            .ok_or_else(|| BackendError::NotFound(format!("TailnetPolicy/{name}")))?,
+        None => the_base(&policies)?,
+    };
     let body =
         json!({"metadata": {"annotations": {ROLLBACK_TO_ANNOTATION: args.revision.to_string()}}});
     let summary = format!(
@@ -893,6 +924,63 @@ mod tests {
         assert_eq!(object["spec"]["routes"], json!(["0.0.0.0/0", "::/0"]));
         assert_eq!(object["metadata"]["labels"][CREATED_BY.0], CREATED_BY.1);
         assert!(make_exit_node(&devices(&[])).is_err(), "no device, no set");
+    }
+
+    fn policy(name: &str, role: &str, tailnet: &str, text: &str) -> ResourceDetail {
+        ResourceDetail {
+            summary: ResourceSummary {
+                kind: "TailnetPolicy".into(),
+                name: name.into(),
+                tailnet: Some(tailnet.into()),
+                ..Default::default()
+            },
+            spec: json!({"role": role, "policy": text}),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_grant_goes_to_the_fragment_defining_its_group_else_the_one_base() {
+        let policies = vec![
+            policy("base", "Base", "home", "{}"),
+            policy(
+                "data",
+                "Fragment",
+                "home",
+                r#"{"groups": {"group:data": []}}"#,
+            ),
+        ];
+        let src = |s: &str| vec![s.to_owned()];
+        assert_eq!(
+            owner(&policies, None, &src("group:data"))
+                .unwrap()
+                .summary
+                .name,
+            "data"
+        );
+        assert_eq!(
+            owner(&policies, None, &src("group:eng"))
+                .unwrap()
+                .summary
+                .name,
+            "base"
+        );
+        assert_eq!(
+            owner(&policies, Some("data"), &src("tag:x"))
+                .unwrap()
+                .summary
+                .name,
+            "data"
+        );
+        let mut two = policies.clone();
+        two.push(policy("lab-base", "Base", "lab", "{}"));
+        let err = owner(&two, None, &src("group:eng"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("home, lab") && err.contains("`tailnet`"),
+            "{err}"
+        );
     }
 
     #[test]
